@@ -1,0 +1,138 @@
+"""
+netlab: the lab model, seen from Salt.
+
+Runs on the networking node (which has the whole ``netlab`` pillar). The logic is
+in ``_utils/netlab_*.py``; this module only reads pillar, calls it and turns its
+errors into ``CommandExecutionError``.
+"""
+
+import logging
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    import netlab_lab
+    import netlab_slice
+
+    HAS_LIBS = netlab_lab.HAS_NETADDR
+    IMPORT_ERROR = None if HAS_LIBS else netlab_lab.NETADDR_MISSING
+except ImportError as exc:  # pragma: no cover - depends on sync state
+    HAS_LIBS = False
+    IMPORT_ERROR = "netlab's _utils are not synced ({}); run saltutil.sync_all".format(exc)
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "netlab"
+
+
+def __virtual__():
+    if not HAS_LIBS:
+        return (False, IMPORT_ERROR)
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------- lab model
+def _raw(pillar=None):
+    if pillar is not None:
+        return pillar.get("netlab") if "netlab" in pillar else pillar
+    return __pillar__.get("netlab")  # pylint: disable=undefined-variable
+
+
+def lab(pillar=None):
+    """
+    Load and validate the lab; raise ``CommandExecutionError`` listing every problem.
+
+    For other modules (``__salt__['netlab.lab']()`` returns the model object).
+    """
+    try:
+        return netlab_lab.load(_raw(pillar))
+    except netlab_lab.LabError as exc:
+        raise CommandExecutionError(str(exc), info={"errors": exc.errors}) from None
+
+
+def validate(pillar=None):
+    """
+    Check the whole ``netlab`` pillar and report every problem at once.
+
+    Returns ``{'valid': bool, 'errors': [...]}``; each error names its pillar path.
+    With ``--retcode-passthrough`` the command exits non-zero when there is a
+    problem.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.validate --retcode-passthrough
+    """
+    errors = netlab_lab.validate(_raw(pillar))
+    if errors:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    return {"valid": not errors, "errors": errors}
+
+
+def check(pillar=None):
+    """
+    Raise with the full report when the pillar is invalid; return ``True`` otherwise.
+
+    Every netlab SLS and orchestration calls this first, so nothing is changed
+    when the pillar is wrong.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.check
+    """
+    lab(pillar)
+    return True
+
+
+def nodes(pillar=None):
+    """
+    The resolved node table: id, hostname, fqdn, mac, ip, role, power driver,
+    boot loader, firmware, root mode. No credentials.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.nodes
+    """
+    return lab(pillar).node_table()
+
+
+def node_slice(node_id, generation=None, pillar=None):
+    """
+    What lab node ``node_id`` may see (the ``netlab_node`` pillar its minion gets):
+    identity, DevStack checkout settings and its rendered local.conf.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.node_slice nuc2
+    """
+    model = lab(pillar)
+    try:
+        model.node(node_id)
+    except KeyError as exc:
+        raise CommandExecutionError(str(exc.args[0])) from None
+    if generation is None:
+        generation = _generation(model, node_id)
+    text = __salt__["devstack.local_conf"](  # pylint: disable=undefined-variable
+        node_id, pillar=pillar, generation=generation)
+    return netlab_slice.node_slice(model, node_id, generation=generation, local_conf=text)
+
+
+def _generation(model, node_id):
+    """The node's reimage generation (0 until the lifecycle records one)."""
+    func = __salt__.get("netlab.generation")  # pylint: disable=undefined-variable
+    if func is None:
+        return 0
+    return func(node_id)
+
+
+# --------------------------------------------------------------------------- boot (netnode)
+
+
+# --------------------------------------------------------------------------- lifecycle

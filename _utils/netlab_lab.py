@@ -1,0 +1,776 @@
+"""
+The netlab lab model: pillar ``netlab`` -> a validated, immutable :class:`Lab`.
+
+Pure Python (netaddr is the only third-party import). Every other part of netlab
+reads this model, never raw pillar. :func:`load` reports *every* problem at once,
+each naming its pillar path (``netlab:nodes:nuc3:ip: ... is not an IPv4 address``).
+
+Salt modules import this file directly (Salt puts the synced ``_utils`` directory
+on ``sys.path`` while it loads custom modules); unit tests put ``_utils`` on
+``sys.path`` themselves.
+"""
+
+import copy
+import re
+import uuid
+
+try:
+    import netaddr
+
+    HAS_NETADDR = True
+except ImportError:  # pragma: no cover - reported by the Salt modules' __virtual__
+    netaddr = None
+    HAS_NETADDR = False
+
+NETADDR_MISSING = (
+    "netlab needs the Python package 'netaddr' in Salt's own Python "
+    "(onedir packages: 'salt-pip install netaddr'; a venv: 'pip install netaddr')"
+)
+
+ROOT = "netlab"
+
+# --------------------------------------------------------------------------- vocabulary
+DHCP_MODES = ("proxy", "full", "off")
+NFS_SERVERS = ("kernel", "ganesha")
+BOOT_LOADERS = ("ipxe", "pxelinux")
+ROOT_MODES = ("persistent", "stateless")
+DISTROS = {"debian": "bookworm", "ubuntu": "noble"}
+DEFAULT_MIRRORS = {
+    "debian": "http://deb.debian.org/debian",
+    "ubuntu": "http://archive.ubuntu.com/ubuntu",
+}
+BUILTIN_ROLES = ("controller", "compute")
+CONTROLLER_ROLE = "controller"
+LOCAL_CONF_PHASES = ("local", "post-config", "extra", "post-extra", "test-config")
+DEVSTACK_KEYS = (
+    "repo", "branch", "user", "dest", "git_base",
+    "localrc", "local_conf", "services", "plugins",
+)
+DEVSTACK_DEFAULTS = {
+    "repo": "https://opendev.org/openstack/devstack",
+    "branch": "master",
+    "user": "stack",
+    "dest": "/opt/stack",
+    "git_base": None,
+    "localrc": {},
+    "local_conf": {},
+    "services": {},
+    "plugins": {},
+}
+# power driver -> (required fields, optional fields)
+POWER_DRIVERS = {
+    "wol": ((), ("broadcast", "port")),
+    "ipmi": (("address", "username", "password"), ("interface", "port")),
+    "reboot": ((), ()),
+    "manual": ((), ("instructions",)),
+    "virtual": ((), ("memory", "cpus", "firmware", "disk")),
+}
+# power fields that are secrets: they never leave the networking node
+POWER_SECRETS = ("password", "username", "address")
+
+TOP_KEYS = ("network", "netnode", "image", "devstack", "roles", "nodes", "lookup")
+NETWORK_KEYS = ("interface", "cidr", "gateway", "domain", "dhcp", "dns")
+DHCP_KEYS = ("mode", "pool", "lease_time", "allow_other_servers", "probe_timeout")
+DNS_KEYS = ("enabled", "upstream")
+NETNODE_KEYS = ("id", "ip", "hostname", "storage", "nfs", "http", "salt_master")
+NFS_KEYS = ("server",)
+HTTP_KEYS = ("port",)
+IMAGE_KEYS = ("distro", "release", "mirror", "packages", "salt_version", "kernel_cmdline",
+              "variant", "pip_index")
+ROLE_KEYS = ("devstack", "description")
+NODE_KEYS = ("mac", "ip", "role", "hostname", "power", "boot", "root", "devstack")
+NODE_BOOT_KEYS = ("loader", "firmware")
+NODE_ROOT_KEYS = ("mode",)
+
+SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SHELL_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+# fixed namespace for ids derived from a node: stable across runs and machines
+NETLAB_NS = uuid.UUID("6c0e4f3e-8a2f-5b1d-9c57-2a6e0b3f4d10")
+
+
+class LabError(ValueError):
+    """Raised by :func:`load`; ``errors`` holds every problem as ``path: message``."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        super().__init__(
+            "invalid netlab pillar ({} problem{}):\n  {}".format(
+                len(self.errors), "" if len(self.errors) == 1 else "s",
+                "\n  ".join(self.errors),
+            )
+        )
+
+
+def path(*parts):
+    """``path('nodes', 'nuc3', 'ip')`` -> ``'netlab:nodes:nuc3:ip'``."""
+    return ":".join((ROOT,) + tuple(str(p) for p in parts))
+
+
+def deep_merge(*layers):
+    """Merge dicts left to right: dicts merge recursively, anything else: later wins."""
+    out = {}
+    for layer in layers:
+        if not layer:
+            continue
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def normalize_mac(value):
+    """``'94-C6-91-AA-00-01'`` -> ``'94:c6:91:aa:00:01'``; ``None`` when malformed."""
+    if not isinstance(value, str):
+        return None
+    mac = value.strip().lower()
+    if not MAC_RE.match(mac):
+        return None
+    return mac.replace("-", ":")
+
+
+def derived_uuid(*parts):
+    """A UUID that is a pure function of ``parts`` (stable, unique per input)."""
+    return str(uuid.uuid5(NETLAB_NS, "/".join(str(p) for p in parts)))
+
+
+# --------------------------------------------------------------------------- the model
+class _Frozen:
+    """Tiny read-only record with attribute access and ``as_dict``."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, **data):
+        object.__setattr__(self, "_data", data)
+
+    def __getattr__(self, name):
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("lab model objects are read-only")
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._data == other._data
+
+    def __repr__(self):
+        return "{}({})".format(type(self).__name__, ", ".join(
+            "{}={!r}".format(k, v) for k, v in self._data.items()))
+
+    def as_dict(self):
+        def plain(v):
+            if isinstance(v, _Frozen):
+                return v.as_dict()
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [plain(x) for x in v]
+            return v
+
+        return {k: plain(v) for k, v in self._data.items()}
+
+
+class Network(_Frozen):
+    """interface, cidr (str), netmask, prefixlen, gateway, domain, dhcp_mode,
+    pool (dict start/end or None), lease_time, allow_other_servers, probe_timeout,
+    dns_enabled, dns_upstream (list)."""
+
+
+class Netnode(_Frozen):
+    """id (minion id), ip, hostname, fqdn, storage, nfs_server, http_port, salt_master,
+    and derived paths: roots_dir, images_dir, http_root, tftp_root, state_dir."""
+
+
+class Image(_Frozen):
+    """distro, release, mirror, packages, salt_version, kernel_cmdline, variant,
+    pip_index."""
+
+
+class Node(_Frozen):
+    """id, hostname, fqdn, mac, ip, role, is_controller, power (dict: driver + fields),
+    boot_loader, firmware, root_mode, devstack (merged lab -> role -> node)."""
+
+    @property
+    def power_driver(self):
+        return self.power["driver"]
+
+
+class Lab(_Frozen):
+    """network, netnode, image, devstack (lab-wide), roles (dict), nodes (dict id->Node,
+    sorted by id)."""
+
+    @property
+    def controller(self):
+        for node in self.nodes.values():
+            if node.is_controller:
+                return node
+        return None  # pragma: no cover - validation guarantees exactly one
+
+    @property
+    def subnodes(self):
+        """Every node that is not the controller, sorted by id."""
+        return [n for n in self.nodes.values() if not n.is_controller]
+
+    def node(self, node_id):
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise KeyError(
+                "{} is not a node of this lab (known: {})".format(
+                    node_id, ", ".join(self.nodes) or "none")
+            ) from None
+
+    def node_table(self):
+        """The resolved node table every other part uses (no secrets)."""
+        return [
+            {
+                "id": n.id, "hostname": n.hostname, "fqdn": n.fqdn, "mac": n.mac,
+                "ip": n.ip, "role": n.role, "power": n.power_driver,
+                "boot_loader": n.boot_loader, "firmware": n.firmware,
+                "root_mode": n.root_mode,
+            }
+            for n in self.nodes.values()
+        ]
+
+    def public_power(self, node_id):
+        """A node's power settings without credentials (for status/logs)."""
+        return {k: v for k, v in self.node(node_id).power.items()
+                if k not in POWER_SECRETS}
+
+
+# --------------------------------------------------------------------------- validation
+class _Checker:
+    def __init__(self):
+        self.errors = []
+
+    def err(self, where, message):
+        self.errors.append("{}: {}".format(where, message))
+
+    def mapping(self, value, *where, allowed=None, required=False):
+        """Return ``value`` as a dict (``{}`` when absent); report wrong type / typos."""
+        if value is None:
+            if required:
+                self.err(path(*where), "is required")
+            return {}
+        if not isinstance(value, dict):
+            self.err(path(*where), "must be a mapping, not {}".format(type(value).__name__))
+            return {}
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    self.err(path(*where, key), "unknown key (known: {})".format(
+                        ", ".join(allowed)))
+        return value
+
+    def ipv4(self, value, *where, required=True):
+        if value is None:
+            if required:
+                self.err(path(*where), "is required")
+            return None
+        text = str(value)
+        try:
+            ok = netaddr.valid_ipv4(text, flags=netaddr.INET_PTON)
+        except Exception:  # pylint: disable=broad-except
+            ok = False
+        if not ok:
+            self.err(path(*where), "{} is not an IPv4 address".format(text))
+            return None
+        return str(netaddr.IPAddress(text))
+
+    def choice(self, value, choices, default, *where):
+        if value is None:
+            return default
+        if value not in choices:
+            self.err(path(*where), "{!r} is not one of: {}".format(value, ", ".join(choices)))
+            return default
+        return value
+
+    def string(self, value, default, *where):
+        if value is None:
+            return default
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.err(path(*where), "must be a string")
+            return default
+        return str(value)
+
+    def boolean(self, value, default, *where):
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.err(path(*where), "must be true or false")
+            return default
+        return value
+
+    def dns_label(self, value, *where):
+        if not isinstance(value, str) or not DNS_LABEL.match(value):
+            self.err(path(*where), "{!r} is not a valid DNS label (a-z, 0-9, '-', at most "
+                     "63 characters, not starting or ending with '-')".format(value))
+            return False
+        return True
+
+
+def _check_network(c, raw):
+    net = c.mapping(raw.get("network"), "network", allowed=NETWORK_KEYS, required=True)
+    out = {"interface": None, "cidr": None, "netmask": None, "prefixlen": None,
+           "gateway": None, "domain": "lab", "dhcp_mode": "proxy", "pool": None,
+           "lease_time": "12h", "allow_other_servers": False, "probe_timeout": 3,
+           "dns_enabled": True, "dns_upstream": []}
+    iface = net.get("interface")
+    if iface is None:
+        if net:
+            c.err(path("network", "interface"), "is required")
+    elif not isinstance(iface, str) or not INTERFACE_RE.match(iface):
+        c.err(path("network", "interface"), "{!r} is not an interface name".format(iface))
+    else:
+        out["interface"] = iface
+    cidr = None
+    if net.get("cidr") is None:
+        if net:
+            c.err(path("network", "cidr"), "is required")
+    else:
+        try:
+            cidr = netaddr.IPNetwork(str(net["cidr"]))
+            if cidr.version != 4 or "/" not in str(net["cidr"]):
+                raise ValueError
+        except Exception:  # pylint: disable=broad-except
+            c.err(path("network", "cidr"), "{} is not an IPv4 network in CIDR form "
+                  "(e.g. 192.168.42.0/24)".format(net["cidr"]))
+            cidr = None
+        else:
+            if cidr.ip != cidr.network:
+                c.err(path("network", "cidr"), "{} has host bits set (did you mean {}?)"
+                      .format(net["cidr"], cidr.cidr))
+            if cidr.prefixlen > 30:
+                c.err(path("network", "cidr"), "{} is too small for a lab (at most /30)"
+                      .format(net["cidr"]))
+            cidr = cidr.cidr
+            out.update(cidr=str(cidr), netmask=str(cidr.netmask), prefixlen=cidr.prefixlen)
+    if net.get("gateway") is not None:
+        gw = c.ipv4(net["gateway"], "network", "gateway")
+        if gw and cidr is not None and netaddr.IPAddress(gw) not in cidr:
+            c.err(path("network", "gateway"), "{} is outside network:cidr {}".format(gw, cidr))
+        out["gateway"] = gw
+    domain = net.get("domain", "lab")
+    if not isinstance(domain, str) or not domain or not all(
+            DNS_LABEL.match(p) for p in domain.split(".")):
+        c.err(path("network", "domain"), "{!r} is not a valid DNS domain".format(domain))
+    else:
+        out["domain"] = domain
+
+    dhcp = c.mapping(net.get("dhcp"), "network", "dhcp", allowed=DHCP_KEYS)
+    out["dhcp_mode"] = c.choice(dhcp.get("mode"), DHCP_MODES, "proxy", "network", "dhcp", "mode")
+    out["lease_time"] = c.string(dhcp.get("lease_time"), "12h", "network", "dhcp", "lease_time")
+    if not re.match(r"^(\d+[smhdw]?|infinite)$", out["lease_time"]):
+        c.err(path("network", "dhcp", "lease_time"),
+              "{!r} is not a lease time (e.g. 12h, 45m, infinite)".format(out["lease_time"]))
+    out["allow_other_servers"] = c.boolean(dhcp.get("allow_other_servers"), False,
+                                           "network", "dhcp", "allow_other_servers")
+    timeout = dhcp.get("probe_timeout", 3)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        c.err(path("network", "dhcp", "probe_timeout"), "must be a positive number of seconds")
+    else:
+        out["probe_timeout"] = timeout
+    if dhcp.get("pool") is not None:
+        pool = c.mapping(dhcp["pool"], "network", "dhcp", "pool", allowed=("start", "end"))
+        start = c.ipv4(pool.get("start"), "network", "dhcp", "pool", "start")
+        end = c.ipv4(pool.get("end"), "network", "dhcp", "pool", "end")
+        if out["dhcp_mode"] != "full":
+            c.err(path("network", "dhcp", "pool"),
+                  "a pool only makes sense with network:dhcp:mode full")
+        if start and end:
+            if netaddr.IPAddress(start) > netaddr.IPAddress(end):
+                c.err(path("network", "dhcp", "pool"),
+                      "start {} is after end {}".format(start, end))
+            elif cidr is not None and (netaddr.IPAddress(start) not in cidr
+                                       or netaddr.IPAddress(end) not in cidr):
+                c.err(path("network", "dhcp", "pool"),
+                      "{}-{} is outside network:cidr {}".format(start, end, cidr))
+            else:
+                out["pool"] = {"start": start, "end": end}
+
+    dns = c.mapping(net.get("dns"), "network", "dns", allowed=DNS_KEYS)
+    out["dns_enabled"] = c.boolean(dns.get("enabled"), True, "network", "dns", "enabled")
+    upstream = dns.get("upstream")
+    if upstream is None:
+        out["dns_upstream"] = [out["gateway"]] if out["gateway"] else []
+    elif not isinstance(upstream, list):
+        c.err(path("network", "dns", "upstream"), "must be a list of IPv4 addresses")
+    else:
+        out["dns_upstream"] = [
+            a for a in (c.ipv4(u, "network", "dns", "upstream", i)
+                        for i, u in enumerate(upstream)) if a]
+    return out, cidr
+
+
+def _check_netnode(c, raw, cidr, network):
+    nn = c.mapping(raw.get("netnode"), "netnode", allowed=NETNODE_KEYS, required=True)
+    ip = c.ipv4(nn.get("ip"), "netnode", "ip", required=bool(nn) or "netnode" in raw)
+    if ip and cidr is not None and netaddr.IPAddress(ip) not in cidr:
+        c.err(path("netnode", "ip"), "{} is outside network:cidr {}".format(ip, cidr))
+        ip = None
+    hostname = nn.get("hostname", "netnode")
+    if not c.dns_label(hostname, "netnode", "hostname"):
+        hostname = "netnode"
+    minion_id = c.string(nn.get("id"), hostname, "netnode", "id")
+    storage = c.string(nn.get("storage"), "/srv/netlab", "netnode", "storage")
+    if not storage.startswith("/"):
+        c.err(path("netnode", "storage"), "{!r} must be an absolute path".format(storage))
+    nfs = c.mapping(nn.get("nfs"), "netnode", "nfs", allowed=NFS_KEYS)
+    http = c.mapping(nn.get("http"), "netnode", "http", allowed=HTTP_KEYS)
+    port = http.get("port", 80)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        c.err(path("netnode", "http", "port"), "{!r} is not a TCP port".format(port))
+        port = 80
+    storage = storage.rstrip("/") or "/"
+    return {
+        "id": minion_id, "ip": ip, "hostname": hostname,
+        "fqdn": "{}.{}".format(hostname, network["domain"]),
+        "storage": storage,
+        "nfs_server": c.choice(nfs.get("server"), NFS_SERVERS, "kernel",
+                               "netnode", "nfs", "server"),
+        "http_port": port,
+        "salt_master": c.string(nn.get("salt_master"), ip, "netnode", "salt_master"),
+        "roots_dir": storage + "/roots",
+        "images_dir": storage + "/images",
+        "http_root": storage + "/http",
+        "tftp_root": storage + "/tftp",
+        "state_dir": storage + "/state",
+    }
+
+
+def _check_image(c, raw):
+    img = c.mapping(raw.get("image"), "image", allowed=IMAGE_KEYS)
+    distro = c.choice(img.get("distro"), tuple(DISTROS), "debian", "image", "distro")
+    release = c.string(img.get("release"), DISTROS[distro], "image", "release")
+    if not re.match(r"^[a-z][a-z0-9-]*$", release):
+        c.err(path("image", "release"), "{!r} is not a release code name".format(release))
+    packages = img.get("packages", [])
+    if not isinstance(packages, list) or not all(
+            isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9+.-]*(=[^\s]+)?$", p)
+            for p in packages):
+        c.err(path("image", "packages"), "must be a list of Debian package names")
+        packages = []
+    return {
+        "distro": distro, "release": release,
+        "mirror": c.string(img.get("mirror"), DEFAULT_MIRRORS[distro], "image", "mirror"),
+        "packages": sorted(set(packages)),
+        "salt_version": c.string(img.get("salt_version"), "3008.3", "image", "salt_version"),
+        "kernel_cmdline": c.string(img.get("kernel_cmdline"), "", "image", "kernel_cmdline"),
+        "variant": c.choice(img.get("variant"), ("minbase", "apt", "important"), "minbase",
+                            "image", "variant"),
+        "pip_index": c.string(img.get("pip_index"), None, "image", "pip_index"),
+    }
+
+
+def localrc_refs(value):
+    """Names of the shell variables a localrc value references (``$X`` / ``${X}``)."""
+    if not isinstance(value, str):
+        return []
+    return [a or b for a, b in SHELL_REF.findall(value)]
+
+
+def _check_devstack(c, ds, *where):
+    """Check one devstack layer (lab, role or node); return it as given."""
+    ds = c.mapping(ds, *where, allowed=DEVSTACK_KEYS)
+    for key in ("repo", "branch", "user", "dest", "git_base"):
+        if key in ds and ds[key] is not None and not isinstance(ds[key], str):
+            c.err(path(*where, key), "must be a string")
+    if "user" in ds and isinstance(ds["user"], str) and not re.match(
+            r"^[a-z_][a-z0-9_-]{0,31}$", ds["user"]):
+        c.err(path(*where, "user"), "{!r} is not a valid user name".format(ds["user"]))
+    if "dest" in ds and isinstance(ds["dest"], str) and not ds["dest"].startswith("/"):
+        c.err(path(*where, "dest"), "must be an absolute path")
+    localrc = c.mapping(ds.get("localrc"), *where, "localrc")
+    for name, value in localrc.items():
+        if not isinstance(name, str) or not SHELL_NAME.match(name):
+            c.err(path(*where, "localrc", name), "{!r} is not a shell variable name".format(name))
+        if isinstance(value, (dict, list)):
+            c.err(path(*where, "localrc", name), "must be a scalar (string, number, boolean)")
+    local_conf = c.mapping(ds.get("local_conf"), *where, "local_conf")
+    for phase, files in local_conf.items():
+        if phase not in LOCAL_CONF_PHASES:
+            c.err(path(*where, "local_conf", phase), "unknown local.conf phase (valid: {})"
+                  .format(", ".join(LOCAL_CONF_PHASES)))
+            continue
+        files = c.mapping(files, *where, "local_conf", phase)
+        for fname, sections in files.items():
+            if not isinstance(fname, str) or not fname or re.search(r"[\s|\]\[]", fname):
+                c.err(path(*where, "local_conf", phase, fname), "is not a file name")
+                continue
+            sections = c.mapping(sections, *where, "local_conf", phase, fname)
+            for section, keys in sections.items():
+                keys = c.mapping(keys, *where, "local_conf", phase, fname, section)
+                if phase == "local" and fname == "localrc":
+                    c.err(path(*where, "local_conf", phase, fname),
+                          "use devstack:localrc for the localrc section")
+                    break
+                for key, val in keys.items():
+                    if isinstance(val, (dict, list)):
+                        c.err(path(*where, "local_conf", phase, fname, section, key),
+                              "must be a scalar")
+    services = c.mapping(ds.get("services"), *where, "services")
+    for name, flag in services.items():
+        if not isinstance(flag, bool):
+            c.err(path(*where, "services", name), "must be true or false")
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            c.err(path(*where, "services", name), "{!r} is not a service name".format(name))
+    plugins = c.mapping(ds.get("plugins"), *where, "plugins")
+    for name, spec in plugins.items():
+        where_p = where + ("plugins", name)
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            c.err(path(*where_p), "{!r} is not a plugin name".format(name))
+        if spec is None or spec is False:
+            continue  # a lower layer's plugin switched off
+        if isinstance(spec, str):
+            if not spec.split():
+                c.err(path(*where_p), "must be 'url [branch]'")
+        elif isinstance(spec, dict):
+            c.mapping(spec, *where_p, allowed=("repo", "branch", "requires"))
+            if not isinstance(spec.get("repo"), str):
+                c.err(path(*where_p, "repo"), "is required")
+            req = spec.get("requires", [])
+            if not isinstance(req, list) or not all(isinstance(r, str) for r in req):
+                c.err(path(*where_p, "requires"), "must be a list of plugin names")
+        else:
+            c.err(path(*where_p), "must be 'url [branch]' or a mapping {repo, branch, requires}")
+    return ds
+
+
+def parse_plugin(spec):
+    """``"url [branch]"`` or ``{repo, branch, requires}`` -> dict; ``None`` if disabled."""
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, str):
+        parts = spec.split()
+        return {"repo": parts[0], "branch": parts[1] if len(parts) > 1 else None,
+                "requires": []}
+    return {"repo": spec.get("repo"), "branch": spec.get("branch"),
+            "requires": list(spec.get("requires", []) or [])}
+
+
+def find_cycle(graph):
+    """First cycle in ``{name: [names it depends on]}`` as a list, or ``None``."""
+    state = {}
+    stack = []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if m not in graph:
+                continue
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def _check_merged_devstack(c, merged, *where):
+    """Cross-key checks on a node's merged devstack (cycles)."""
+    localrc = merged.get("localrc", {})
+    graph = {k: [r for r in localrc_refs(v) if r != k] for k, v in localrc.items()
+             if isinstance(k, str)}
+    cycle = find_cycle(graph)
+    if cycle:
+        c.err(path(*where, "localrc"), "variables reference each other in a cycle: {}"
+              .format(" -> ".join(cycle)))
+    plugins = {n: parse_plugin(s) for n, s in merged.get("plugins", {}).items()
+               if isinstance(s, (str, dict))}
+    graph = {n: p["requires"] for n, p in plugins.items() if p}
+    for name, reqs in sorted(graph.items()):
+        for r in reqs:
+            if r not in graph:
+                c.err(path(*where, "plugins", name, "requires"),
+                      "requires plugin {!r}, which is not enabled".format(r))
+    cycle = find_cycle(graph)
+    if cycle:
+        c.err(path(*where, "plugins"), "plugins require each other in a cycle: {}"
+              .format(" -> ".join(cycle)))
+
+
+def _check_power(c, power, *where):
+    power = c.mapping(power, *where)
+    if not power:
+        return {"driver": "manual"}
+    driver = power.get("driver")
+    if driver not in POWER_DRIVERS:
+        c.err(path(*where, "driver"), "{!r} is not a power driver (known: {})".format(
+            driver, ", ".join(POWER_DRIVERS)))
+        return {"driver": "manual"}
+    required, optional = POWER_DRIVERS[driver]
+    for field in required:
+        if power.get(field) in (None, ""):
+            c.err(path(*where, field), "is required by the {} driver".format(driver))
+    for field in power:
+        if field != "driver" and field not in required + optional:
+            c.err(path(*where, field), "unknown key for the {} driver (known: {})".format(
+                driver, ", ".join(required + optional) or "none"))
+    if driver == "ipmi" and power.get("address") is not None:
+        c.ipv4(power["address"], *where, "address")
+    if driver == "wol" and power.get("broadcast") is not None:
+        c.ipv4(power["broadcast"], *where, "broadcast")
+    return dict(power)
+
+
+def _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles):
+    nodes_raw = c.mapping(raw.get("nodes"), "nodes", required=True)
+    nodes = {}
+    seen_mac, seen_ip, seen_host = {}, {}, {}
+    reserved = {}
+    if cidr is not None:
+        reserved[str(cidr.network)] = "the network address of network:cidr"
+        reserved[str(cidr.broadcast)] = "the broadcast address of network:cidr"
+    if network["gateway"]:
+        reserved[network["gateway"]] = "network:gateway"
+    if netnode["ip"]:
+        reserved[netnode["ip"]] = "the networking node (netlab:netnode:ip)"
+    pool = network["pool"]
+    for node_id in sorted(nodes_raw, key=str):
+        spec = nodes_raw[node_id]
+        where = ("nodes", node_id)
+        if not isinstance(node_id, str) or not c.dns_label(node_id, *where):
+            continue
+        spec = c.mapping(spec, *where, allowed=NODE_KEYS, required=True)
+        hostname = spec.get("hostname", node_id)
+        if not c.dns_label(hostname, *where, "hostname"):
+            hostname = None
+        elif hostname in seen_host:
+            c.err(path(*where, "hostname"), "{} is already used by node {}".format(
+                hostname, seen_host[hostname]))
+        elif hostname == netnode["hostname"]:
+            c.err(path(*where, "hostname"), "{} is the networking node's hostname".format(
+                hostname))
+        else:
+            seen_host[hostname] = node_id
+        mac = None
+        if spec.get("mac") is None:
+            c.err(path(*where, "mac"), "is required")
+        else:
+            mac = normalize_mac(spec["mac"])
+            if mac is None:
+                c.err(path(*where, "mac"), "{!r} is not a MAC address (e.g. 94:c6:91:aa:00:01)"
+                      .format(spec["mac"]))
+            elif mac in seen_mac:
+                c.err(path(*where, "mac"), "{} is already used by node {}".format(
+                    mac, seen_mac[mac]))
+            elif int(mac.split(":")[0], 16) & 1:
+                c.err(path(*where, "mac"), "{} is a multicast address".format(mac))
+            else:
+                seen_mac[mac] = node_id
+        ip = c.ipv4(spec.get("ip"), *where, "ip")
+        if ip:
+            addr = netaddr.IPAddress(ip)
+            if cidr is not None and addr not in cidr:
+                c.err(path(*where, "ip"), "{} is outside network:cidr {}".format(ip, cidr))
+            elif ip in reserved:
+                c.err(path(*where, "ip"), "{} is {}".format(ip, reserved[ip]))
+            elif ip in seen_ip:
+                c.err(path(*where, "ip"), "{} is already used by node {}".format(
+                    ip, seen_ip[ip]))
+            elif (network["dhcp_mode"] == "full" and pool
+                  and netaddr.IPAddress(pool["start"]) <= addr <= netaddr.IPAddress(pool["end"])):
+                c.err(path(*where, "ip"), "{} is inside the DHCP pool {}-{} "
+                      "(network:dhcp:pool)".format(ip, pool["start"], pool["end"]))
+            else:
+                seen_ip[ip] = node_id
+        role = spec.get("role")
+        if role is None:
+            c.err(path(*where, "role"), "is required (known roles: {})".format(
+                ", ".join(roles)))
+        elif role not in roles:
+            c.err(path(*where, "role"), "{!r} is not a role (known: {})".format(
+                role, ", ".join(roles)))
+            role = None
+        power = _check_power(c, spec.get("power"), *where, "power")
+        boot = c.mapping(spec.get("boot"), *where, "boot", allowed=NODE_BOOT_KEYS)
+        root = c.mapping(spec.get("root"), *where, "root", allowed=NODE_ROOT_KEYS)
+        node_ds = _check_devstack(c, spec.get("devstack"), *where, "devstack")
+        role_ds = roles.get(role, {}).get("devstack", {}) if role else {}
+        merged = deep_merge(DEVSTACK_DEFAULTS, lab_ds, role_ds, node_ds)
+        _check_merged_devstack(c, merged, *where, "devstack")
+        nodes[node_id] = Node(
+            id=node_id, hostname=hostname or node_id,
+            fqdn="{}.{}".format(hostname or node_id, network["domain"]),
+            mac=mac, ip=ip, role=role, is_controller=(role == CONTROLLER_ROLE),
+            power=power,
+            boot_loader=c.choice(boot.get("loader"), BOOT_LOADERS, "ipxe",
+                                 *where, "boot", "loader"),
+            firmware=c.choice(boot.get("firmware"), ("auto", "bios", "uefi"), "auto",
+                              *where, "boot", "firmware"),
+            root_mode=c.choice(root.get("mode"), ROOT_MODES, "persistent",
+                               *where, "root", "mode"),
+            devstack=merged,
+        )
+    controllers = [n for n, s in nodes.items() if s.role == CONTROLLER_ROLE]
+    if nodes_raw and len(controllers) != 1:
+        c.err(path("nodes"), "a lab needs exactly one node with role controller, found {}{}"
+              .format(len(controllers), " ({})".format(", ".join(controllers))
+                      if controllers else ""))
+    return nodes
+
+
+def _check(raw):
+    c = _Checker()
+    if not HAS_NETADDR:
+        raise LabError([ROOT + ": " + NETADDR_MISSING])
+    if raw is None:
+        raise LabError([ROOT + ": is missing from pillar (see pillar.example)"])
+    if not isinstance(raw, dict):
+        raise LabError([ROOT + ": must be a mapping"])
+    for key in raw:
+        if key not in TOP_KEYS:
+            c.err(path(key), "unknown key (known: {})".format(", ".join(TOP_KEYS)))
+    network, cidr = _check_network(c, raw)
+    netnode = _check_netnode(c, raw, cidr, network)
+    image = _check_image(c, raw)
+    lab_ds = _check_devstack(c, raw.get("devstack"), "devstack")
+    roles_raw = c.mapping(raw.get("roles"), "roles")
+    roles = {r: {"devstack": {}} for r in BUILTIN_ROLES}
+    for role, spec in roles_raw.items():
+        if not isinstance(role, str) or not DNS_LABEL.match(role):
+            c.err(path("roles", role), "{!r} is not a valid role name".format(role))
+            continue
+        spec = c.mapping(spec, "roles", role, allowed=ROLE_KEYS)
+        roles[role] = {"devstack": _check_devstack(c, spec.get("devstack"),
+                                                   "roles", role, "devstack"),
+                       "description": spec.get("description", "")}
+    nodes = _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles)
+    return c.errors, network, netnode, image, lab_ds, roles, nodes
+
+
+def validate(raw):
+    """Every problem of pillar ``netlab`` (the value under the key) as a list of strings."""
+    try:
+        return _check(raw)[0]
+    except LabError as exc:
+        return exc.errors
+
+
+def load(raw):
+    """Pillar ``netlab`` value -> :class:`Lab`; raises :class:`LabError` listing all problems."""
+    errors, network, netnode, image, lab_ds, roles, nodes = _check(raw)
+    if errors:
+        raise LabError(errors)
+    return Lab(
+        network=Network(**network), netnode=Netnode(**netnode), image=Image(**image),
+        devstack=deep_merge(DEVSTACK_DEFAULTS, lab_ds), roles=roles,
+        nodes=dict(sorted(nodes.items())),
+    )

@@ -1,0 +1,56 @@
+"""
+What a lab node may see: its own slice of the lab.
+
+The whole ``netlab`` pillar (every node, BMC credentials) stays on the networking
+node. netlab's ext_pillar (``_pillar/netlab.py``) hands each lab node only
+``netlab_node``, built here: its identity, its DevStack checkout settings and its
+rendered ``local.conf`` -- never another node's data (the controller's IP is in
+the local.conf of every subnode because DevStack needs it as ``SERVICE_HOST``).
+"""
+
+import netlab_lab
+
+SLICE_KEY = "netlab_node"
+
+
+def identity(lab, node_id, generation=0):
+    """Per-node identity, unique per node and per reimage ``generation``.
+
+    Stable across reboots (a pure function of the lab, node and generation); a
+    reimage bumps the generation and so gives new ids.
+    """
+    node = lab.node(node_id)
+    seed = (lab.network.domain, node.id, int(generation))
+    return {
+        "generation": int(generation),
+        "hostname": node.hostname,
+        "fqdn": node.fqdn,
+        "machine_id": netlab_lab.derived_uuid("machine-id", *seed).replace("-", ""),
+        "ovn_uuid": netlab_lab.derived_uuid("ovn-system-id", *seed),
+    }
+
+
+def node_slice(lab, node_id, generation=0, local_conf=None):
+    """The ``netlab_node`` pillar value for ``node_id``.
+
+    ``local_conf`` is the node's rendered local.conf text (the caller renders it,
+    so this module does not depend on the renderer).
+    """
+    node = lab.node(node_id)
+    ds = node.devstack
+    return {
+        "id": node.id,
+        "hostname": node.hostname,
+        "fqdn": node.fqdn,
+        "domain": lab.network.domain,
+        "ip": node.ip,
+        "mac": node.mac,
+        "role": node.role,
+        "is_controller": node.is_controller,
+        "root_mode": node.root_mode,
+        "netnode": {"ip": lab.netnode.ip, "fqdn": lab.netnode.fqdn,
+                    "salt_master": lab.netnode.salt_master},
+        "devstack": {k: ds.get(k) for k in ("repo", "branch", "user", "dest", "git_base")},
+        "identity": identity(lab, node_id, generation),
+        "local_conf": local_conf,
+    }

@@ -1,0 +1,63 @@
+"""
+Shared test harness for every tier.
+
+- ``_utils`` is put on ``sys.path`` so unit tests import the pure-Python logic the
+  way Salt does when it loads netlab's modules.
+- ``REPO`` is the formula checkout; integration tests point salt's file_roots at it.
+- salt-factories gets its own ``root_dir`` under pytest's ``--basetemp``.
+"""
+
+import logging
+import os
+import pathlib
+import sys
+
+import pytest
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+UTILS = REPO / "_utils"
+if str(UTILS) not in sys.path:
+    sys.path.insert(0, str(UTILS))
+LIB = REPO / "test" / "lib"
+if str(LIB.parent) not in sys.path:
+    sys.path.insert(0, str(LIB.parent))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: needs root, network namespaces, real daemons, qemu")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_unconfigure(config):
+    # salt installs a temporary log handler at import time; left in place it prints
+    # ~100 lines of "--- Logging error ---" after pytest's summary.
+    try:
+        import salt._logging.impl as impl  # pylint: disable=import-outside-toplevel
+
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if type(handler).__name__ in ("TemporaryLoggingHandler", "DeferredStreamHandler"):
+                root.removeHandler(handler)
+        if hasattr(impl, "shutdown_temp_handler"):
+            impl.shutdown_temp_handler()
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def example_pillar():
+    """The ``netlab`` value of pillar.example (a fresh copy per use via copy.deepcopy)."""
+    with open(REPO / "pillar.example", encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["netlab"]
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("salt-factories")
+    return {"root_dir": str(root), "log_server": True}
