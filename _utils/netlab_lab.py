@@ -63,7 +63,8 @@ POWER_DRIVERS = {
     "ipmi": (("address", "username", "password"), ("interface", "port")),
     "reboot": ((), ()),
     "manual": ((), ("instructions",)),
-    "virtual": ((), ("memory", "cpus", "firmware", "disk")),
+    "virtual": ((), ("memory", "cpus", "firmware", "disk", "netns", "bridge", "tap",
+                     "accel")),
 }
 # power fields that are secrets: they never leave the networking node
 POWER_SECRETS = ("password", "username", "address")

@@ -1,0 +1,487 @@
+"""
+Power drivers behind one interface: ``on``, ``off``, ``cycle``, ``status``.
+
+``driver(lab, node_id, ...)`` returns the driver object for a node (pillar
+``netlab:nodes:<id>:power``). Every method returns a dict
+``{'node', 'driver', 'action', 'done', 'message'}``; ``done`` is False when a
+person has to act (``manual``) and ``message`` says what to do. ``status()``
+returns ``'on'``, ``'off'`` or ``'unknown'``. Failures raise :class:`PowerError`
+whose message names the node and the driver.
+
+Drivers:
+
+``wol``      Wake-on-LAN magic packet (same packet as Salt's ``network.wol``) to the
+             lab network's broadcast address (or ``broadcast``), UDP ``port`` (9).
+             Off / cycle go through the node's running minion (``minion_call``).
+``ipmi``     ``ipmitool -I lanplus -H <address> -U <username> -E chassis power ...``;
+             the password travels in the environment (``IPMI_PASSWORD``), never on
+             the command line.
+``reboot``   through the node's running minion (``system.reboot`` /
+             ``system.poweroff``); cannot power on a machine that is off.
+``manual``   tells the user what to press (``instructions`` in pillar adds to it).
+``virtual``  a qemu VM netlab starts itself: no disk, one NIC with the node's MAC on
+             a tap in ``bridge`` (optionally inside network namespace ``netns``),
+             network boot, BIOS (SeaBIOS) or UEFI (OVMF). KVM when it works, else TCG.
+             pid file, serial log and monitor socket in ``<state_dir>/vms/<node>/``.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import netlab_lab
+
+
+class PowerError(RuntimeError):
+    """A power action failed; the message names the node and the driver."""
+
+
+def _pillar(node_id, *keys):
+    return netlab_lab.path("nodes", node_id, "power", *keys)
+
+
+# --------------------------------------------------------------------------- base
+class Driver:
+    name = "?"
+    #: True when off() really switches the machine off and on() back on, so a
+    #: reimage can reset the root while the node is down. Otherwise the runner
+    #: resets the root first and then calls cycle().
+    can_off_on = True
+
+    def __init__(self, lab, node_id, minion_call=None, run=None):
+        self.lab = lab
+        self.node = lab.node(node_id)
+        self.power = dict(self.node.power)
+        self.minion_call = minion_call
+        self._run = run or _run_cmd
+
+    # -- helpers
+    def _ret(self, action, done=True, message=""):
+        return {"node": self.node.id, "driver": self.name, "action": action,
+                "done": done, "message": message}
+
+    def error(self, action, text):
+        return PowerError("node {}: {} power {} failed: {}".format(
+            self.node.id, self.name, action, text))
+
+    def _via_minion(self, action, fun):
+        if self.minion_call is None:
+            raise self.error(action, "needs the node's running minion, and no minion "
+                             "client was given (use the runner: salt-run netlab.power)")
+        try:
+            self.minion_call(self.node.id, fun)
+        except Exception as exc:  # pylint: disable=broad-except
+            raise self.error(action, "minion call {} did not succeed: {}".format(
+                fun, exc)) from exc
+        return self._ret(action, message="{} sent to the node's minion".format(fun))
+
+    # -- interface
+    def on(self):
+        raise NotImplementedError
+
+    def off(self):
+        raise NotImplementedError
+
+    def cycle(self):
+        raise NotImplementedError
+
+    def status(self):
+        return "unknown"
+
+    def act(self, action):
+        if action not in ("on", "off", "cycle", "status"):
+            raise PowerError("node {}: unknown power action {!r} (on, off, cycle, status)"
+                             .format(self.node.id, action))
+        if action == "status":
+            return dict(self._ret("status"), status=self.status())
+        return getattr(self, action)()
+
+
+def _run_cmd(cmd, env=None, timeout=30):
+    """Run ``cmd`` -> (returncode, stdout, stderr); missing binary -> rc 127."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=timeout, check=False)
+    except FileNotFoundError:
+        return 127, "", "{} is not installed".format(cmd[0])
+    except subprocess.TimeoutExpired:
+        return 124, "", "timed out after {} s".format(timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+# --------------------------------------------------------------------------- wol
+def magic_packet(mac):
+    """The Wake-on-LAN magic packet for ``mac`` (6 x 0xff + 16 x the MAC)."""
+    norm = netlab_lab.normalize_mac(mac)
+    if norm is None:
+        raise ValueError("{!r} is not a MAC address".format(mac))
+    raw = bytes.fromhex(norm.replace(":", ""))
+    return b"\xff" * 6 + raw * 16
+
+
+class Wol(Driver):
+    name = "wol"
+
+    def __init__(self, lab, node_id, minion_call=None, run=None, sender=None):
+        super().__init__(lab, node_id, minion_call, run)
+        import netaddr  # pylint: disable=import-outside-toplevel
+
+        self.broadcast = self.power.get("broadcast") or str(
+            netaddr.IPNetwork(lab.network.cidr).broadcast)
+        port = self.power.get("port", 9)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise PowerError("{}: {!r} is not a UDP port".format(_pillar(node_id, "port"),
+                                                                  port))
+        self.port = port
+        self.sender = sender or self._send
+
+    def _send(self, packet, addr):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.sendto(packet, addr)
+
+    def on(self):
+        try:
+            self.sender(magic_packet(self.node.mac), (self.broadcast, self.port))
+        except OSError as exc:
+            raise self.error("on", "sending the magic packet for {} to {}:{}: {}".format(
+                self.node.mac, self.broadcast, self.port, exc)) from exc
+        return self._ret("on", message="magic packet for {} sent to {}:{}".format(
+            self.node.mac, self.broadcast, self.port))
+
+    def off(self):
+        return self._via_minion("off", "system.poweroff")
+
+    def cycle(self):
+        return self._via_minion("cycle", "system.reboot")
+
+
+# --------------------------------------------------------------------------- ipmi
+class Ipmi(Driver):
+    name = "ipmi"
+
+    def _cmd(self, action):
+        p = self.power
+        cmd = ["ipmitool", "-I", str(p.get("interface") or "lanplus"),
+               "-H", str(p["address"]), "-U", str(p["username"]), "-E"]
+        if p.get("port"):
+            cmd += ["-p", str(p["port"])]
+        cmd += ["chassis", "power", action]
+        env = dict(os.environ, IPMI_PASSWORD=str(p["password"]))
+        rc, out, err = self._run(cmd, env=env, timeout=30)
+        if rc != 0:
+            raise self.error(action, "BMC {}: {}".format(
+                p["address"], (err or out).strip() or "ipmitool exit {}".format(rc)))
+        return out.strip()
+
+    def on(self):
+        return self._ret("on", message=self._cmd("on"))
+
+    def off(self):
+        return self._ret("off", message=self._cmd("off"))
+
+    def cycle(self):
+        # `chassis power cycle` fails on a machine that is off: switch it on then
+        if self.status() == "off":
+            return self._ret("cycle", message=self._cmd("on"))
+        return self._ret("cycle", message=self._cmd("cycle"))
+
+    def status(self):
+        out = self._cmd("status").lower()
+        if out.endswith(" on"):
+            return "on"
+        if out.endswith(" off"):
+            return "off"
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- reboot
+class Reboot(Driver):
+    name = "reboot"
+    can_off_on = False
+
+    def on(self):
+        raise self.error("on", "the reboot driver can only restart a running node; "
+                         "switch it on by hand (or give it a wol/ipmi power driver)")
+
+    def off(self):
+        return self._via_minion("off", "system.poweroff")
+
+    def cycle(self):
+        return self._via_minion("cycle", "system.reboot")
+
+
+# --------------------------------------------------------------------------- manual
+class Manual(Driver):
+    name = "manual"
+    can_off_on = False
+
+    def _tell(self, action, what):
+        n = self.node
+        text = "node {} ({}, MAC {}): {}".format(n.id, n.fqdn, n.mac, what)
+        extra = self.power.get("instructions")
+        if extra:
+            text += " -- " + str(extra)
+        return self._ret(action, done=False, message=text)
+
+    def on(self):
+        return self._tell("on", "press the power button to switch it on "
+                          "(it boots from the network)")
+
+    def off(self):
+        return self._tell("off", "hold the power button until it is off")
+
+    def cycle(self):
+        return self._tell("cycle", "press reset (or switch it off and on again) "
+                          "so it boots from the network")
+
+
+# --------------------------------------------------------------------------- virtual
+OVMF_CODE = ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd",
+             "/usr/share/qemu/OVMF.fd")
+OVMF_VARS = ("/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd")
+_KVM_CACHE = {}
+
+
+def kvm_works(qemu="qemu-system-x86_64", timeout=20):
+    """True when KVM can really run guests here (checked once per process).
+
+    /dev/kvm must open read-write, the CPU must show vmx/svm (nested "PVM"
+    hypervisors expose /dev/kvm without them and then fail on real firmware), and
+    qemu must start a KVM machine.
+    """
+    if qemu in _KVM_CACHE:
+        return _KVM_CACHE[qemu]
+    ok = False
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+        os.close(fd)
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+        if " vmx" in flags or " svm" in flags:
+            # a KVM machine that is created, then quit from its monitor at once
+            rc = subprocess.run([qemu, "-accel", "kvm", "-machine", "pc", "-nodefaults",
+                                 "-display", "none", "-S", "-no-user-config",
+                                 "-serial", "none", "-monitor", "stdio"],
+                                input=b"quit\n", capture_output=True, timeout=timeout,
+                                check=False)
+            ok = rc.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    _KVM_CACHE[qemu] = ok
+    return ok
+
+
+def accel_args(accel="auto", qemu="qemu-system-x86_64"):
+    """qemu arguments for ``accel`` (auto | kvm | tcg)."""
+    if accel == "kvm" or (accel == "auto" and kvm_works(qemu)):
+        return ["-accel", "kvm", "-cpu", "host"]
+    return ["-accel", "tcg", "-cpu", "qemu64"]
+
+
+def _ifname(text):
+    return text[:15]
+
+
+class Virtual(Driver):
+    name = "virtual"
+
+    def __init__(self, lab, node_id, minion_call=None, run=None, vm_dir=None,
+                 qemu="qemu-system-x86_64"):
+        super().__init__(lab, node_id, minion_call, run)
+        p = self.power
+        self.memory = p.get("memory", 1024)
+        self.cpus = p.get("cpus", 1)
+        for key, val in (("memory", self.memory), ("cpus", self.cpus)):
+            if not isinstance(val, int) or isinstance(val, bool) or val <= 0:
+                raise PowerError("{}: {!r} is not a positive integer".format(
+                    _pillar(node_id, key), val))
+        fw = p.get("firmware") or (self.node.firmware if self.node.firmware != "auto"
+                                   else "bios")
+        if fw not in ("bios", "uefi"):
+            raise PowerError("{}: {!r} is not bios or uefi".format(
+                _pillar(node_id, "firmware"), fw))
+        self.firmware = fw
+        self.accel = p.get("accel", "auto")
+        if self.accel not in ("auto", "kvm", "tcg"):
+            raise PowerError("{}: {!r} is not auto, kvm or tcg".format(
+                _pillar(node_id, "accel"), self.accel))
+        if p.get("disk"):
+            raise PowerError("{}: virtual nodes are diskless (they boot from the "
+                             "network); remove the key".format(_pillar(node_id, "disk")))
+        self.netns = p.get("netns")
+        self.bridge = p.get("bridge")
+        self.tap = _ifname(str(p.get("tap") or "nl-" + node_id))
+        self.qemu = qemu
+        self.dir = vm_dir or os.path.join(lab.netnode.state_dir, "vms", node_id)
+        self.pidfile = os.path.join(self.dir, "qemu.pid")
+        self.serial = os.path.join(self.dir, "serial.log")
+        self.monitor = os.path.join(self.dir, "monitor.sock")
+
+    # -- helpers
+    def _ns(self, cmd):
+        return (["ip", "netns", "exec", self.netns] + cmd) if self.netns else cmd
+
+    def _ip(self, *args, check=True):
+        rc, out, err = self._run(self._ns(["ip"] + list(args)))
+        if check and rc != 0:
+            raise self.error("on", "`ip {}` failed: {}".format(" ".join(args), err.strip()))
+        return rc, out
+
+    def ensure_tap(self):
+        rc, _ = self._ip("link", "show", self.tap, check=False)
+        if rc != 0:
+            self._ip("tuntap", "add", "dev", self.tap, "mode", "tap")
+        if self.bridge:
+            self._ip("link", "set", self.tap, "master", self.bridge)
+        self._ip("link", "set", self.tap, "up")
+
+    def delete_tap(self):
+        self._ip("link", "del", self.tap, check=False)
+
+    def pid(self):
+        try:
+            with open(self.pidfile, encoding="utf-8") as fh:
+                pid = int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            with open("/proc/{}/cmdline".format(pid), "rb") as fh:
+                cmdline = fh.read().split(b"\0")
+        except OSError:
+            return None
+        if "netlab-{}".format(self.node.id).encode() not in cmdline:
+            return None  # a reused pid
+        return pid
+
+    def command(self):
+        """The qemu command line (without the netns wrapper)."""
+        cmd = [self.qemu, "-name", "netlab-{}".format(self.node.id),
+               "-machine", "q35" if self.firmware == "uefi" else "pc",
+               "-m", str(self.memory), "-smp", str(self.cpus)]
+        cmd += accel_args(self.accel, self.qemu)
+        cmd += ["-nodefaults", "-display", "none", "-vga", "none",
+                "-serial", "file:" + self.serial,
+                "-monitor", "unix:{},server,nowait".format(self.monitor),
+                "-pidfile", self.pidfile, "-daemonize",
+                "-netdev", "tap,id=n0,ifname={},script=no,downscript=no".format(self.tap),
+                "-device", "virtio-net-pci,netdev=n0,mac={},bootindex=1".format(
+                    self.node.mac),
+                "-boot", "order=n"]
+        if self.firmware == "uefi":
+            code = next((f for f in OVMF_CODE if os.path.exists(f)), None)
+            vars_src = next((f for f in OVMF_VARS if os.path.exists(f)), None)
+            if code is None or vars_src is None:
+                raise self.error("on", "UEFI firmware (OVMF) is not installed "
+                                 "(apt-get install ovmf)")
+            if ("_4M" in code) != ("_4M" in vars_src):  # sizes must match
+                raise self.error("on", "OVMF code {} and vars {} do not match".format(
+                    code, vars_src))
+            vars_copy = os.path.join(self.dir, "OVMF_VARS.fd")
+            if not os.path.exists(vars_copy):
+                shutil.copyfile(vars_src, vars_copy)
+            cmd += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+                    "-drive", "if=pflash,format=raw,unit=1,file=" + vars_copy]
+        return cmd
+
+    # -- interface
+    def on(self):
+        if self.pid():
+            return self._ret("on", message="already running (pid {})".format(self.pid()))
+        os.makedirs(self.dir, exist_ok=True)
+        for stale in (self.pidfile, self.monitor):
+            if os.path.lexists(stale):
+                os.unlink(stale)
+        # keep the previous boot's console output for post-mortems
+        if os.path.exists(self.serial):
+            os.replace(self.serial, self.serial + ".prev")
+        self.ensure_tap()
+        cmd = self._ns(self.command())
+        rc, out, err = self._run(cmd, timeout=60)
+        if rc != 0:
+            raise self.error("on", "qemu did not start: {}".format((err or out).strip()))
+        pid = self.pid()
+        if not pid:
+            raise self.error("on", "qemu exited at once; see {}".format(self.serial))
+        return self._ret("on", message="qemu pid {}, serial log {}".format(pid, self.serial))
+
+    def off(self, timeout=10):
+        pid = self.pid()
+        if not pid:
+            return self._ret("off", message="not running")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid():
+            time.sleep(0.1)
+        if self.pid():
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.pid():
+                time.sleep(0.1)
+        if self.pid():
+            raise self.error("off", "qemu pid {} does not stop".format(pid))
+        for stale in (self.pidfile, self.monitor):
+            if os.path.lexists(stale):
+                os.unlink(stale)
+        return self._ret("off", message="qemu pid {} stopped".format(pid))
+
+    def cycle(self):
+        if not self.pid():
+            return dict(self.on(), action="cycle")
+        try:
+            self.monitor_cmd("system_reset")
+        except OSError as exc:
+            raise self.error("cycle", "monitor {}: {}".format(self.monitor, exc)) from exc
+        return self._ret("cycle", message="system_reset sent")
+
+    def status(self):
+        return "on" if self.pid() else "off"
+
+    def monitor_cmd(self, text, timeout=5):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self.monitor)
+            sock.recv(4096)  # banner
+            sock.sendall(text.encode() + b"\n")
+            time.sleep(0.2)
+            try:
+                return sock.recv(4096).decode(errors="replace")
+            except socket.timeout:
+                return ""
+
+    def destroy(self):
+        """Stop the VM and remove its tap (the virtual lab's clean-up)."""
+        self.off()
+        self.delete_tap()
+
+
+DRIVERS = {"wol": Wol, "ipmi": Ipmi, "reboot": Reboot, "manual": Manual, "virtual": Virtual}
+
+
+def driver(lab, node_id, **kw):
+    """The power driver object of ``node_id``.
+
+    Keyword arguments: ``minion_call(node_id, fun)`` (wol/reboot off and cycle go
+    through the node's minion), ``run(cmd, env=None, timeout=30) -> (rc, out, err)``
+    (command runner, replaced in tests), ``vm_dir``/``qemu`` (virtual), ``sender``
+    (wol: ``sender(packet, (addr, port))``).
+    """
+    node = lab.node(node_id)
+    cls = DRIVERS.get(node.power_driver)
+    if cls is None:  # pragma: no cover - the lab model validates the driver
+        raise PowerError("{}: unknown power driver {!r}".format(
+            _pillar(node_id, "driver"), node.power_driver))
+    accepted = {"minion_call", "run"}
+    if cls is Virtual:
+        accepted |= {"vm_dir", "qemu"}
+    if cls is Wol:
+        accepted |= {"sender"}
+    return cls(lab, node_id, **{k: v for k, v in kw.items() if k in accepted})
+
+
+def power(lab, node_id, action, **kw):
+    """Run ``action`` (on, off, cycle, status) on ``node_id``; see :func:`driver`."""
+    return driver(lab, node_id, **kw).act(action)

@@ -1,0 +1,459 @@
+"""
+Per-node roots: clone / reset a node's writable root from the current image, and
+write the node's identity (hostname, machine-id, SSH host keys, OVN system id,
+Salt minion id + pre-generated minion key) into it.
+
+Pure Python plus a few standard commands (``cp``, ``btrfs``, ``ssh-keygen``,
+``stat``); runs on the networking node. No Salt dunders here: the runner
+(``_runners/netlab.py``) and the tests call these functions.
+
+Clone methods, best first (``method='auto'`` picks the first that works):
+
+``snapshot``
+    the image rootfs is a btrfs subvolume and the roots directory is on the same
+    btrfs filesystem: ``btrfs subvolume snapshot`` (constant time, shares every
+    block until written).
+``reflink``
+    the filesystem can share extents between files (btrfs, xfs with reflink=1):
+    ``cp -a --reflink=always`` (walks the tree, shares data blocks).
+``copy``
+    anything else: ``cp -a`` (copies every byte; the image's size per node).
+
+Layout under ``lab.netnode.roots_dir``::
+
+    <node id>/                  persistent node's writable root (NFS export)
+    <node id>.identity/         stateless node's identity tree (see docs/lifecycle.rst)
+    .<node id>.new-<pid>/       a root being built (reset); swapped into place
+    .<node id>.old-<pid>/       the previous root while it is deleted
+"""
+
+import errno
+import os
+import shutil
+import stat as _stat
+import subprocess
+import tempfile
+import time
+
+METHODS = ("snapshot", "reflink", "copy")
+BTRFS_SUBVOL_INO = 256  # BTRFS_FIRST_FREE_OBJECTID: the root inode of every subvolume
+SSH_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
+
+
+class RootError(RuntimeError):
+    """A node root could not be cloned, reset or written; the message names the node."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _run(cmd, what, **kw):
+    """Run ``cmd``; raise :class:`RootError` with ``what`` and the command's stderr."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+    except FileNotFoundError as exc:
+        raise RootError("{}: {} is not installed".format(what, cmd[0])) from exc
+    if proc.returncode != 0:
+        raise RootError("{}: `{}` failed (exit {}): {}".format(
+            what, " ".join(cmd), proc.returncode,
+            (proc.stderr or proc.stdout).strip()[-2000:]))
+    return proc
+
+
+def fs_type(path):
+    """Filesystem type name of ``path`` (``btrfs``, ``xfs``, ``ext2/ext3``, ``tmpfs``...)."""
+    proc = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def is_subvolume(path):
+    """True when ``path`` is the top of a btrfs subvolume."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (_stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_SUBVOL_INO
+            and fs_type(path) == "btrfs")
+
+
+def _same_btrfs(src, dst_parent):
+    if fs_type(src) != "btrfs" or fs_type(dst_parent) != "btrfs":
+        return False
+    a = subprocess.run(["findmnt", "-n", "-o", "UUID", "--target", str(src)],
+                       capture_output=True, text=True, check=False).stdout.strip()
+    b = subprocess.run(["findmnt", "-n", "-o", "UUID", "--target", str(dst_parent)],
+                       capture_output=True, text=True, check=False).stdout.strip()
+    return bool(a) and a == b
+
+
+def _find_probe_file(src, limit=2000):
+    """Some regular, non-empty file inside ``src`` (for the reflink probe)."""
+    seen = 0
+    for dirpath, _dirs, files in os.walk(src):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            seen += 1
+            if seen > limit:
+                return None
+            try:
+                if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) > 0:
+                    return p
+            except OSError:
+                continue
+    return None
+
+
+def can_reflink(src, dst_parent):
+    """True when a file of ``src`` can be reflink-copied into ``dst_parent``."""
+    probe = _find_probe_file(src)
+    if probe is None:
+        return False
+    fd, target = tempfile.mkstemp(prefix=".reflink-probe-", dir=dst_parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(["cp", "--reflink=always", probe, target],
+                              capture_output=True, check=False)
+        return proc.returncode == 0
+    finally:
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
+
+
+def detect_method(src, dst_parent):
+    """The best clone method from ``src`` to a new directory in ``dst_parent``."""
+    if is_subvolume(src) and _same_btrfs(src, dst_parent):
+        return "snapshot"
+    if can_reflink(src, dst_parent):
+        return "reflink"
+    return "copy"
+
+
+def clone_tree(src, dst, method="auto"):
+    """Clone the directory tree ``src`` to the new path ``dst``.
+
+    Returns ``{'method': ..., 'seconds': ...}``. ``method`` is ``auto`` or one of
+    :data:`METHODS`; an explicit method that cannot work raises :class:`RootError`.
+    """
+    src, dst = str(src), str(dst)
+    if not os.path.isdir(src):
+        raise RootError("image root {} does not exist (build the image first: "
+                        "state.apply netlab.image)".format(src))
+    if os.path.lexists(dst):
+        raise RootError("{} already exists".format(dst))
+    parent = os.path.dirname(dst.rstrip("/")) or "/"
+    os.makedirs(parent, exist_ok=True)
+    if method == "auto":
+        method = detect_method(src, parent)
+    elif method not in METHODS:
+        raise RootError("unknown clone method {!r} (known: auto, {})".format(
+            method, ", ".join(METHODS)))
+    start = time.monotonic()
+    if method == "snapshot":
+        _run(["btrfs", "subvolume", "snapshot", src, dst], "snapshot of " + src)
+    elif method == "reflink":
+        _copy(["cp", "-a", "--reflink=always", "-T", src, dst], dst)
+    else:
+        _copy(["cp", "-a", "-T", src, dst], dst)
+    return {"method": method, "seconds": round(time.monotonic() - start, 3)}
+
+
+def _copy(cmd, dst):
+    try:
+        _run(cmd, "copy to " + dst)
+    except RootError:
+        remove_tree(dst)
+        raise
+
+
+def remove_tree(path):
+    """Delete a root (a btrfs subvolume with ``btrfs subvolume delete``, else rm -rf).
+
+    Nested subvolumes (e.g. systemd's /var/lib/machines) are deleted too.
+    """
+    path = str(path)
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    if fs_type(path) == "btrfs":
+        # nested subvolumes first (deepest first), then the tree itself
+        nested = []
+        for dirpath, dirs, _files in os.walk(path):
+            for d in dirs:
+                p = os.path.join(dirpath, d)
+                if not os.path.islink(p) and os.lstat(p).st_ino == BTRFS_SUBVOL_INO:
+                    nested.append(p)
+        for p in sorted(nested, key=len, reverse=True):
+            _run(["btrfs", "subvolume", "delete", p], "delete subvolume " + p)
+        if os.lstat(path).st_ino == BTRFS_SUBVOL_INO:
+            _run(["btrfs", "subvolume", "delete", path], "delete subvolume " + path)
+            return
+    shutil.rmtree(path)
+
+
+# --------------------------------------------------------------------------- paths
+def root_path(lab, node_id):
+    """``<roots_dir>/<node id>``: the node's writable root (persistent nodes)."""
+    lab.node(node_id)
+    return os.path.join(lab.netnode.roots_dir, node_id)
+
+
+def identity_path(lab, node_id):
+    """``<roots_dir>/<node id>.identity``: a stateless node's identity tree."""
+    lab.node(node_id)
+    return os.path.join(lab.netnode.roots_dir, node_id + ".identity")
+
+
+def image_rootfs(lab):
+    """The current image rootfs, resolved to its real path (raises when missing)."""
+    link = os.path.join(lab.netnode.images_dir, "current", "rootfs")
+    real = os.path.realpath(link)
+    if not os.path.isdir(real):
+        raise RootError("no current image: {} does not exist (build the image first: "
+                        "state.apply netlab.image)".format(link))
+    return real
+
+
+# --------------------------------------------------------------------------- identity
+def _write(root, rel, text, mode=0o644):
+    """Write ``text`` to ``root``/``rel`` (replacing a symlink there, never following it)."""
+    target = os.path.join(root, rel.lstrip("/"))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.islink(target):
+        os.unlink(target)
+    tmp = target + ".netlab-tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
+    return target
+
+
+def hosts_text(lab, node_id):
+    node = lab.node(node_id)
+    nn = lab.netnode
+    lines = [
+        "127.0.0.1\tlocalhost",
+        "{}\t{} {}".format(node.ip, node.fqdn, node.hostname),
+        "{}\t{} {}".format(nn.ip, nn.fqdn, nn.hostname),
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "ff02::1\tip6-allnodes",
+        "ff02::2\tip6-allrouters",
+    ]
+    return "# written by netlab (node identity)\n" + "\n".join(lines) + "\n"
+
+
+def minion_conf_text(lab, node_id):
+    return ("# written by netlab: this node's minion id and its master (the networking "
+            "node)\nid: {}\nmaster: {}\n").format(node_id, lab.netnode.salt_master)
+
+
+def gen_ssh_host_keys(root):
+    """Fresh SSH host keys in ``root``/etc/ssh (old ones are removed first)."""
+    sshdir = os.path.join(root, "etc", "ssh")
+    os.makedirs(sshdir, exist_ok=True)
+    for name in os.listdir(sshdir):
+        if name.startswith("ssh_host_") and ("_key" in name):
+            os.unlink(os.path.join(sshdir, name))
+    files = []
+    for ktype in SSH_KEY_TYPES:
+        key = os.path.join(sshdir, "ssh_host_{}_key".format(ktype))
+        cmd = ["ssh-keygen", "-q", "-t", ktype, "-N", "", "-C", "", "-f", key]
+        if ktype == "rsa":
+            cmd[4:4] = ["-b", "3072"]
+        _run(cmd, "ssh host key in " + root)
+        os.chmod(key, 0o600)
+        files.append(key)
+    return files
+
+
+def gen_minion_keys(keysize=2048):
+    """A new Salt minion key pair ``(private_pem, public_pem)`` as the master makes them."""
+    try:
+        import salt.crypt  # pylint: disable=import-outside-toplevel
+
+        return salt.crypt.gen_keys(keysize)
+    except ImportError:  # pragma: no cover - salt is always there on the master
+        from cryptography.hazmat.primitives import serialization  # noqa
+        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa
+
+        key = rsa.generate_private_key(65537, keysize)
+        priv = key.private_bytes(serialization.Encoding.PEM,
+                                 serialization.PrivateFormat.TraditionalOpenSSL,
+                                 serialization.NoEncryption()).decode()
+        pub = key.public_key().public_bytes(
+            serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return priv, pub
+
+
+def write_identity(lab, node_id, root, identity, minion_key):
+    """Write node ``node_id``'s identity into the tree ``root``.
+
+    ``identity`` is :func:`netlab_slice.identity`; ``minion_key`` the pair
+    ``(private_pem, public_pem)`` whose public half the master pre-accepts.
+    Returns the list of files written (relative to ``root``).
+    """
+    node = lab.node(node_id)
+    if not os.path.isdir(root):
+        raise RootError("node {}: root {} does not exist".format(node_id, root))
+    written = []
+
+    def put(rel, text, mode=0o644):
+        _write(root, rel, text, mode)
+        written.append(rel)
+
+    put("etc/hostname", node.hostname + "\n")
+    put("etc/hosts", hosts_text(lab, node_id))
+    put("etc/machine-id", identity["machine_id"] + "\n", 0o444)
+    dbus_id = os.path.join(root, "var/lib/dbus/machine-id")
+    if os.path.lexists(dbus_id) and not os.path.islink(dbus_id):
+        put("var/lib/dbus/machine-id", identity["machine_id"] + "\n", 0o444)
+    put("etc/openvswitch/system-id.conf", identity["ovn_uuid"] + "\n")
+    put("etc/salt/minion_id", node_id + "\n")
+    put("etc/salt/minion.d/netlab.conf", minion_conf_text(lab, node_id))
+    priv, pub = minion_key
+    pki = os.path.join(root, "etc/salt/pki/minion")
+    os.makedirs(pki, mode=0o700, exist_ok=True)
+    os.chmod(pki, 0o700)
+    # a master key cached from an earlier life would not match after a master rebuild
+    for stale in ("minion_master.pub",):
+        if os.path.lexists(os.path.join(pki, stale)):
+            os.unlink(os.path.join(pki, stale))
+    put("etc/salt/pki/minion/minion.pem", priv, 0o400)
+    put("etc/salt/pki/minion/minion.pub", pub, 0o644)
+    written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
+    put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n".format(
+        node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"]))
+    return written
+
+
+# --------------------------------------------------------------------------- reset
+def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
+    """Replace node ``node_id``'s root with a fresh clone of the image + its identity.
+
+    Builds the new root beside the old one, swaps it in with two renames, then
+    deletes the old one; a failure before the swap leaves the old root untouched.
+    ``src`` defaults to the current image rootfs. Stateless nodes get a fresh
+    identity tree (:func:`reset_identity_tree`) instead.
+
+    Returns ``{'node', 'path', 'method', 'clone_seconds', 'total_seconds', 'replaced'}``.
+    """
+    node = lab.node(node_id)
+    if node.root_mode == "stateless":
+        return reset_identity_tree(lab, node_id, identity, minion_key)
+    start = time.monotonic()
+    src = src or image_rootfs(lab)
+    final = root_path(lab, node_id)
+    roots = lab.netnode.roots_dir
+    os.makedirs(roots, exist_ok=True)
+    new = os.path.join(roots, ".{}.new-{}".format(node_id, os.getpid()))
+    old = os.path.join(roots, ".{}.old-{}".format(node_id, os.getpid()))
+    for leftover in (new, old):
+        remove_tree(leftover)
+    try:
+        clone = clone_tree(src, new, method)
+        write_identity(lab, node_id, new, identity, minion_key)
+    except RootError as exc:
+        remove_tree(new)
+        raise RootError("node {}: reset of {} failed: {}".format(node_id, final, exc)) from exc
+    except OSError as exc:
+        remove_tree(new)
+        raise RootError("node {}: reset of {} failed: {}".format(node_id, final, exc)) from exc
+    replaced = os.path.lexists(final)
+    if replaced:
+        os.rename(final, old)
+    os.rename(new, final)
+    if replaced:
+        remove_tree(old)
+    return {"node": node_id, "path": final, "method": clone["method"],
+            "clone_seconds": clone["seconds"],
+            "total_seconds": round(time.monotonic() - start, 3), "replaced": replaced}
+
+
+def reset_identity_tree(lab, node_id, identity, minion_key):
+    """A stateless node's identity tree: only the per-node files, no image copy."""
+    start = time.monotonic()
+    final = identity_path(lab, node_id)
+    roots = lab.netnode.roots_dir
+    os.makedirs(roots, exist_ok=True)
+    new = os.path.join(roots, ".{}.identity.new-{}".format(node_id, os.getpid()))
+    remove_tree(new)
+    os.makedirs(new, mode=0o755)
+    try:
+        write_identity(lab, node_id, new, identity, minion_key)
+    except (RootError, OSError) as exc:
+        remove_tree(new)
+        raise RootError("node {}: identity tree {} failed: {}".format(
+            node_id, final, exc)) from exc
+    old = final + ".old"
+    remove_tree(old)
+    replaced = os.path.lexists(final)
+    if replaced:
+        os.rename(final, old)
+    os.rename(new, final)
+    remove_tree(old)
+    return {"node": node_id, "path": final, "method": "identity",
+            "clone_seconds": 0.0, "total_seconds": round(time.monotonic() - start, 3),
+            "replaced": replaced}
+
+
+def read_identity(root):
+    """The ``/etc/netlab-identity`` record of a root as a dict ({} when absent)."""
+    out = {}
+    try:
+        with open(os.path.join(root, "etc/netlab-identity"), encoding="utf-8") as fh:
+            for line in fh:
+                if "=" in line:
+                    k, v = line.strip().split("=", 1)
+                    out[k] = v
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+    return out
+
+
+# --------------------------------------------------------------------------- enrolment
+def preaccept_key(pki_dir, node_id, public_pem):
+    """Accept ``public_pem`` as ``node_id``'s key on the master (``pki_dir``).
+
+    Writes ``<pki_dir>/minions/<id>`` and removes the id from the pending,
+    rejected and denied lists, so the node is accepted with exactly this key and
+    any other key presented under its id is denied by the master.
+    """
+    minions = os.path.join(pki_dir, "minions")
+    os.makedirs(minions, mode=0o700, exist_ok=True)
+    for other in ("minions_pre", "minions_rejected", "minions_denied"):
+        p = os.path.join(pki_dir, other, node_id)
+        if os.path.lexists(p):
+            os.unlink(p)
+    _write(minions, node_id, public_pem, 0o644)
+    return os.path.join(minions, node_id)
+
+
+def accepted_key(pki_dir, node_id):
+    """The public key the master accepted for ``node_id`` (None when not accepted)."""
+    try:
+        with open(os.path.join(pki_dir, "minions", node_id), encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def key_report(pki_dir, lab):
+    """Per key list (accepted/pending/rejected/denied), which ids are lab nodes."""
+    lists = {"accepted": "minions", "pending": "minions_pre",
+             "rejected": "minions_rejected", "denied": "minions_denied"}
+    out = {}
+    for label, sub in lists.items():
+        d = os.path.join(pki_dir, sub)
+        ids = sorted(os.listdir(d)) if os.path.isdir(d) else []
+        out[label] = ids
+    known = set(lab.nodes) | {lab.netnode.id}
+    out["not_in_lab"] = sorted({i for ids in (out["accepted"], out["pending"])
+                                for i in ids} - known)
+    out["lab_nodes_without_key"] = sorted(set(lab.nodes) - set(out["accepted"]))
+    return out
