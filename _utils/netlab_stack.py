@@ -1,0 +1,210 @@
+"""
+DevStack across the lab: which nodes to stack, in which waves, and the summary.
+
+Pure Python (no Salt). The Salt faces are ``_modules/devstack.py`` (stack, unstack,
+discover on one node) and the runner ``_runners/devstack.py`` (stack a wave of
+nodes at once from the master and record the outcome in the lifecycle).
+
+Waves follow DevStack's multi-node guide: the controller first (it runs the
+database, message queue and APIs the others register with), then every compute
+at the same time, then ``tools/discover_hosts.sh`` on the controller so nova
+maps the new computes into its cell.
+
+Last stack results are kept beside the lifecycle state on the networking node
+(``<state_dir>/devstack.json``): per node the result, duration, log path and the
+last lines of the log, so a summary can show why a node failed long after the
+run.
+"""
+
+import json
+import os
+import time
+
+import netlab_lab
+
+DEFAULT_REPO = netlab_lab.DEVSTACK_DEFAULTS["repo"]
+RESULTS_NAME = "devstack.json"
+LOG_NAME = "netlab-stack.log"
+TAIL_LINES = 25
+READY = "ready"
+WAVES = ("controller", "compute")
+
+
+class StackError(ValueError):
+    """Bad request (unknown node or role); the message says what was asked."""
+
+
+# --------------------------------------------------------------------------- checkout
+def checkout_source(devstack):
+    """Where a node clones DevStack from: ``{repo, branch}``.
+
+    ``devstack:repo`` as given, except when it is DevStack's default (opendev) and
+    ``devstack:git_base`` names a mirror: then ``<git_base>/openstack/devstack.git``,
+    the path DevStack itself uses for every repository under ``GIT_BASE``.
+    """
+    repo = devstack.get("repo") or DEFAULT_REPO
+    git_base = devstack.get("git_base")
+    if git_base and repo.rstrip("/") in (DEFAULT_REPO, DEFAULT_REPO + ".git"):
+        repo = git_base.rstrip("/") + "/openstack/devstack.git"
+    return {"repo": repo, "branch": devstack.get("branch") or "master"}
+
+
+def paths(devstack):
+    """The node-side paths of a DevStack checkout (from ``user``/``dest``)."""
+    dest = devstack["dest"].rstrip("/") or "/"
+    logs = os.path.join(dest, "logs")
+    return {
+        "dest": dest,
+        "checkout": os.path.join(dest, "devstack"),
+        "local_conf": os.path.join(dest, "devstack", "local.conf"),
+        "logs": logs,
+        "stack_log": os.path.join(logs, LOG_NAME),
+        "unstack_log": os.path.join(logs, "netlab-unstack.log"),
+        "discover_log": os.path.join(logs, "netlab-discover.log"),
+        "last": os.path.join(logs, "netlab-stack.json"),
+    }
+
+
+# --------------------------------------------------------------------------- planning
+def wave(lab, role=None, nodes=None):
+    """Node ids to act on: ``nodes`` (list or comma string) or a wave by ``role``.
+
+    ``role``: ``controller`` (the controller), ``compute`` (every other node) or
+    ``None`` (all nodes, controller first).
+    """
+    if nodes:
+        if isinstance(nodes, str):
+            nodes = [n.strip() for n in nodes.split(",") if n.strip()]
+        unknown = [n for n in nodes if n not in lab.nodes]
+        if unknown:
+            raise StackError("not a node of this lab: {} (known: {})".format(
+                ", ".join(unknown), ", ".join(lab.nodes)))
+        order = [lab.controller.id] + [n.id for n in lab.subnodes]
+        return [n for n in order if n in nodes]
+    if role in (None, "", "all"):
+        return [lab.controller.id] + [n.id for n in lab.subnodes]
+    if role == "controller":
+        return [lab.controller.id]
+    if role in ("compute", "computes", "subnodes"):
+        return [n.id for n in lab.subnodes]
+    raise StackError("role must be controller, compute or all, not {!r}".format(role))
+
+
+def plan(targets, states, force=False):
+    """Split ``targets`` into ``(to_stack, already_ready)``.
+
+    ``states``: node id -> lifecycle state. A node is stacked unless it is
+    ``ready`` (``force`` stacks it anyway).
+    """
+    to_stack, ready = [], []
+    for node_id in targets:
+        if not force and states.get(node_id) == READY:
+            ready.append(node_id)
+        else:
+            to_stack.append(node_id)
+    return to_stack, ready
+
+
+# --------------------------------------------------------------------------- results
+def tail(text, lines=TAIL_LINES):
+    """The last ``lines`` lines of ``text`` (``''`` for nothing)."""
+    if not text:
+        return ""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def fmt_duration(seconds):
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return "{} s".format(seconds)
+    return "{} min {} s".format(seconds // 60, seconds % 60)
+
+
+def outcome(node_id, ret):
+    """A minion's return of ``devstack.stack`` -> normalised result dict.
+
+    ``ret`` is ``None`` when the minion did not answer.
+    """
+    if not isinstance(ret, dict):
+        reason = ("no answer from the minion (is it up? `salt {0} test.ping`)"
+                  if ret is None else "unexpected answer: {}".format(str(ret)[:500]))
+        return {"node": node_id, "result": False, "duration": None, "log": None,
+                "log_tail": "", "retcode": None, "reason": reason}
+    out = {"node": node_id, "result": bool(ret.get("result")),
+           "duration": ret.get("duration"), "log": ret.get("log"),
+           "log_tail": ret.get("log_tail") or "", "retcode": ret.get("retcode")}
+    if out["result"]:
+        out["reason"] = None
+    else:
+        last = [ln for ln in out["log_tail"].splitlines() if ln.strip()]
+        out["reason"] = ret.get("comment") or "stack.sh failed after {} (exit {}){}".format(
+            fmt_duration(out["duration"]), out["retcode"],
+            ": " + last[-1].strip()[:200] if last else "")
+    return out
+
+
+def result_text(out):
+    """Short lifecycle ``result`` for a successful stack."""
+    return "stacked in {}".format(fmt_duration(out["duration"]))
+
+
+def load_results(state_dir):
+    try:
+        with open(os.path.join(state_dir, RESULTS_NAME), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_results(state_dir, outcomes, now=None):
+    """Merge ``outcomes`` (list of :func:`outcome` dicts) into the results file."""
+    now = time.time() if now is None else now
+    os.makedirs(state_dir, exist_ok=True)
+    data = load_results(state_dir)
+    for out in outcomes:
+        data[out["node"]] = dict(out, finished=now)
+    path = os.path.join(state_dir, RESULTS_NAME)
+    tmp = "{}.tmp-{}".format(path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return data
+
+
+def summary(lab, status_rows, results):
+    """Deploy summary from lifecycle rows and the saved stack results.
+
+    Returns ``{ready: [...], failed: {node: {reason, log, log_tail}}, pending:
+    {node: state}, text}``; ``text`` is what the orchestration prints.
+    """
+    ready, failed, pending = [], {}, {}
+    for row in status_rows:
+        node_id = row["node"]
+        if node_id not in lab.nodes:
+            continue
+        if row["state"] == READY:
+            ready.append(node_id)
+        elif row["state"] == "failed":
+            res = results.get(node_id, {})
+            failed[node_id] = {"reason": row.get("result") or res.get("reason"),
+                               "log": res.get("log"), "log_tail": res.get("log_tail", "")}
+        else:
+            pending[node_id] = row["state"]
+    lines = ["netlab deploy: {} of {} nodes ready".format(len(ready), len(lab.nodes))]
+    for node_id in ready:
+        res = results.get(node_id, {})
+        lines.append("  ready   {:<12} {}".format(
+            node_id, result_text(res) if res.get("result") else ""))
+    for node_id, state in pending.items():
+        lines.append("  {:<7} {:<12} (not stacked)".format(state, node_id))
+    for node_id, info in failed.items():
+        lines.append("  FAILED  {:<12} {}".format(node_id, info["reason"] or ""))
+        if info["log"]:
+            lines.append("          log: {} (on {})".format(info["log"], node_id))
+        for ln in (info["log_tail"] or "").splitlines():
+            lines.append("          | " + ln)
+    return {"ready": ready, "failed": failed, "pending": pending,
+            "text": "\n".join(lines)}

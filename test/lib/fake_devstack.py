@@ -1,0 +1,347 @@
+"""
+A stand-in for DevStack's git repository.
+
+:func:`create` makes a bare repository (what nodes clone: ``devstack:repo``) and a
+working clone (to add commits and branches). Its scripts behave like DevStack's
+where netlab depends on them, and record what happened so tests can assert on it:
+
+``stack.sh``
+    refuses to run as root (like DevStack), checks passwordless sudo (optional),
+    reads ``local.conf`` next to it and splits it into meta-sections the way
+    DevStack's ``inc/meta-config`` does (a section starts at a ``[[group|file]]``
+    line), writes the ``[[local|localrc]]`` section to ``.localrc.auto`` and sources
+    it in bash, records start/end time (``date +%s.%N``), ``HOST_IP``,
+    ``SERVICE_HOST``, the sections found and every localrc variable as bash saw
+    it, sleeps a short while (so parallel runs overlap measurably) and exits
+    non-zero on request.
+``unstack.sh`` / ``tools/discover_hosts.sh``
+    record that (and when) they ran.
+
+Records are JSON files in ``$NETLAB_FAKE_RECORDS`` (default ``$DEST/fake-devstack``,
+i.e. next to the checkout on each node); :func:`records` reads them back.
+
+Failure on request: ``NETLAB_FAKE_FAIL=1`` in localrc, or a file ``fail`` in the
+records directory. Sleep: ``NETLAB_FAKE_SLEEP`` in localrc, a file ``sleep`` in the
+records directory holding seconds, or the default given to :func:`create`.
+
+The virtual lab's CI run uses the same stand-in (served over dumb HTTP, see
+``http_ready``), so nothing here may depend on the test host.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+
+__all__ = ["FakeDevstack", "create", "records"]
+
+_GITHOME = pathlib.Path(tempfile.gettempdir()) / "netlab-fake-devstack-githome-{}".format(
+    os.getuid())
+
+_CONFIG = """\
+# fake DevStack defaults (written by test/lib/fake_devstack.py)
+FAKE_SLEEP={sleep}
+FAKE_REQUIRE_SUDO={require_sudo}
+"""
+
+# Shared by every script: DevStack's meta-section parser (inc/meta-config) and a
+# JSON recorder.
+_COMMON = r'''
+# --- fake-devstack common functions ---------------------------------------
+TOP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$TOP_DIR/fake.conf"
+
+# DevStack's get_meta_section: print the body of [[group|file]] in local.conf.
+function get_meta_section {
+    local file=$1 matchgroup=$2 configfile=$3
+    [[ -r $file ]] || return 0
+    [[ -z $configfile ]] && return 0
+    awk -v matchgroup="$matchgroup" -v configfile="$configfile" '
+        BEGIN { group = "" }
+        /^\[\[.+\|.*\]\]/ {
+            if (group == "") {
+                gsub("[][]", "", $1);
+                split($1, a, "|");
+                if (a[1] == matchgroup && a[2] == configfile) {
+                    group=a[1]
+                }
+            } else {
+                group=""
+            }
+            next
+        }
+        {
+            if (group != "")
+                print $0
+        }
+    ' "$file"
+}
+
+# Every "group|file" header of local.conf, in order.
+function get_meta_sections {
+    local file=$1
+    [[ -r $file ]] || return 0
+    awk '/^\[\[.+\|.*\]\]/ { s=$1; gsub("[][]", "", s); print s }' "$file"
+}
+
+# record EVENT RC START END : one JSON file per run in $RECORDS
+function fake_record {
+    local event=$1 rc=$2 start=$3 end=$4
+    mkdir -p "$RECORDS"
+    FAKE_EVENT=$event FAKE_RC=$rc FAKE_START=$start FAKE_END=$end \
+    FAKE_TOP_DIR=$TOP_DIR FAKE_DEST=$DEST FAKE_RECORDS=$RECORDS \
+    FAKE_HOST_IP=${HOST_IP:-} FAKE_SERVICE_HOST=${SERVICE_HOST:-} \
+    FAKE_SECTIONS="$(get_meta_sections "$TOP_DIR/local.conf" 2>/dev/null)" \
+    FAKE_LOCALRC_VARS="$LOCALRC_VARS" \
+    FAKE_COMMIT="$(git -C "$TOP_DIR" rev-parse HEAD 2>/dev/null)" \
+    FAKE_VERSION="$(cat "$TOP_DIR/VERSION" 2>/dev/null)" \
+    /usr/bin/python3 - "$@" <<'PYEOF'
+import hashlib, json, os, socket, pwd
+e = os.environ
+values = {}
+for name in filter(None, e.get("FAKE_LOCALRC_VARS", "").split()):
+    values[name] = e.get("FAKE_VAL_" + name)
+conf = os.path.join(e["FAKE_TOP_DIR"], "local.conf")
+try:
+    with open(conf, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+except OSError:
+    digest = None
+rec = {
+    "event": e["FAKE_EVENT"], "rc": int(e["FAKE_RC"]),
+    "start": float(e["FAKE_START"]), "end": float(e["FAKE_END"]),
+    "user": pwd.getpwuid(os.getuid()).pw_name, "uid": os.getuid(),
+    "hostname": socket.gethostname(), "top_dir": e["FAKE_TOP_DIR"],
+    "dest": e["FAKE_DEST"], "host_ip": e["FAKE_HOST_IP"] or None,
+    "service_host": e["FAKE_SERVICE_HOST"] or None,
+    "sections": [s for s in e["FAKE_SECTIONS"].splitlines() if s],
+    "localrc": values, "local_conf_sha256": digest,
+    "commit": e["FAKE_COMMIT"] or None, "version": e["FAKE_VERSION"] or None,
+}
+name = "{}-{:.6f}-{}.json".format(rec["event"], rec["start"], os.getpid())
+tmp = os.path.join(e["FAKE_RECORDS"], "." + name)
+with open(tmp, "w") as fh:
+    json.dump(rec, fh, sort_keys=True)
+os.rename(tmp, os.path.join(e["FAKE_RECORDS"], name))
+PYEOF
+}
+
+# Source localrc (from local.conf) the way DevStack's stackrc does.
+function fake_load_localrc {
+    DEST=$(cd "$TOP_DIR/.." && pwd)
+    rm -f "$TOP_DIR/.localrc.auto"
+    if [[ -r $TOP_DIR/local.conf ]]; then
+        get_meta_section "$TOP_DIR/local.conf" local localrc > "$TOP_DIR/.localrc.auto"
+    fi
+    LOCALRC_VARS=""
+    if [[ -r $TOP_DIR/.localrc.auto ]]; then
+        source "$TOP_DIR/.localrc.auto"
+        # every NAME= assigned in the section, with its value as bash sees it
+        local name
+        for name in $(sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' \
+                      "$TOP_DIR/.localrc.auto" | sort -u); do
+            LOCALRC_VARS="$LOCALRC_VARS $name"
+            export "FAKE_VAL_$name=${!name}"
+        done
+    fi
+    RECORDS=${NETLAB_FAKE_RECORDS:-$DEST/fake-devstack}
+}
+# --- end of common functions -----------------------------------------------
+'''
+
+_STACK = r'''#!/usr/bin/env bash
+# fake DevStack stack.sh (test/lib/fake_devstack.py)
+set -o errexit -o pipefail
+source "$(dirname "$0")/functions-common"
+
+if [[ $EUID -eq 0 ]]; then
+    echo "You are running this script as root."
+    echo "Cut it out."
+    exit 1
+fi
+fake_load_localrc
+START=$(date +%s.%N)
+echo "fake stack.sh: start $START on $(hostname) as $(id -un) in $TOP_DIR"
+echo "fake stack.sh: HOST_IP=${HOST_IP:-} SERVICE_HOST=${SERVICE_HOST:-}"
+echo "fake stack.sh: sections: $(get_meta_sections "$TOP_DIR/local.conf" | tr '\n' ' ')"
+if [[ -n ${LOGFILE:-} ]]; then
+    mkdir -p "$(dirname "$LOGFILE")"
+    echo "fake stack.sh started $START" > "$LOGFILE"
+fi
+if [[ $FAKE_REQUIRE_SUDO == 1 ]] && ! sudo -n true; then
+    echo "ERROR: passwordless sudo is required for $(id -un)" >&2
+    END=$(date +%s.%N)
+    fake_record stack 2 "$START" "$END"
+    exit 2
+fi
+SLEEP=${NETLAB_FAKE_SLEEP:-$FAKE_SLEEP}
+[[ -r $RECORDS/sleep ]] && SLEEP=$(cat "$RECORDS/sleep")
+for step in 1 2 3; do
+    echo "fake stack.sh: step $step of 3"
+    sleep "$(awk -v s="$SLEEP" 'BEGIN { printf "%.3f", s / 3 }')"
+done
+RC=0
+if [[ ${NETLAB_FAKE_FAIL:-0} == 1 || -e $RECORDS/fail ]]; then
+    echo "fake stack.sh: failing on request" >&2
+    echo "ERROR: fake failure requested for ${HOST_IP:-this node}" >&2
+    RC=1
+fi
+END=$(date +%s.%N)
+fake_record stack "$RC" "$START" "$END"
+if [[ $RC == 0 ]]; then
+    echo "This is your host IP address: ${HOST_IP:-}"
+    echo "fake stack.sh: completed"
+fi
+exit $RC
+'''
+
+_UNSTACK = r'''#!/usr/bin/env bash
+# fake DevStack unstack.sh (test/lib/fake_devstack.py)
+set -o errexit -o pipefail
+source "$(dirname "$0")/functions-common"
+fake_load_localrc
+START=$(date +%s.%N)
+echo "fake unstack.sh: stopping services"
+END=$(date +%s.%N)
+fake_record unstack 0 "$START" "$END"
+'''
+
+_DISCOVER = r'''#!/usr/bin/env bash
+# fake DevStack tools/discover_hosts.sh (test/lib/fake_devstack.py)
+set -o errexit -o pipefail
+source "$(dirname "$0")/../functions-common"
+fake_load_localrc
+START=$(date +%s.%N)
+echo "fake discover_hosts.sh: nova-manage cell_v2 discover_hosts --verbose"
+END=$(date +%s.%N)
+fake_record discover 0 "$START" "$END"
+'''
+
+
+def _git(*args, cwd=None):
+    # Root-side operations use their own HOME whose global config trusts every
+    # repository: the bare repo may belong to the stack user, and git refuses
+    # "dubious ownership" even for root (only global/system config can lift it).
+    home = _GITHOME
+    if not (home / ".gitconfig").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        (home / ".gitconfig").write_text(
+            "[safe]\n\tdirectory = *\n[user]\n\tname = netlab test\n"
+            "\temail = test@netlab\n[init]\n\tdefaultBranch = master\n",
+            encoding="utf-8")
+    env = dict(os.environ, HOME=str(home), GIT_CONFIG_NOSYSTEM="1")
+    return subprocess.run(["git"] + list(args), cwd=cwd, env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+class FakeDevstack:
+    """A created stand-in: ``bare`` (clone source), ``work`` (author clone), ``url``."""
+
+    def __init__(self, root):
+        self.root = pathlib.Path(root)
+        self.bare = self.root / "devstack.git"
+        self.work = self.root / "work"
+
+    @property
+    def url(self):
+        return "file://" + str(self.bare)
+
+    def head(self, branch="master"):
+        return _git("rev-parse", "refs/heads/" + branch, cwd=self.bare)
+
+    def commit(self, message, files=None, branch="master"):
+        """Commit ``files`` ({relpath: text}) on ``branch`` and push it to the bare repo."""
+        branches = _git("branch", "--list", branch, cwd=self.work)
+        if branches:
+            _git("checkout", "-q", branch, cwd=self.work)
+        else:
+            _git("checkout", "-q", "-b", branch, cwd=self.work)
+        for rel, text in (files or {}).items():
+            target = self.work / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            _git("add", rel, cwd=self.work)
+        _git("commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
+        _git("push", "-q", "origin", branch, cwd=self.work)
+        _git("checkout", "-q", "master", cwd=self.work)
+        self._update_server_info()
+        return self.head(branch)
+
+    def add_branch(self, branch, version=None):
+        """A new branch whose ``VERSION`` file says ``version`` (default: branch name)."""
+        return self.commit("branch " + branch, {"VERSION": (version or branch) + "\n"},
+                           branch=branch)
+
+    def _update_server_info(self):
+        _git("update-server-info", cwd=self.bare)
+
+    def http_ready(self):
+        """Make the bare repo clonable over dumb HTTP (serve ``bare`` with any web server)."""
+        hook = self.bare / "hooks" / "post-update"
+        hook.write_text("#!/bin/sh\nexec git update-server-info\n", encoding="utf-8")
+        hook.chmod(0o755)
+        self._update_server_info()
+
+
+def create(root, sleep=1.5, require_sudo=True, version="master", owner=None):
+    """Create the stand-in under ``root`` (bare + working clone); return :class:`FakeDevstack`.
+
+    The tree is made world-readable so the (non-root) stack user can clone it.
+    git refuses to clone a local repository owned by another user ("dubious
+    ownership"), so pass ``owner`` (the stack user's name) when nodes clone it
+    through the file system; over HTTP it does not matter.
+    """
+    fake = FakeDevstack(root)
+    fake.root.mkdir(parents=True, exist_ok=True)
+    if fake.bare.exists():
+        shutil.rmtree(fake.bare)
+    if fake.work.exists():
+        shutil.rmtree(fake.work)
+    _git("init", "-q", "--bare", "--initial-branch=master", str(fake.bare))
+    _git("init", "-q", "--initial-branch=master", str(fake.work))
+    _git("remote", "add", "origin", str(fake.bare), cwd=fake.work)
+    files = {
+        "stack.sh": _STACK,
+        "unstack.sh": _UNSTACK,
+        "tools/discover_hosts.sh": _DISCOVER,
+        "functions-common": _COMMON,
+        "fake.conf": _CONFIG.format(sleep=float(sleep), require_sudo=1 if require_sudo else 0),
+        "VERSION": version + "\n",
+        "README.rst": "Stand-in for DevStack, made by netlab's test/lib/fake_devstack.py\n",
+    }
+    for rel, text in files.items():
+        target = fake.work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    for rel in ("stack.sh", "unstack.sh", "tools/discover_hosts.sh"):
+        (fake.work / rel).chmod(0o755)
+    _git("add", "-A", cwd=fake.work)
+    _git("commit", "-q", "-m", "fake devstack", cwd=fake.work)
+    _git("push", "-q", "origin", "master", cwd=fake.work)
+    fake._update_server_info()  # pylint: disable=protected-access
+    for dirpath, dirnames, filenames in os.walk(fake.root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, os.stat(p).st_mode | 0o444)
+    if owner is not None:
+        for dirpath, dirnames, filenames in os.walk(fake.bare):
+            shutil.chown(dirpath, owner)
+            for name in filenames:
+                shutil.chown(os.path.join(dirpath, name), owner)
+    return fake
+
+
+def records(dest, event=None):
+    """The records a node's stand-in wrote under ``<dest>/fake-devstack``, oldest first."""
+    rdir = pathlib.Path(dest) / "fake-devstack"
+    out = []
+    if rdir.is_dir():
+        for f in rdir.glob("*.json"):
+            rec = json.loads(f.read_text(encoding="utf-8"))
+            if event is None or rec["event"] == event:
+                out.append(rec)
+    return sorted(out, key=lambda r: r["start"])
