@@ -1,0 +1,237 @@
+"""Power drivers with fake commands, a fake minion and a fake socket."""
+
+import copy
+import os
+import socket
+
+import pytest
+
+import netlab_lab
+import netlab_power
+
+
+def lab_with(example_pillar, tmp_path, **powers):
+    raw = copy.deepcopy(example_pillar)
+    raw["netnode"]["storage"] = str(tmp_path / "srv")
+    for node, power in powers.items():
+        raw["nodes"][node]["power"] = power
+    return netlab_lab.load(raw)
+
+
+class FakeRun:
+    """Records commands; answers from a list of (rc, out, err)."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def __call__(self, cmd, env=None, timeout=30):
+        self.calls.append({"cmd": cmd, "env": env})
+        return self.answers.pop(0) if self.answers else (0, "", "")
+
+
+# --------------------------------------------------------------------------- wol
+def test_magic_packet():
+    pkt = netlab_power.magic_packet("94-C6-91-AA-00-01")
+    assert pkt[:6] == b"\xff" * 6
+    assert pkt[6:12] == bytes.fromhex("94c691aa0001")
+    assert len(pkt) == 6 + 16 * 6
+    with pytest.raises(ValueError):
+        netlab_power.magic_packet("nope")
+
+
+def test_wol_on_goes_to_lab_broadcast(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+    sent = []
+    res = netlab_power.power(lab, "nuc1", "on", sender=lambda p, a: sent.append((p, a)))
+    assert sent == [(netlab_power.magic_packet("94:c6:91:aa:00:01"), ("192.168.42.255", 9))]
+    assert res["done"] and res["node"] == "nuc1" and "192.168.42.255:9" in res["message"]
+
+
+def test_wol_real_socket_on_loopback(example_pillar, tmp_path):
+    """The default sender really sends the packet (to a loopback listener here)."""
+    lab = lab_with(example_pillar, tmp_path,
+                   nuc1={"driver": "wol", "broadcast": "127.0.0.1", "port": 40999})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv:
+        srv.bind(("127.0.0.1", 40999))
+        srv.settimeout(5)
+        netlab_power.power(lab, "nuc1", "on")
+        data, _ = srv.recvfrom(200)
+    assert data == netlab_power.magic_packet("94:c6:91:aa:00:01")
+
+
+def test_wol_off_and_cycle_through_minion(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+    calls = []
+    drv = netlab_power.driver(lab, "nuc2", minion_call=lambda n, f: calls.append((n, f)))
+    drv.off()
+    drv.cycle()
+    assert calls == [("nuc2", "system.poweroff"), ("nuc2", "system.reboot")]
+    with pytest.raises(netlab_power.PowerError, match="node nuc2: wol power off failed"):
+        netlab_power.power(lab, "nuc2", "off")  # no minion client given
+
+
+def test_wol_send_error_names_node(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+
+    def boom(p, a):
+        raise OSError(101, "Network is unreachable")
+
+    with pytest.raises(netlab_power.PowerError,
+                       match="node nuc1: wol power on failed.*unreachable"):
+        netlab_power.power(lab, "nuc1", "on", sender=boom)
+
+
+# --------------------------------------------------------------------------- ipmi
+def test_ipmi_password_not_on_command_line(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+    run = FakeRun((0, "Chassis Power Control: Up/On\n", ""))
+    res = netlab_power.power(lab, "nuc3", "on", run=run)
+    cmd = run.calls[0]["cmd"]
+    assert cmd == ["ipmitool", "-I", "lanplus", "-H", "192.168.43.13", "-U", "admin", "-E",
+                   "chassis", "power", "on"]
+    assert "ipmi-secret" not in " ".join(cmd)
+    assert run.calls[0]["env"]["IPMI_PASSWORD"] == "ipmi-secret"
+    assert res["done"] and "Up/On" in res["message"]
+
+
+def test_ipmi_status_and_cycle_when_off(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+    run = FakeRun((0, "Chassis Power is off\n", ""), (0, "Chassis Power is off\n", ""),
+                  (0, "Chassis Power Control: Up/On\n", ""))
+    drv = netlab_power.driver(lab, "nuc3", run=run)
+    assert drv.status() == "off"
+    drv.cycle()
+    assert [c["cmd"][-1] for c in run.calls] == ["status", "status", "on"]
+
+
+def test_ipmi_error_names_node_and_bmc(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+    run = FakeRun((1, "", "Error: Unable to establish IPMI v2 / RMCP+ session\n"))
+    with pytest.raises(netlab_power.PowerError) as exc:
+        netlab_power.power(lab, "nuc3", "off", run=run)
+    text = str(exc.value)
+    assert "node nuc3" in text and "192.168.43.13" in text and "RMCP+" in text
+    assert "ipmi-secret" not in text
+
+
+def test_ipmi_with_the_real_ipmitool_fails_clearly(example_pillar, tmp_path):
+    """The real binary against a closed loopback port: a clear, named error."""
+    lab = lab_with(example_pillar, tmp_path, nuc3={
+        "driver": "ipmi", "address": "127.0.0.1", "username": "u", "password": "p",
+        "port": 40998})
+    drv = netlab_power.driver(lab, "nuc3")
+    drv._run = lambda cmd, env=None, timeout=30: netlab_power._run_cmd(
+        cmd[:1] + ["-R", "1", "-N", "1"] + cmd[1:], env=env, timeout=timeout)
+    with pytest.raises(netlab_power.PowerError, match="node nuc3: ipmi power status failed"):
+        drv.status()
+
+
+# --------------------------------------------------------------------------- reboot / manual
+def test_reboot_driver(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path, nuc2={"driver": "reboot"})
+    calls = []
+    drv = netlab_power.driver(lab, "nuc2", minion_call=lambda n, f: calls.append(f))
+    assert not drv.can_off_on
+    drv.cycle()
+    assert calls == ["system.reboot"]
+    with pytest.raises(netlab_power.PowerError, match="node nuc2: reboot power on failed"):
+        drv.on()
+
+    def dead(n, f):
+        raise RuntimeError("Minion did not return. [No response]")
+
+    with pytest.raises(netlab_power.PowerError, match="nuc2.*No response"):
+        netlab_power.power(lab, "nuc2", "cycle", minion_call=dead)
+
+
+def test_manual_driver_tells_what_to_press(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path,
+                   nuc2={"driver": "manual", "instructions": "under the desk, left"})
+    res = netlab_power.power(lab, "nuc2", "cycle")
+    assert res["done"] is False
+    assert "nuc2" in res["message"] and "94:c6:91:aa:00:02" in res["message"]
+    assert "reset" in res["message"] and "under the desk" in res["message"]
+    assert netlab_power.power(lab, "nuc2", "status")["status"] == "unknown"
+
+
+def test_unknown_action(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+    with pytest.raises(netlab_power.PowerError, match="node nuc1: unknown power action"):
+        netlab_power.power(lab, "nuc1", "explode")
+
+
+# --------------------------------------------------------------------------- virtual
+def test_virtual_command_bios(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path, nuc1={
+        "driver": "virtual", "memory": 768, "cpus": 2, "netns": "labns",
+        "bridge": "br0", "accel": "tcg"})
+    drv = netlab_power.driver(lab, "nuc1")
+    cmd = drv.command()
+    assert cmd[0] == "qemu-system-x86_64"
+    assert cmd[cmd.index("-m") + 1] == "768" and cmd[cmd.index("-smp") + 1] == "2"
+    assert ["-accel", "tcg", "-cpu", "qemu64"] == cmd[cmd.index("-accel"):
+                                                      cmd.index("-accel") + 4]
+    assert "virtio-net-pci,netdev=n0,mac=94:c6:91:aa:00:01,bootindex=1" in cmd
+    assert "tap,id=n0,ifname=nl-nuc1,script=no,downscript=no" in cmd
+    assert not any("pflash" in c for c in cmd)
+    assert not any(c.startswith("file=") or "if=virtio" in c for c in cmd)  # no disk
+    assert drv.dir == os.path.join(lab.netnode.state_dir, "vms", "nuc1")
+    assert drv._ns(["x"]) == ["ip", "netns", "exec", "labns", "x"]
+
+
+def test_virtual_command_uefi(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual", "firmware": "uefi",
+                                                   "accel": "tcg"})
+    drv = netlab_power.driver(lab, "nuc1")
+    os.makedirs(drv.dir)
+    cmd = drv.command()
+    flash = [c for c in cmd if "pflash" in c]
+    assert len(flash) == 2 and "readonly=on" in flash[0]
+    assert os.path.exists(os.path.join(drv.dir, "OVMF_VARS.fd"))
+    assert cmd[cmd.index("-machine") + 1] == "q35"
+
+
+def test_virtual_firmware_from_node_boot(example_pillar, tmp_path):
+    raw = copy.deepcopy(example_pillar)
+    raw["netnode"]["storage"] = str(tmp_path)
+    raw["nodes"]["nuc2"]["power"] = {"driver": "virtual"}
+    raw["nodes"]["nuc2"]["boot"] = {"firmware": "uefi"}
+    lab = netlab_lab.load(raw)
+    assert netlab_power.driver(lab, "nuc2").firmware == "uefi"
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("memory", "lots", "netlab:nodes:nuc1:power:memory: 'lots' is not a positive integer"),
+    ("cpus", 0, "netlab:nodes:nuc1:power:cpus"),
+    ("firmware", "coreboot", "netlab:nodes:nuc1:power:firmware: 'coreboot'"),
+    ("accel", "hvf", "netlab:nodes:nuc1:power:accel"),
+    ("disk", "10G", "netlab:nodes:nuc1:power:disk: virtual nodes are diskless"),
+])
+def test_virtual_bad_fields_name_pillar_key(example_pillar, tmp_path, field, value, match):
+    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual", field: value})
+    with pytest.raises(netlab_power.PowerError, match=match):
+        netlab_power.driver(lab, "nuc1")
+
+
+def test_virtual_pillar_fields_validated_by_model(example_pillar, tmp_path):
+    raw = copy.deepcopy(example_pillar)
+    raw["nodes"]["nuc1"]["power"] = {"driver": "virtual", "colour": "red"}
+    assert any("netlab:nodes:nuc1:power:colour" in e for e in netlab_lab.validate(raw))
+
+
+def test_virtual_status_ignores_reused_pid(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual"})
+    drv = netlab_power.driver(lab, "nuc1")
+    os.makedirs(drv.dir)
+    with open(drv.pidfile, "w") as fh:
+        fh.write(str(os.getpid()))  # this pytest process, not a qemu of nuc1
+    assert drv.status() == "off"
+    assert drv.off()["message"] == "not running"
+
+
+def test_kvm_detection_is_a_boolean():
+    assert netlab_power.kvm_works() in (True, False)
+    args = netlab_power.accel_args("auto")
+    assert args in (["-accel", "kvm", "-cpu", "host"], ["-accel", "tcg", "-cpu", "qemu64"])
+    assert netlab_power.accel_args("tcg") == ["-accel", "tcg", "-cpu", "qemu64"]
