@@ -84,6 +84,13 @@ NODE_BOOT_KEYS = ("loader", "firmware")
 NODE_ROOT_KEYS = ("mode",)
 
 SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# local.conf meta-section file names ($NOVA_CONF, /etc/x.conf), INI sections and keys:
+# DevStack evals them unquoted (inc/meta-config), so only harmless characters
+CONF_FILE_RE = re.compile(r"^(?:\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)"
+                          r"|[A-Za-z0-9_./+@%:,-])+$")
+INI_SECTION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]*$")
+INI_KEY_RE = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_.:@/+-]*$")
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 SHELL_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
@@ -493,6 +500,8 @@ def _check_devstack(c, ds, *where):
             c.err(path(*where, "localrc", name), "{!r} is not a shell variable name".format(name))
         if isinstance(value, (dict, list)):
             c.err(path(*where, "localrc", name), "must be a scalar (string, number, boolean)")
+        elif isinstance(value, str) and "\x00" in value:
+            c.err(path(*where, "localrc", name), "cannot contain a NUL character")
     local_conf = c.mapping(ds.get("local_conf"), *where, "local_conf")
     for phase, files in local_conf.items():
         if phase not in LOCAL_CONF_PHASES:
@@ -501,8 +510,9 @@ def _check_devstack(c, ds, *where):
             continue
         files = c.mapping(files, *where, "local_conf", phase)
         for fname, sections in files.items():
-            if not isinstance(fname, str) or not fname or re.search(r"[\s|\]\[]", fname):
-                c.err(path(*where, "local_conf", phase, fname), "is not a file name")
+            if not isinstance(fname, str) or not CONF_FILE_RE.match(fname):
+                c.err(path(*where, "local_conf", phase, fname), "is not a file name (a path "
+                      "or $VARIABLE, e.g. $NOVA_CONF; no spaces, quotes or shell syntax)")
                 continue
             sections = c.mapping(sections, *where, "local_conf", phase, fname)
             for section, keys in sections.items():
@@ -511,10 +521,22 @@ def _check_devstack(c, ds, *where):
                     c.err(path(*where, "local_conf", phase, fname),
                           "use devstack:localrc for the localrc section")
                     break
+                if not isinstance(section, str) or not INI_SECTION_RE.match(section):
+                    c.err(path(*where, "local_conf", phase, fname, section),
+                          "{!r} is not an INI section name (letters, digits, _ . : @ / + -)"
+                          .format(section))
                 for key, val in keys.items():
+                    if not isinstance(key, str) or not INI_KEY_RE.match(key):
+                        c.err(path(*where, "local_conf", phase, fname, section, key),
+                              "{!r} is not an INI option name (letters, digits, _ . : @ / + -)"
+                              .format(key))
                     if isinstance(val, (dict, list)):
                         c.err(path(*where, "local_conf", phase, fname, section, key),
                               "must be a scalar")
+                    elif isinstance(val, str) and CONTROL_CHARS.search(val):
+                        c.err(path(*where, "local_conf", phase, fname, section, key),
+                              "must be a single line without control characters "
+                              "(DevStack reads local.conf line by line)")
     services = c.mapping(ds.get("services"), *where, "services")
     for name, flag in services.items():
         if not isinstance(flag, bool):
@@ -584,15 +606,76 @@ def find_cycle(graph):
     return None
 
 
-def _check_merged_devstack(c, merged, *where):
-    """Cross-key checks on a node's merged devstack (cycles)."""
-    localrc = merged.get("localrc", {})
-    graph = {k: [r for r in localrc_refs(v) if r != k] for k, v in localrc.items()
-             if isinstance(k, str)}
-    cycle = find_cycle(graph)
-    if cycle:
+def _localrc_graph(localrc):
+    """``{name: {names it references}}`` of a localrc mapping (self references dropped)."""
+    if not isinstance(localrc, dict):
+        return {}
+    return {k: {r for r in localrc_refs(v) if r != k} for k, v in localrc.items()
+            if isinstance(k, str)}
+
+
+def new_cycles(graph, parent):
+    """Reference cycles of ``graph`` that do not already exist in ``parent``.
+
+    Both map name -> names it depends on (names missing as keys are outside the
+    graph). A cycle is new when its strongly connected group has an edge the
+    parent graph does not have (a layer added or changed a variable on it). One
+    cycle per group, through its first new edge: ``[a, b, ..., a]``.
+    """
+    def edges(g):
+        return {(u, v) for u, vs in g.items() for v in vs if v in g}
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt in graph and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    def path_between(src, dst):
+        prev, todo = {src: None}, [src]
+        while todo:
+            cur = todo.pop(0)
+            if cur == dst:
+                out = []
+                while cur is not None:
+                    out.append(cur)
+                    cur = prev[cur]
+                return out[::-1]
+            for nxt in sorted(graph.get(cur, ())):
+                if nxt in graph and nxt not in prev:
+                    prev[nxt] = cur
+                    todo.append(nxt)
+        return None  # pragma: no cover - callers only ask for reachable pairs
+
+    old = edges(parent)
+    reachable = {n: reach(n) for n in graph}
+    found, reported = [], set()
+    for u, v in sorted(edges(graph) - old):
+        if u not in reachable[v]:
+            continue  # this edge is on no cycle
+        group = frozenset(n for n in reachable[u] if u in reachable[n]) | {u}
+        if group in reported:
+            continue
+        reported.add(group)
+        found.append([u] + path_between(v, u))
+    return found
+
+
+def _check_localrc_cycles(c, localrc, parent_localrc, *where):
+    """Report the localrc reference cycles that arise at this layer (lab, role or
+    node): ``localrc`` is the layer merged over its parents, ``parent_localrc``
+    the parents alone, so a cycle is reported once, where it appears."""
+    for cycle in new_cycles(_localrc_graph(localrc), _localrc_graph(parent_localrc)):
         c.err(path(*where, "localrc"), "variables reference each other in a cycle: {}"
               .format(" -> ".join(cycle)))
+
+
+def _check_merged_devstack(c, merged, parent, *where):
+    """Cross-key checks on a node's merged devstack (``parent``: lab + role merged)."""
+    _check_localrc_cycles(c, merged.get("localrc", {}), parent.get("localrc", {}), *where)
     plugins = {n: parse_plugin(s) for n, s in merged.get("plugins", {}).items()
                if isinstance(s, (str, dict))}
     graph = {n: p["requires"] for n, p in plugins.items() if p}
@@ -706,7 +789,8 @@ def _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles):
         node_ds = _check_devstack(c, spec.get("devstack"), *where, "devstack")
         role_ds = roles.get(role, {}).get("devstack", {}) if role else {}
         merged = deep_merge(DEVSTACK_DEFAULTS, lab_ds, role_ds, node_ds)
-        _check_merged_devstack(c, merged, *where, "devstack")
+        _check_merged_devstack(c, merged, deep_merge(DEVSTACK_DEFAULTS, lab_ds, role_ds),
+                               *where, "devstack")
         nodes[node_id] = Node(
             id=node_id, hostname=hostname or node_id,
             fqdn="{}.{}".format(hostname or node_id, network["domain"]),
@@ -743,6 +827,7 @@ def _check(raw):
     netnode = _check_netnode(c, raw, cidr, network)
     image = _check_image(c, raw)
     lab_ds = _check_devstack(c, raw.get("devstack"), "devstack")
+    _check_localrc_cycles(c, lab_ds.get("localrc"), {}, "devstack")
     roles_raw = c.mapping(raw.get("roles"), "roles")
     roles = {r: {"devstack": {}} for r in BUILTIN_ROLES}
     for role, spec in roles_raw.items():
@@ -753,6 +838,9 @@ def _check(raw):
         roles[role] = {"devstack": _check_devstack(c, spec.get("devstack"),
                                                    "roles", role, "devstack"),
                        "description": spec.get("description", "")}
+        _check_localrc_cycles(
+            c, deep_merge(DEVSTACK_DEFAULTS, lab_ds, roles[role]["devstack"])["localrc"],
+            lab_ds.get("localrc"), "roles", role, "devstack")
     nodes = _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles)
     return c.errors, network, netnode, image, lab_ds, roles, nodes
 
