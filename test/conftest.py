@@ -30,19 +30,22 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    # salt installs a temporary log handler at import time; left in place it prints
-    # ~100 lines of "--- Logging error ---" after pytest's summary.
+    """Drop salt's temporary log handler (and what it buffered).
+
+    Salt installs a deferred stderr handler at import time and flushes it at exit;
+    by then pytest has closed its capture streams, which gives ~100 lines of
+    "--- Logging error ---" after the summary.
+    """
     try:
         import salt._logging.impl as impl  # pylint: disable=import-outside-toplevel
-
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            if type(handler).__name__ in ("TemporaryLoggingHandler", "DeferredStreamHandler"):
-                root.removeHandler(handler)
-        if hasattr(impl, "shutdown_temp_handler"):
-            impl.shutdown_temp_handler()
-    except Exception:  # pylint: disable=broad-except
-        pass
+    except ImportError:
+        return
+    handler = impl.get_temp_handler()
+    if handler is None:
+        return
+    handler.sync_with_handlers(())  # empties the buffer without emitting anything
+    if handler in logging.root.handlers:
+        logging.root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")
@@ -60,4 +63,4 @@ def example_pillar():
 @pytest.fixture(scope="session")
 def salt_factories_config(tmp_path_factory):
     root = tmp_path_factory.mktemp("salt-factories")
-    return {"root_dir": str(root), "log_server": True}
+    return {"root_dir": str(root)}
