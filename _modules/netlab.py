@@ -136,3 +136,63 @@ def _generation(model, node_id):
 
 
 # --------------------------------------------------------------------------- lifecycle
+# (engineer H4) the lifecycle itself runs on the master: _runners/netlab.py. These
+# read the state kept on the networking node (whose minion runs this module).
+def _lifecycle():
+    try:
+        import netlab_lifecycle  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:  # pragma: no cover - depends on sync state
+        raise CommandExecutionError(
+            "netlab's _utils are not synced ({}); run saltutil.sync_all".format(exc))
+    return netlab_lifecycle
+
+
+def generation(node_id, pillar=None):
+    """
+    The reimage generation of ``node_id`` (0 if it was never reimaged); node
+    identity (machine-id, OVN system id) derives from it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.generation nuc2
+    """
+    model = lab(pillar)
+    try:
+        model.node(node_id)
+    except KeyError as exc:
+        raise CommandExecutionError(str(exc.args[0])) from None
+    return _lifecycle().generation(model, node_id)
+
+
+def status(as_table=True, pillar=None):
+    """
+    Every node's lifecycle state: node, role, ip, state, generation, since, last
+    result (read from the networking node's state directory).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.status
+    """
+    mod = _lifecycle()
+    model = lab(pillar)
+    return mod.status_table(model) if as_table else mod.status(model)
+
+
+def reimage(nodes, timeout=600):
+    """
+    Reimage ``nodes`` (list or comma-separated ids) through the master's runner
+    (``salt-run netlab.reimage``); only works on the networking node, which is
+    the salt-master.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.reimage nuc2 timeout=900
+    """
+    return __salt__["saltutil.runner"](  # pylint: disable=undefined-variable
+        "netlab.reimage", arg=[nodes], kwarg={"timeout": timeout})

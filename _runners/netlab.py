@@ -1,0 +1,491 @@
+"""
+netlab lifecycle runner: runs on the salt-master, which is the networking node.
+
+The master has what the lifecycle needs: its event bus (minion start events), its
+``pki_dir`` (pre-seeded minion keys) and the storage with the node roots. The
+logic is in ``_utils/netlab_{roots,power,lifecycle}.py``; this runner reads the
+lab, wires the master's facilities in, and fires events under
+``netlab/node/<id>/<state>`` (follow them with ``salt-run state.event
+'netlab/*' pretty=True``).
+
+The lab pillar: compiled for the master's own id (``<id>_master`` in an
+orchestration) and, if that has no ``netlab``, for the networking node's minion
+id (master option ``netlab_pillar_id``, default: the master id without
+``_master``). Every function also takes ``pillar=`` (the ``netlab`` value).
+
+CLI examples:
+
+.. code-block:: bash
+
+    salt-run netlab.status
+    salt-run netlab.reimage nuc2,nuc3 timeout=600
+    salt-run netlab.power nuc1 cycle
+    salt-run netlab.keys
+"""
+
+import logging
+import os
+import sys
+import time
+
+import salt.client
+import salt.pillar
+import salt.utils.event
+from salt.exceptions import SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "netlab"
+
+try:
+    import netlab_lab
+    import netlab_lifecycle
+    import netlab_power
+    import netlab_roots
+    import netlab_slice
+
+    HAS_LIBS = True
+    IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on sync state
+    HAS_LIBS = False
+    IMPORT_ERROR = exc
+
+
+def _import_libs():
+    """Import netlab's _utils from the master's extension_modules (after sync)."""
+    global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
+    global netlab_lab, netlab_lifecycle, netlab_power, netlab_roots, netlab_slice  # pylint: disable=global-statement,invalid-name
+    utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
+    if os.path.isdir(utils_dir) and utils_dir not in sys.path:
+        sys.path.append(utils_dir)
+    try:
+        import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_power  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_roots  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_slice  # pylint: disable=import-outside-toplevel,redefined-outer-name
+    except ImportError as exc:
+        IMPORT_ERROR = exc
+        return False
+    HAS_LIBS = True
+    return True
+
+
+def __virtual__():
+    if not HAS_LIBS and not _import_libs():
+        return (False, "netlab's _utils are not synced to the master ({}); run "
+                       "'salt-run saltutil.sync_all'".format(IMPORT_ERROR))
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------- plumbing
+def _fail(message):
+    __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    raise SaltInvocationError(message)
+
+
+def _compile_pillar(minion_id):
+    opts = __opts__  # pylint: disable=undefined-variable
+    pil = salt.pillar.get_pillar(opts, opts.get("grains", {}), minion_id,
+                                 saltenv=opts.get("saltenv"),
+                                 pillarenv=opts.get("pillarenv"))
+    return pil.compile_pillar()
+
+
+def _lab(pillar=None):
+    """The lab model, from ``pillar`` or the master-side pillar."""
+    if pillar is not None:
+        raw = pillar.get("netlab") if isinstance(pillar, dict) and "netlab" in pillar \
+            else pillar
+    else:
+        raw = None
+        my_id = __opts__.get("id", "")  # pylint: disable=undefined-variable
+        ids = [i for i in (
+            my_id,
+            __opts__.get("netlab_pillar_id"),  # pylint: disable=undefined-variable
+            my_id[:-len("_master")] if my_id.endswith("_master") else my_id + "_master",
+        ) if i]
+        for minion_id in dict.fromkeys(ids):
+            raw = _compile_pillar(minion_id).get("netlab")
+            if raw is not None:
+                break
+        if raw is None:
+            _fail("no 'netlab' pillar for the master (compiled for {}); target the lab "
+                  "SLS to '<netnode id>_master' too, or pass pillar=".format(", ".join(ids)))
+    try:
+        return netlab_lab.load(raw)
+    except netlab_lab.LabError as exc:
+        _fail(str(exc))
+    return None  # pragma: no cover
+
+
+def _node_list(lab, nodes):
+    if nodes is None or nodes == "":
+        _fail("name the nodes (a list or comma-separated ids; 'all' for every node)")
+    if isinstance(nodes, str):
+        nodes = [n.strip() for n in nodes.split(",") if n.strip()]
+    if nodes == ["all"]:
+        return list(lab.nodes)
+    unknown = [n for n in nodes if n not in lab.nodes]
+    if unknown:
+        _fail("not nodes of this lab: {} (known: {})".format(
+            ", ".join(unknown), ", ".join(lab.nodes)))
+    return list(dict.fromkeys(nodes))
+
+
+def _event_bus(listen=True):
+    opts = __opts__  # pylint: disable=undefined-variable
+    return salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=listen)
+
+
+def _fire(bus, node_id, state, **data):
+    tag = "netlab/node/{}/{}".format(node_id, state)
+    payload = dict(data, node=node_id, state=state)
+    try:
+        bus.fire_event(payload, tag)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("netlab: could not fire %s: %s", tag, exc)
+
+
+def _set(lab, bus, node_id, state, **kw):
+    rec = netlab_lifecycle.set_state(lab, node_id, state, **kw)
+    _fire(bus, node_id, state, result=kw.get("result"), reason=kw.get("reason"),
+          generation=rec.get("generation"))
+    return rec
+
+
+def _minion_call(timeout=30):
+    client = salt.client.get_local_client(mopts=__opts__)  # pylint: disable=undefined-variable
+
+    def call(node_id, fun, *args):
+        ret = client.cmd(node_id, fun, list(args), timeout=timeout)
+        if node_id not in ret:
+            raise RuntimeError("minion {} did not answer {} within {} s".format(
+                node_id, fun, timeout))
+        return ret[node_id]
+
+    return call
+
+
+def _driver(lab, node_id):
+    opts = __opts__  # pylint: disable=undefined-variable
+    kw = {"minion_call": _minion_call()}
+    if opts.get("netlab_qemu"):
+        kw["qemu"] = opts["netlab_qemu"]
+    return netlab_power.driver(lab, node_id, **kw)
+
+
+def _pki_dir():
+    return __opts__["pki_dir"]  # pylint: disable=undefined-variable
+
+
+def _refresh_exports(lab):
+    """After a root was swapped: make the NFS server export the new directory.
+
+    The master option ``netlab_exports_refresh`` is a command (list) run after
+    every root reset; default: ``exportfs -ra`` for the kernel server and nothing
+    for ganesha (its VFS exports resolve the path at mount time; see
+    docs/lifecycle.rst).
+    """
+    cmd = __opts__.get("netlab_exports_refresh")  # pylint: disable=undefined-variable
+    if cmd is None and lab.netnode.nfs_server == "kernel":
+        cmd = ["exportfs", "-ra"]
+    if not cmd:
+        return None
+    if isinstance(cmd, str):
+        cmd = cmd.split()
+    rc, out, err = netlab_power._run_cmd(cmd, timeout=60)  # pylint: disable=protected-access
+    if rc != 0:
+        raise RuntimeError("`{}` failed: {}".format(" ".join(cmd), (err or out).strip()))
+    return " ".join(cmd)
+
+
+# --------------------------------------------------------------------------- views
+def check(pillar=None):
+    """Fail with the full report when the lab pillar is invalid; ``True`` otherwise."""
+    _lab(pillar)
+    return True
+
+
+def status(as_table=True, pillar=None):
+    """
+    The lifecycle of every node: node, role, ip, state, generation, since, last result.
+
+    ``as_table=False`` returns the rows as data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.status
+        salt-run netlab.status as_table=False --out=json
+    """
+    lab = _lab(pillar)
+    if as_table:
+        return netlab_lifecycle.status_table(lab)
+    return netlab_lifecycle.status(lab)
+
+
+def generation(node, pillar=None):
+    """The reimage generation of ``node`` (0 if never reimaged)."""
+    lab = _lab(pillar)
+    _node_list(lab, [node])
+    return netlab_lifecycle.generation(lab, node)
+
+
+def set_state(node, state, result=None, reason=None, pillar=None):
+    """
+    Record a lifecycle state for ``node`` (the deploy orchestration marks
+    ``stacking``, ``ready``, ``failed``); fires ``netlab/node/<id>/<state>``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.set_state nuc1 stacking
+    """
+    lab = _lab(pillar)
+    _node_list(lab, [node])
+    bus = _event_bus(listen=False)
+    try:
+        return _set(lab, bus, node, state, result=result, reason=reason)
+    except netlab_lifecycle.LifecycleError as exc:
+        _fail(str(exc))
+    finally:
+        bus.destroy()
+    return None  # pragma: no cover
+
+
+def keys(pillar=None):
+    """
+    Keys on the master seen against the lab: accepted, pending, rejected,
+    denied, keys not belonging to a lab node, lab nodes without an accepted key.
+    """
+    return netlab_roots.key_report(_pki_dir(), _lab(pillar))
+
+
+def enrol(node, pillar=None):
+    """
+    Give ``node`` a new minion key: generated here, written into its root (or a
+    stateless node's identity tree) and pre-accepted on this master. No reimage:
+    the root keeps its data; the minion uses the new key after its next restart.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.enrol nuc2
+    """
+    lab = _lab(pillar)
+    _node_list(lab, [node])
+    n = lab.node(node)
+    root = (netlab_roots.identity_path(lab, node) if n.root_mode == "stateless"
+            else netlab_roots.root_path(lab, node))
+    if not os.path.isdir(root):
+        _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
+              .format(node, root, node))
+    ident = netlab_slice.identity(lab, node, netlab_lifecycle.generation(lab, node))
+    key = netlab_roots.gen_minion_keys()
+    netlab_roots.write_identity(lab, node, root, ident, key)
+    netlab_roots.preaccept_key(_pki_dir(), node, key[1])
+    return {"node": node, "root": root, "accepted": True}
+
+
+# --------------------------------------------------------------------------- power
+def power(node, action="status", pillar=None):
+    """
+    Power ``node``: ``on``, ``off``, ``cycle`` or ``status`` through its driver.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.power nuc1 cycle
+    """
+    lab = _lab(pillar)
+    _node_list(lab, [node])
+    try:
+        return _driver(lab, node).act(action)
+    except netlab_power.PowerError as exc:
+        _fail(str(exc))
+    return None  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- reimage
+def _wait_for_starts(bus, pending, deadline_for):
+    """Wait for ``salt/minion/<id>/start`` of every node in ``pending``.
+
+    ``deadline_for[node]`` is the monotonic deadline. Returns
+    ``{node: seconds-after-power-on}`` for the nodes that started.
+    """
+    started = {}
+    waiting = set(pending)
+    while waiting:
+        now = time.monotonic()
+        remaining = min(deadline_for[n] for n in waiting) - now
+        if remaining <= 0:
+            break
+        ev = bus.get_event(wait=min(remaining, 5), tag="salt/minion/",
+                           match_type="startswith", full=True)
+        if not ev:
+            continue
+        parts = ev.get("tag", "").split("/")
+        if len(parts) == 4 and parts[3] == "start" and parts[2] in waiting:
+            node = parts[2]
+            # a start event after the deadline does not count
+            if time.monotonic() <= deadline_for[node]:
+                started[node] = time.monotonic()
+                waiting.discard(node)
+        now = time.monotonic()
+        for node in list(waiting):
+            if now > deadline_for[node]:
+                waiting.discard(node)
+    return started
+
+
+def reimage(nodes=None, timeout=600, method="auto", pillar=None):
+    """
+    Reimage ``nodes``: for each, power off, reset its root from the current image
+    (new generation: new machine-id, SSH host keys, OVN system id, minion key
+    pre-accepted here), power on, then wait for its minion's start event on this
+    master, at most ``timeout`` seconds after power on. Nodes that do not come
+    back are left ``failed`` with the reason; the run then fails (retcode 1).
+
+    ``nodes``: a list, comma-separated ids, or ``all``. ``method``: root clone
+    method (auto, snapshot, reflink, copy).
+
+    Returns ``{node: {state, generation, method, seconds, result|reason}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.reimage nuc2,nuc3 timeout=900
+        salt-run state.orchestrate netlab.reimage pillar='{"nodes": ["nuc2"]}'
+    """
+    lab = _lab(pillar)
+    node_ids = _node_list(lab, nodes)
+    try:
+        timeout = float(timeout)
+    except (TypeError, ValueError):
+        _fail("timeout must be a number of seconds, not {!r}".format(timeout))
+    if timeout <= 0:
+        _fail("timeout must be positive")
+    # validate every driver before anything changes
+    drivers = {}
+    for n in node_ids:
+        try:
+            drivers[n] = _driver(lab, n)
+        except netlab_power.PowerError as exc:
+            _fail(str(exc))
+    src = netlab_roots.image_rootfs(lab) if any(
+        lab.node(n).root_mode == "persistent" for n in node_ids) else None
+
+    bus = _event_bus(listen=True)
+    results = {}
+    powered = {}
+    deadline = {}
+    try:
+        bus.subscribe("salt/minion/")
+        for n in node_ids:
+            t0 = time.monotonic()
+            drv = drivers[n]
+            gen = netlab_lifecycle.generation(lab, n) + 1
+            try:
+                _set(lab, bus, n, "reimaging", result="generation {}".format(gen))
+                if drv.can_off_on:
+                    drv.off()
+                ident = netlab_slice.identity(lab, n, gen)
+                key = netlab_roots.gen_minion_keys()
+                reset = netlab_roots.reset_root(lab, n, ident, key, method=method, src=src)
+                netlab_roots.preaccept_key(_pki_dir(), n, key[1])
+                _refresh_exports(lab)
+                _set(lab, bus, n, "booting", generation=gen,
+                     result="root reset ({}, {:.1f} s)".format(
+                         reset["method"], reset["clone_seconds"]))
+                pw = drv.on() if drv.can_off_on else drv.cycle()
+                if not pw["done"]:
+                    _fire(bus, n, "action-needed", message=pw["message"])
+                powered[n] = time.monotonic()
+                deadline[n] = powered[n] + timeout
+                results[n] = {"generation": gen, "method": reset["method"],
+                              "reset_seconds": reset["total_seconds"],
+                              "power": pw["message"], "started": t0}
+            except Exception as exc:  # pylint: disable=broad-except
+                reason = str(exc)
+                if not reason.startswith("node {}".format(n)):
+                    reason = "node {}: {}".format(n, reason)
+                _set(lab, bus, n, "failed", reason=reason)
+                results[n] = {"state": "failed", "reason": reason}
+        started = _wait_for_starts(bus, list(powered), deadline)
+        for n in powered:
+            res = results[n]
+            if n in started:
+                secs = started[n] - powered[n]
+                text = "minion started {:.0f} s after power on".format(secs)
+                _set(lab, bus, n, "up", result=text)
+                res.update(state="up", result=text, boot_seconds=round(secs, 1))
+            else:
+                reason = ("node {}: no salt/minion/{}/start event within {:.0f} s after "
+                          "power on ({})".format(n, n, timeout, _hint(lab, n)))
+                _set(lab, bus, n, "failed", reason=reason)
+                res.update(state="failed", reason=reason)
+            res["seconds"] = round(time.monotonic() - res.pop("started"), 1)
+    finally:
+        bus.destroy()
+    if any(r.get("state") == "failed" for r in results.values()):
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    return results
+
+
+def _hint(lab, node_id):
+    node = lab.node(node_id)
+    if node.power_driver == "virtual":
+        return "console log: {}".format(os.path.join(lab.netnode.state_dir, "vms", node_id,
+                                                     "serial.log"))
+    return "check the node's console: did it boot from the network?"
+
+
+def boot(nodes=None, timeout=600, pillar=None):
+    """
+    Power ``nodes`` on (or cycle them) without touching their roots and wait for
+    their minions' start events; ``booting`` -> ``up`` or ``failed``.
+    """
+    lab = _lab(pillar)
+    node_ids = _node_list(lab, nodes)
+    timeout = float(timeout)
+    drivers = {n: _driver(lab, n) for n in node_ids}
+    bus = _event_bus(listen=True)
+    results, powered, deadline = {}, {}, {}
+    try:
+        bus.subscribe("salt/minion/")
+        for n in node_ids:
+            try:
+                _set(lab, bus, n, "booting")
+                drv = drivers[n]
+                on = drv.can_off_on and drv.status() != "on"
+                pw = drv.on() if on else drv.cycle()
+                if not pw["done"]:
+                    _fire(bus, n, "action-needed", message=pw["message"])
+                powered[n] = time.monotonic()
+                deadline[n] = powered[n] + timeout
+            except (netlab_power.PowerError, netlab_lifecycle.LifecycleError) as exc:
+                _set(lab, bus, n, "failed", reason=str(exc))
+                results[n] = {"state": "failed", "reason": str(exc)}
+        started = _wait_for_starts(bus, list(powered), deadline)
+        for n in powered:
+            if n in started:
+                text = "minion started {:.0f} s after power on".format(
+                    started[n] - powered[n])
+                _set(lab, bus, n, "up", result=text)
+                results[n] = {"state": "up", "result": text}
+            else:
+                reason = "node {}: no salt/minion/{}/start event within {:.0f} s ({})".format(
+                    n, n, timeout, _hint(lab, n))
+                _set(lab, bus, n, "failed", reason=reason)
+                results[n] = {"state": "failed", "reason": reason}
+    finally:
+        bus.destroy()
+    if any(r.get("state") == "failed" for r in results.values()):
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    return results
