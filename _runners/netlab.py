@@ -182,22 +182,27 @@ def _pki_dir():
 def _refresh_exports(lab):
     """After a root was swapped: make the NFS server export the new directory.
 
-    The master option ``netlab_exports_refresh`` is a command (list) run after
-    every root reset; default: ``exportfs -ra`` for the kernel server and nothing
-    for ganesha (its VFS exports resolve the path at mount time; see
-    docs/lifecycle.rst).
+    A reset replaces ``<roots_dir>/<node>`` by a new directory (a new inode); NFS
+    servers hold the export root by handle, so they must look again. The master
+    option ``netlab_exports_refresh`` (a command, list or string; ``[]`` for none)
+    is run after every root reset; default: ``exportfs -ra`` + ``exportfs -f`` for
+    the kernel server, ``service nfs-ganesha restart`` for ganesha. NFSv3 clients
+    of other nodes ride over a ganesha restart (hard mounts retry).
     """
-    cmd = __opts__.get("netlab_exports_refresh")  # pylint: disable=undefined-variable
-    if cmd is None and lab.netnode.nfs_server == "kernel":
-        cmd = ["exportfs", "-ra"]
-    if not cmd:
-        return None
-    if isinstance(cmd, str):
-        cmd = cmd.split()
-    rc, out, err = netlab_power._run_cmd(cmd, timeout=60)  # pylint: disable=protected-access
-    if rc != 0:
-        raise RuntimeError("`{}` failed: {}".format(" ".join(cmd), (err or out).strip()))
-    return " ".join(cmd)
+    opts = __opts__  # pylint: disable=undefined-variable
+    cmd = opts.get("netlab_exports_refresh")
+    if cmd is None:
+        if lab.netnode.nfs_server == "kernel":
+            cmds = [["exportfs", "-ra"], ["exportfs", "-f"]]
+        else:
+            cmds = [["service", "nfs-ganesha", "restart"]]
+    else:
+        cmds = [cmd.split() if isinstance(cmd, str) else list(cmd)] if cmd else []
+    for cmd in cmds:
+        rc, out, err = netlab_power._run_cmd(cmd, timeout=120)  # pylint: disable=protected-access
+        if rc != 0:
+            raise RuntimeError("`{}` failed: {}".format(" ".join(cmd), (err or out).strip()))
+    return cmds
 
 
 # --------------------------------------------------------------------------- views
@@ -385,12 +390,23 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
     results = {}
     powered = {}
     deadline = {}
+
+    def failed(n, exc):
+        reason = str(exc)
+        if not reason.startswith("node {}".format(n)):
+            reason = "node {}: {}".format(n, reason)
+        _set(lab, bus, n, "failed", reason=reason)
+        results[n] = {"state": "failed", "reason": reason,
+                      "started": results.get(n, {}).get("started", time.monotonic())}
+
     try:
         bus.subscribe("salt/minion/")
+        # 1. every node down, fresh root, new key accepted
+        reset_ok = []
         for n in node_ids:
-            t0 = time.monotonic()
             drv = drivers[n]
             gen = netlab_lifecycle.generation(lab, n) + 1
+            results[n] = {"generation": gen, "started": time.monotonic()}
             try:
                 _set(lab, bus, n, "reimaging", result="generation {}".format(gen))
                 if drv.can_off_on:
@@ -399,24 +415,38 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
                 key = netlab_roots.gen_minion_keys()
                 reset = netlab_roots.reset_root(lab, n, ident, key, method=method, src=src)
                 netlab_roots.preaccept_key(_pki_dir(), n, key[1])
+                results[n].update(method=reset["method"],
+                                  reset_seconds=reset["total_seconds"])
+                # the new generation is the node's identity from now on
+                netlab_lifecycle.set_state(lab, n, "reimaging", generation=gen,
+                                           result="root reset ({}, {:.1f} s)".format(
+                                               reset["method"], reset["clone_seconds"]))
+                reset_ok.append(n)
+            except Exception as exc:  # pylint: disable=broad-except
+                failed(n, exc)
+        # 2. the NFS server exports the new directories (once for all nodes)
+        if reset_ok:
+            try:
                 _refresh_exports(lab)
-                _set(lab, bus, n, "booting", generation=gen,
-                     result="root reset ({}, {:.1f} s)".format(
-                         reset["method"], reset["clone_seconds"]))
+            except Exception as exc:  # pylint: disable=broad-except
+                for n in reset_ok:
+                    failed(n, "NFS exports not refreshed: {}".format(exc))
+                reset_ok = []
+        # 3. power on
+        for n in reset_ok:
+            drv = drivers[n]
+            try:
+                _set(lab, bus, n, "booting", result="root reset ({}, {:.1f} s)".format(
+                    results[n]["method"], results[n]["reset_seconds"]))
                 pw = drv.on() if drv.can_off_on else drv.cycle()
                 if not pw["done"]:
                     _fire(bus, n, "action-needed", message=pw["message"])
+                results[n]["power"] = pw["message"]
                 powered[n] = time.monotonic()
                 deadline[n] = powered[n] + timeout
-                results[n] = {"generation": gen, "method": reset["method"],
-                              "reset_seconds": reset["total_seconds"],
-                              "power": pw["message"], "started": t0}
             except Exception as exc:  # pylint: disable=broad-except
-                reason = str(exc)
-                if not reason.startswith("node {}".format(n)):
-                    reason = "node {}: {}".format(n, reason)
-                _set(lab, bus, n, "failed", reason=reason)
-                results[n] = {"state": "failed", "reason": reason}
+                failed(n, exc)
+        # 4. wait for the minions
         started = _wait_for_starts(bus, list(powered), deadline)
         for n in powered:
             res = results[n]
@@ -430,6 +460,7 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
                           "power on ({})".format(n, n, timeout, _hint(lab, n)))
                 _set(lab, bus, n, "failed", reason=reason)
                 res.update(state="failed", reason=reason)
+        for res in results.values():
             res["seconds"] = round(time.monotonic() - res.pop("started"), 1)
     finally:
         bus.destroy()

@@ -359,33 +359,12 @@ class Virtual(Driver):
 
     def command(self):
         """The qemu command line (without the netns wrapper)."""
-        cmd = [self.qemu, "-name", "netlab-{}".format(self.node.id),
-               "-machine", "q35" if self.firmware == "uefi" else "pc",
-               "-m", str(self.memory), "-smp", str(self.cpus)]
-        cmd += accel_args(self.accel, self.qemu)
-        cmd += ["-nodefaults", "-display", "none", "-vga", "none",
-                "-serial", "file:" + self.serial,
-                "-monitor", "unix:{},server,nowait".format(self.monitor),
-                "-pidfile", self.pidfile, "-daemonize",
-                "-netdev", "tap,id=n0,ifname={},script=no,downscript=no".format(self.tap),
-                "-device", "virtio-net-pci,netdev=n0,mac={},bootindex=1".format(
-                    self.node.mac),
-                "-boot", "order=n"]
-        if self.firmware == "uefi":
-            code = next((f for f in OVMF_CODE if os.path.exists(f)), None)
-            vars_src = next((f for f in OVMF_VARS if os.path.exists(f)), None)
-            if code is None or vars_src is None:
-                raise self.error("on", "UEFI firmware (OVMF) is not installed "
-                                 "(apt-get install ovmf)")
-            if ("_4M" in code) != ("_4M" in vars_src):  # sizes must match
-                raise self.error("on", "OVMF code {} and vars {} do not match".format(
-                    code, vars_src))
-            vars_copy = os.path.join(self.dir, "OVMF_VARS.fd")
-            if not os.path.exists(vars_copy):
-                shutil.copyfile(vars_src, vars_copy)
-            cmd += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
-                    "-drive", "if=pflash,format=raw,unit=1,file=" + vars_copy]
-        return cmd
+        try:
+            return qemu_command("netlab-{}".format(self.node.id), self.node.mac, self.tap,
+                                self.dir, memory=self.memory, cpus=self.cpus,
+                                firmware=self.firmware, accel=self.accel, qemu=self.qemu)
+        except RuntimeError as exc:
+            raise self.error("on", str(exc)) from exc
 
     # -- interface
     def on(self):
@@ -456,6 +435,39 @@ class Virtual(Driver):
         """Stop the VM and remove its tap (the virtual lab's clean-up)."""
         self.off()
         self.delete_tap()
+
+
+def qemu_command(name, mac, tap, vm_dir, memory=1024, cpus=1, firmware="bios",
+                 accel="auto", qemu="qemu-system-x86_64"):
+    """A diskless, network-booting qemu VM: one virtio NIC with ``mac`` on ``tap``.
+
+    Writes ``qemu.pid``, ``serial.log``, ``monitor.sock`` (and a private copy of the
+    OVMF variables for UEFI) in ``vm_dir``; daemonizes.
+    """
+    cmd = [qemu, "-name", name, "-machine", "q35" if firmware == "uefi" else "pc",
+           "-m", str(memory), "-smp", str(cpus)]
+    cmd += accel_args(accel, qemu)
+    cmd += ["-nodefaults", "-display", "none", "-vga", "none",
+            "-serial", "file:" + os.path.join(vm_dir, "serial.log"),
+            "-monitor", "unix:{},server,nowait".format(os.path.join(vm_dir, "monitor.sock")),
+            "-pidfile", os.path.join(vm_dir, "qemu.pid"), "-daemonize",
+            "-netdev", "tap,id=n0,ifname={},script=no,downscript=no".format(tap),
+            "-device", "virtio-net-pci,netdev=n0,mac={},bootindex=1".format(mac),
+            "-boot", "order=n"]
+    if firmware == "uefi":
+        code = next((f for f in OVMF_CODE if os.path.exists(f)), None)
+        vars_src = next((f for f in OVMF_VARS if os.path.exists(f)), None)
+        if code is None or vars_src is None:
+            raise RuntimeError("UEFI firmware (OVMF) is not installed (apt-get install ovmf)")
+        if ("_4M" in code) != ("_4M" in vars_src):  # sizes must match
+            raise RuntimeError("OVMF code {} and vars {} do not match".format(code, vars_src))
+        vars_copy = os.path.join(vm_dir, "OVMF_VARS.fd")
+        if not os.path.exists(vars_copy):
+            os.makedirs(vm_dir, exist_ok=True)
+            shutil.copyfile(vars_src, vars_copy)
+        cmd += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+                "-drive", "if=pflash,format=raw,unit=1,file=" + vars_copy]
+    return cmd
 
 
 DRIVERS = {"wol": Wol, "ipmi": Ipmi, "reboot": Reboot, "manual": Manual, "virtual": Virtual}
