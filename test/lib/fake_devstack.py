@@ -94,7 +94,8 @@ function fake_record {
     FAKE_TOP_DIR=$TOP_DIR FAKE_DEST=$DEST FAKE_RECORDS=$RECORDS \
     FAKE_HOST_IP=${HOST_IP:-} FAKE_SERVICE_HOST=${SERVICE_HOST:-} \
     FAKE_SECTIONS="$(get_meta_sections "$TOP_DIR/local.conf" 2>/dev/null)" \
-    FAKE_LOCALRC_VARS="$LOCALRC_VARS" \
+    FAKE_LOCALRC_VARS="$LOCALRC_VARS" FAKE_SERVICES="$ENABLED_SERVICES" \
+    FAKE_PLUGINS="$DEVSTACK_PLUGINS" \
     FAKE_COMMIT="$(git -C "$TOP_DIR" rev-parse HEAD 2>/dev/null)" \
     FAKE_VERSION="$(cat "$TOP_DIR/VERSION" 2>/dev/null)" \
     /usr/bin/python3 - "$@" <<'PYEOF'
@@ -118,6 +119,8 @@ rec = {
     "service_host": e["FAKE_SERVICE_HOST"] or None,
     "sections": [s for s in e["FAKE_SECTIONS"].splitlines() if s],
     "localrc": values, "local_conf_sha256": digest,
+    "services": [x for x in e["FAKE_SERVICES"].split(",") if x],
+    "plugins": [x for x in e["FAKE_PLUGINS"].split(",") if x],
     "commit": e["FAKE_COMMIT"] or None, "version": e["FAKE_VERSION"] or None,
 }
 name = "{}-{:.6f}-{}.json".format(rec["event"], rec["start"], os.getpid())
@@ -126,6 +129,34 @@ with open(tmp, "w") as fh:
     json.dump(rec, fh, sort_keys=True)
 os.rename(tmp, os.path.join(e["FAKE_RECORDS"], name))
 PYEOF
+}
+
+# DevStack's localrc helpers (functions-common), enough to source a localrc.
+ENABLED_SERVICES=""
+DEVSTACK_PLUGINS=""
+function enable_service {
+    local s
+    for s in "$@"; do
+        disable_service "$s"
+        ENABLED_SERVICES+=",$s"
+    done
+    ENABLED_SERVICES=${ENABLED_SERVICES#,}
+}
+function disable_service {
+    local s tmp
+    for s in "$@"; do
+        tmp=",$ENABLED_SERVICES,"
+        tmp=${tmp//,$s,/,}
+        tmp=${tmp#,}
+        ENABLED_SERVICES=${tmp%,}
+    done
+}
+function disable_all_services {
+    ENABLED_SERVICES=""
+}
+function enable_plugin {
+    [[ -n ${1:-} && -n ${2:-} ]] || { echo "enable_plugin needs name and url" >&2; return 1; }
+    DEVSTACK_PLUGINS+="${DEVSTACK_PLUGINS:+,}$1"
 }
 
 # Source localrc (from local.conf) the way DevStack's stackrc does.

@@ -1,0 +1,301 @@
+"""
+DevStack across the lab, from the master: stack a wave of nodes at once.
+
+``salt-run devstack.stack role=compute`` publishes ``devstack.stack`` to every
+compute that is not ``ready`` in ONE job (a list target), so all of them run
+``stack.sh`` at the same time; it waits for every answer, records each node's
+outcome in the lifecycle (``stacking`` -> ``ready`` / ``failed`` with the time
+taken, shown by ``salt-run netlab.status``) and the log tail of failures beside
+it, and fails only after every node of the wave is done. The orchestrations
+(``netlab.deploy``, ``netlab.restack``, ``netlab.unstack``) call these steps.
+
+The lab comes from the master's own pillar (the id the orchestrate runner
+compiles pillar for, which top.sls gives the whole ``netlab``).
+
+Events on the master bus: ``netlab/stack/<wave>/started|finished`` here, and
+``netlab/node/<id>/stack/started|finished|failed`` from each node.
+"""
+
+import logging
+import time
+
+import salt.client
+import salt.exceptions
+import salt.pillar
+import salt.utils.event
+
+try:
+    import netlab_lab
+    import netlab_lifecycle
+    import netlab_stack
+
+    HAS_LIBS = netlab_lab.HAS_NETADDR
+    IMPORT_ERROR = None if HAS_LIBS else netlab_lab.NETADDR_MISSING
+except ImportError as exc:  # pragma: no cover - depends on sync state
+    HAS_LIBS = False
+    IMPORT_ERROR = "netlab's _utils are not synced to the master ({}); run " \
+                   "'salt-run saltutil.sync_all'".format(exc)
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "devstack"
+
+# lifecycle states from which a node is first marked ``up`` (its minion answered)
+# before it can go to ``stacking``
+_NOT_YET_UP = ("registered", "booting", "reimaging")
+
+
+def __virtual__():
+    if not HAS_LIBS:
+        return (False, IMPORT_ERROR)
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------- helpers
+def _lab():
+    """The lab model from the master's pillar; the full report when invalid."""
+    opts = __opts__  # pylint: disable=undefined-variable
+    pillar = salt.pillar.get_pillar(
+        opts, {}, opts["id"], saltenv=opts.get("saltenv") or "base",
+        pillarenv=opts.get("pillarenv")).compile_pillar()
+    try:
+        return netlab_lab.load(pillar.get("netlab"))
+    except netlab_lab.LabError as exc:
+        raise salt.exceptions.SaltInvocationError(str(exc)) from None
+
+
+def _fire(tag, data):
+    try:
+        with salt.utils.event.get_master_event(
+                __opts__, __opts__["sock_dir"], listen=False) as bus:  # pylint: disable=undefined-variable
+            bus.fire_event(data, tag)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.debug("netlab: could not fire %s: %s", tag, exc)
+
+
+def _progress(text):
+    """A line on the runner's console (``salt-run``) and in the master log."""
+    log.info("netlab: %s", text)
+    try:
+        __jid_event__.fire_event({"message": text}, "progress")  # pylint: disable=undefined-variable
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
+def _client():
+    return salt.client.get_local_client(__opts__["conf_file"])  # pylint: disable=undefined-variable
+
+
+def _states(lab):
+    return {r["node"]: r["state"] for r in netlab_lifecycle.status(lab)}
+
+
+def _set(lab, node_id, state, **kwargs):
+    try:
+        netlab_lifecycle.set_state(lab, node_id, state, **kwargs)
+    except netlab_lifecycle.LifecycleError as exc:
+        log.warning("netlab: %s", exc)
+
+
+def _ping(targets, timeout):
+    """Node ids (of ``targets``) whose minion answers."""
+    if not targets:
+        return []
+    ret = _client().cmd(targets, "test.ping", tgt_type="list", timeout=timeout)
+    return [n for n in targets if ret.get(n) is True]
+
+
+def _publish(targets, fun, kwarg, timeout):
+    """Run ``fun`` on every target in one job; ``{node: return or None}``."""
+    out = {n: None for n in targets}
+    for chunk in _client().cmd_iter(targets, fun, kwarg=kwarg, tgt_type="list",
+                                    timeout=timeout):
+        for minion, data in chunk.items():
+            if minion in out and isinstance(data, dict):
+                out[minion] = data.get("ret")
+    return out
+
+
+# --------------------------------------------------------------------------- steps
+def plan(role=None, nodes=None, force=False):
+    """
+    What ``devstack.stack`` would do: ``{stack: [...], ready: [...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.plan role=compute
+    """
+    lab = _lab()
+    targets = netlab_stack.wave(lab, role=role, nodes=nodes)
+    to_stack, ready = netlab_stack.plan(targets, _states(lab), force=force)
+    return {"stack": to_stack, "ready": ready}
+
+
+def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
+    """
+    Run ``stack.sh`` on a wave of nodes at the same time; record the outcomes.
+
+    role
+        ``controller``, ``compute`` (every non-controller node) or ``all``
+        (default; controller first is NOT implied: use two calls, as
+        ``netlab.deploy`` does).
+    nodes
+        explicit node ids (list or comma-separated) instead of a role.
+    force
+        stack nodes that are already ``ready`` too (default: only the others).
+    timeout
+        seconds to wait for a minion that stops answering (a running stack.sh
+        keeps the job alive however long it takes).
+
+    Returns ``{result, stacked, failed, skipped, nodes: {id: outcome}}``; fails
+    (non-zero exit) when any node of the wave failed, after all of them ended.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.stack role=compute
+        salt-run devstack.stack nodes=nuc2 force=True
+    """
+    lab = _lab()
+    force = force in (True, "True", "true", 1, "1")
+    targets = netlab_stack.wave(lab, role=role, nodes=nodes)
+    states = _states(lab)
+    to_stack, ready = netlab_stack.plan(targets, states, force=force)
+    wave_name = role or ("nodes" if nodes else "all")
+    ret = {"result": True, "stacked": [], "failed": [], "skipped": ready, "nodes": {}}
+    if not to_stack:
+        ret["comment"] = "nothing to stack: {} ready".format(", ".join(ready) or "no node")
+        _progress(ret["comment"])
+        return ret
+
+    answering = _ping(to_stack, timeout=timeout)
+    outcomes = {}
+    for node_id in to_stack:
+        if node_id not in answering:
+            outcomes[node_id] = netlab_stack.outcome(node_id, None)
+            continue
+        if states.get(node_id) in _NOT_YET_UP:
+            _set(lab, node_id, "up", result="minion answers")
+        _set(lab, node_id, "stacking", result="stack.sh running")
+    running = [n for n in to_stack if n in answering]
+    _progress("stacking {} ({} wave){}".format(
+        ", ".join(running) or "nothing", wave_name,
+        "; skipping ready: " + ", ".join(ready) if ready else ""))
+    _fire("netlab/stack/{}/started".format(wave_name),
+          {"nodes": running, "skipped": ready, "started": time.time()})
+    if running:
+        returns = _publish(running, "devstack.stack", {"lines": int(lines)}, timeout)
+        for node_id, data in returns.items():
+            outcomes[node_id] = netlab_stack.outcome(node_id, data)
+
+    for node_id in to_stack:
+        out = outcomes[node_id]
+        ret["nodes"][node_id] = out
+        if out["result"]:
+            ret["stacked"].append(node_id)
+            _set(lab, node_id, "ready", result=netlab_stack.result_text(out))
+            _progress("{}: ready ({})".format(node_id, netlab_stack.result_text(out)))
+        else:
+            ret["failed"].append(node_id)
+            _set(lab, node_id, "failed", reason=out["reason"])
+            _progress("{}: FAILED: {}".format(node_id, out["reason"]))
+    netlab_stack.save_results(lab.netnode.state_dir, list(outcomes.values()))
+    _fire("netlab/stack/{}/finished".format(wave_name),
+          {"stacked": ret["stacked"], "failed": ret["failed"], "skipped": ready})
+    if ret["failed"]:
+        ret["result"] = False
+        ret["comment"] = "stack.sh failed on {}".format(", ".join(ret["failed"]))
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    else:
+        ret["comment"] = "stacked {}".format(", ".join(ret["stacked"]))
+    return ret
+
+
+def unstack(role=None, nodes=None, timeout=60, lines=25):
+    """
+    Run ``unstack.sh`` on a wave of nodes at the same time (``role``: controller,
+    compute or all; or explicit ``nodes``). Stacked nodes go back to ``up``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.unstack role=compute
+    """
+    lab = _lab()
+    targets = netlab_stack.wave(lab, role=role, nodes=nodes)
+    answering = _ping(targets, timeout=timeout)
+    ret = {"result": True, "unstacked": [], "failed": [], "nodes": {}}
+    returns = _publish(answering, "devstack.unstack", {"lines": int(lines)}, timeout) \
+        if answering else {}
+    states = _states(lab)
+    for node_id in targets:
+        data = returns.get(node_id)
+        if isinstance(data, dict) and data.get("result"):
+            ret["unstacked"].append(node_id)
+            if states.get(node_id) in ("ready", "stacking", "failed"):
+                _set(lab, node_id, "up", result="unstacked")
+        else:
+            ret["failed"].append(node_id)
+        ret["nodes"][node_id] = data if isinstance(data, dict) else {
+            "result": False, "comment": "no answer from the minion"}
+    _progress("unstacked {}{}".format(", ".join(ret["unstacked"]) or "nothing",
+                                      "; failed: " + ", ".join(ret["failed"])
+                                      if ret["failed"] else ""))
+    if ret["failed"]:
+        ret["result"] = False
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    return ret
+
+
+def discover(timeout=60, lines=25):
+    """
+    Run ``tools/discover_hosts.sh`` on the controller (nova maps new computes
+    into its cell). Skipped, with a comment, when the controller is not ready.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.discover
+    """
+    lab = _lab()
+    ctl = lab.controller.id
+    if _states(lab).get(ctl) != "ready":
+        return {"result": True, "comment": "controller {} is not ready: discovery skipped"
+                .format(ctl), "skipped": True}
+    returns = _publish([ctl], "devstack.discover", {"lines": int(lines)}, timeout)
+    data = returns.get(ctl)
+    ok = isinstance(data, dict) and bool(data.get("result"))
+    _progress("host discovery on {}: {}".format(ctl, "done" if ok else "FAILED"))
+    _fire("netlab/stack/discover/{}".format("finished" if ok else "failed"),
+          {"node": ctl, "result": ok})
+    if not ok:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    return {"result": ok, "node": ctl, "return": data}
+
+
+def summary(fail=True):
+    """
+    The deploy summary: which nodes are ready, which failed (with the last lines
+    of their stack.sh log) and which are not stacked. With ``fail=True`` (the
+    default) the call fails when any node failed, so an orchestration ends red.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.summary
+    """
+    lab = _lab()
+    out = netlab_stack.summary(lab, netlab_lifecycle.status(lab),
+                               netlab_stack.load_results(lab.netnode.state_dir))
+    for line in out["text"].splitlines():
+        _progress(line)
+    _fire("netlab/deploy/summary", {k: out[k] for k in ("ready", "failed", "pending")})
+    if fail in (True, "True", "true", 1, "1") and (out["failed"] or out["pending"]):
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    return out

@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- Prepare a lab node for DevStack, from its slice only (pillar netlab_node):
+    the packages DevStack needs before its own installer runs (git, sudo), the
+    stack user (netlab:devstack:user; an existing one, e.g. from the node image,
+    is left as it is) with passwordless sudo, and the DevStack checkout at
+    netlab:devstack:repo / branch in <dest>/devstack, cloned as the stack user.
+    The checkout follows pillar: change repo or branch and the next apply
+    (netlab.deploy, netlab.restack) moves the checkout there. When
+    netlab:devstack:git_base names a mirror and repo is left at its default,
+    DevStack is cloned from <git_base>/openstack/devstack.git. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata with context %}
+{%- set src = salt['devstack.checkout_source']() %}
+{%- set user = src.user %}
+
+include:
+  - {{ tplroot }}.node.check
+
+netlab-node-prepare-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ mapdata.pkgs.node | json }}
+    - require:
+      - devstack: netlab-node-check-devstack-node_valid
+
+netlab-node-prepare-user-present:
+  user.present:
+    - name: {{ user }}
+    - shell: /bin/bash
+    - home: {{ src.dest }}
+    - createhome: false
+    - usergroup: true
+    # a stack user that exists already (the node image creates one) is kept as is
+    - unless: id -u {{ user }}
+    - require:
+      - devstack: netlab-node-check-devstack-node_valid
+
+netlab-node-prepare-file-managed-sudoers:
+  file.managed:
+    - name: {{ mapdata.node.sudoers_dir }}/50_netlab_{{ user }}
+    - contents: |
+        # managed by netlab (netlab.node.prepare): DevStack's stack user
+        {{ user }} ALL=(ALL) NOPASSWD: ALL
+    - user: root
+    - group: root
+    - mode: '0440'
+    - check_cmd: /usr/sbin/visudo -cf
+    - require:
+      - pkg: netlab-node-prepare-pkg-installed
+      - user: netlab-node-prepare-user-present
+
+netlab-node-prepare-file-directory-dest:
+  file.directory:
+    - name: {{ src.dest }}
+    - user: {{ user }}
+    - mode: '0755'
+    - makedirs: true
+    - require:
+      - user: netlab-node-prepare-user-present
+
+netlab-node-prepare-file-directory-logs:
+  file.directory:
+    - name: {{ src.dest }}/logs
+    - user: {{ user }}
+    - mode: '0755'
+    - require:
+      - file: netlab-node-prepare-file-directory-dest
+
+netlab-node-prepare-git-latest:
+  git.latest:
+    - name: {{ src.repo }}
+    - target: {{ src.target }}
+    - rev: {{ src.branch }}
+    - branch: {{ src.branch }}
+    - user: {{ user }}
+    # follow the remote when it moved (new branch, force-push); keep local edits otherwise
+    - force_reset: remote-changes
+    - force_fetch: true
+    # <dest>/devstack may hold only local.conf (netlab.node.localconf applied alone)
+    - force_clone: true
+    - require:
+      - pkg: netlab-node-prepare-pkg-installed
+      - file: netlab-node-prepare-file-directory-dest
