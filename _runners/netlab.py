@@ -180,29 +180,57 @@ def _pki_dir():
 
 
 def _refresh_exports(lab):
-    """After a root was swapped: make the NFS server export the new directory.
+    """After roots were reset: make the NFS server export the new directories.
 
-    A reset replaces ``<roots_dir>/<node>`` by a new directory (a new inode); NFS
-    servers hold the export root by handle, so they must look again. The master
-    option ``netlab_exports_refresh`` (a command, list or string; ``[]`` for none)
-    is run after every root reset; default: ``exportfs -ra`` + ``exportfs -f`` for
-    the kernel server, ``service nfs-ganesha restart`` for ganesha. NFSv3 clients
-    of other nodes ride over a ganesha restart (hard mounts retry).
+    A reset replaces ``<roots_dir>/<node>`` by a new directory (a new inode), and
+    a first reimage creates it; NFS servers hold an export root by handle and the
+    netnode states render a missing root commented out. So, in this order:
+
+    1. the commands of master option ``netlab_exports_refresh`` (a list of argv
+       lists; default: ganesha ``[[service, nfs-ganesha, stop]]``, kernel ``[]``);
+    2. ``state.sls netlab.netnode.nfs`` on the networking node's minion (renders
+       the exports again and (re)starts the server; master option
+       ``netlab_exports_apply: false`` skips it);
+    3. kernel server: ``exportfs -ra`` and ``exportfs -f`` (flush cached handles).
+
+    NFSv3 clients of other nodes ride over a ganesha restart (hard mounts retry).
     """
     opts = __opts__  # pylint: disable=undefined-variable
-    cmd = opts.get("netlab_exports_refresh")
-    if cmd is None:
-        if lab.netnode.nfs_server == "kernel":
-            cmds = [["exportfs", "-ra"], ["exportfs", "-f"]]
-        else:
-            cmds = [["service", "nfs-ganesha", "restart"]]
+    cmds = opts.get("netlab_exports_refresh")
+    if cmds is None:
+        cmds = [["service", "nfs-ganesha", "stop"]] if lab.netnode.nfs_server == "ganesha" \
+            else []
+    if cmds and isinstance(cmds[0], str):
+        cmds = [cmds]
+    if lab.netnode.nfs_server == "kernel":
+        post = [["exportfs", "-ra"], ["exportfs", "-f"]]
     else:
-        cmds = [cmd.split() if isinstance(cmd, str) else list(cmd)] if cmd else []
-    for cmd in cmds:
-        rc, out, err = netlab_power._run_cmd(cmd, timeout=120)  # pylint: disable=protected-access
+        post = []
+
+    def run(cmd):
+        rc, out, err = netlab_power._run_cmd(list(cmd), timeout=120)  # pylint: disable=protected-access
         if rc != 0:
             raise RuntimeError("`{}` failed: {}".format(" ".join(cmd), (err or out).strip()))
-    return cmds
+
+    for cmd in cmds:
+        run(cmd)
+    if opts.get("netlab_exports_apply", True):
+        client = salt.client.get_local_client(mopts=opts)
+        ret = client.cmd(lab.netnode.id, "state.sls", ["netlab.netnode.nfs"], timeout=300)
+        if lab.netnode.id not in ret:
+            raise RuntimeError("the networking node's minion {} did not answer "
+                               "state.sls netlab.netnode.nfs".format(lab.netnode.id))
+        res = ret[lab.netnode.id]
+        if not isinstance(res, dict):
+            raise RuntimeError("state.sls netlab.netnode.nfs on {}: {}".format(
+                lab.netnode.id, res))
+        bad = [v.get("comment", k) for k, v in res.items()
+               if isinstance(v, dict) and v.get("result") is False]
+        if bad:
+            raise RuntimeError("state.sls netlab.netnode.nfs on {} failed: {}".format(
+                lab.netnode.id, "; ".join(str(b) for b in bad)))
+    for cmd in post:
+        run(cmd)
 
 
 # --------------------------------------------------------------------------- views
