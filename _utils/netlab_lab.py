@@ -812,7 +812,18 @@ def _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles):
     return nodes
 
 
+def _plain(value):
+    """Plain dicts/lists all the way down (Salt >= 3008 hands pillar over as
+    MaskedDict/MaskedList, whose reprs are redacted)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _check(raw):
+    raw = _plain(raw)
     c = _Checker()
     if not HAS_NETADDR:
         raise LabError([ROOT + ": " + NETADDR_MISSING])

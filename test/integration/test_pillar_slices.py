@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def _pillar(env, minion_id):
-    return env.call(minion_id, "pillar.items")
+    # Salt 3008 masks pillar values in output unless asked
+    return env.call(minion_id, "pillar.items", "unmask=True")
 
 
 def test_networking_node_has_the_whole_lab(netlab_env):
@@ -52,7 +53,8 @@ def test_compute_cannot_render_another_nodes_local_conf(netlab_env):
     assert "nuc3" in str(ret.data) or "nuc3" in ret.stdout
     assert "ADMIN_PASSWORD" not in ret.stdout
     mine = netlab_env.call("nuc2", "devstack.local_conf")
-    assert mine == netlab_env.call("nuc2", "pillar.get", "netlab_node:local_conf")
+    pillar = _pillar(netlab_env, "nuc2")
+    assert mine == pillar["netlab_node"]["local_conf"]
 
 
 def test_compute_cannot_see_the_lab_through_netlab_functions(netlab_env):
