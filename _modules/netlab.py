@@ -133,6 +133,111 @@ def _generation(model, node_id):
 
 
 # --------------------------------------------------------------------------- boot (netnode)
+# (engineer H2) the networking node's boot services: prepared data for the
+# netlab.netnode states, and the rogue-DHCP guard.
+try:
+    import netlab_boot
+    import netlab_dhcp
+except ImportError:  # pragma: no cover - depends on sync state
+    netlab_boot = netlab_dhcp = None
+
+
+def _boot_libs():
+    if netlab_boot is None or netlab_dhcp is None:
+        raise CommandExecutionError(
+            "netlab's _utils are not synced (netlab_boot, netlab_dhcp); "
+            "run saltutil.sync_all")
+    return netlab_boot
+
+
+def boot_report(params=None, pillar=None):
+    """
+    Everything the ``netlab.netnode`` states render, without raising:
+    ``{'valid': bool, 'errors': [...], 'data': {...} | None}``. ``params`` is
+    map.jinja's ``mapdata`` (paths, service control). The states turn
+    ``errors`` into a failing first state, so nothing changes on bad pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.boot_report
+    """
+    boot = _boot_libs()
+    errors = netlab_lab.validate(_raw(pillar))
+    if errors:
+        return {"valid": False, "errors": errors, "data": None}
+    model = netlab_lab.load(_raw(pillar))
+    try:
+        data = boot.prepare(model, params or {})
+    except boot.BootError as exc:
+        return {"valid": False, "errors": str(exc).splitlines()[1:] or [str(exc)],
+                "data": None}
+    return {"valid": True, "errors": [], "data": data}
+
+
+def boot_data(params=None, pillar=None):
+    """
+    The prepared netnode data (dnsmasq, nginx, exports, boot scripts); raises
+    ``CommandExecutionError`` listing every problem when the pillar is invalid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.boot_data
+    """
+    report = boot_report(params, pillar)
+    if not report["valid"]:
+        raise CommandExecutionError(
+            "invalid netlab pillar:\n  " + "\n  ".join(report["errors"]),
+            info={"errors": report["errors"]})
+    return report["data"]
+
+
+def boot_off_mode(pillar=None):
+    """
+    The lines to add to an existing DHCP server when ``network:dhcp:mode`` is
+    ``off``: ``{'isc_dhcpd': text, 'dnsmasq': text}`` (per MAC, so machines that
+    are not lab nodes still get no boot answer).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.boot_off_mode
+    """
+    return _boot_libs().off_mode_snippets(lab(pillar))
+
+
+def dhcp_probe(interface=None, timeout=None, pillar=None):
+    """
+    The rogue-DHCP guard: broadcast one DHCPDISCOVER on the lab interface
+    (``network:interface`` unless given) and list every DHCP server that offers
+    an address, except netlab's own (``netnode:ip`` and this host's addresses).
+    Listens ``network:dhcp:probe_timeout`` seconds. Returns
+    ``{'interface', 'servers': [{server_id, server_ip, server_mac, offered}]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.dhcp_probe
+        salt-call netlab.dhcp_probe interface=br0 timeout=2
+    """
+    _boot_libs()
+    model = None
+    if interface is None or timeout is None:
+        model = lab(pillar)
+    interface = interface or model.network.interface
+    timeout = float(timeout if timeout is not None else model.network.probe_timeout)
+    own = [model.netnode.ip] if model is not None else []
+    try:
+        servers = netlab_dhcp.probe(interface, timeout=timeout, own=own)
+    except netlab_dhcp.DhcpError as exc:
+        raise CommandExecutionError("DHCP probe on {}: {}".format(interface, exc)) from None
+    return {"interface": interface, "servers": servers}
+
 
 
 # --------------------------------------------------------------------------- lifecycle

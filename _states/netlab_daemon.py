@@ -1,0 +1,306 @@
+"""
+Daemons without an init system, and the networking node's DHCP guard.
+
+``service_control: process`` (map.jinja) makes the ``netlab.netnode`` states run
+dnsmasq, nginx, rpcbind and nfs-ganesha with this state instead of Salt's
+``service`` states: on hosts without systemd (CI, containers, the virtual lab in
+a network namespace). Each daemon runs in the foreground of its own session; its
+PID goes to ``pidfile``; ``watch`` restarts it (SIGTERM, wait, start) once when a
+watched config changed.
+
+.. code-block:: yaml
+
+    netlab-dnsmasq:
+      netlab_daemon.running:
+        - cmd: [/usr/sbin/dnsmasq, -k, -C, /etc/dnsmasq.d/netlab.conf]
+        - pidfile: /run/netlab/dnsmasq.pid
+        - log: /run/netlab/dnsmasq.out
+        - watch:
+          - file: netlab-dnsmasq-conf
+
+``dhcp_guard`` is the rogue-DHCP guard that runs before ``full`` mode is turned on.
+"""
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+
+try:
+    import netlab_dhcp
+    import netlab_boot
+
+    HAS_LIBS = True
+except ImportError:  # pragma: no cover
+    HAS_LIBS = False
+
+__virtualname__ = "netlab_daemon"
+
+
+def __virtual__():
+    if not HAS_LIBS:
+        return (False, "netlab's _utils are not synced; run saltutil.sync_all")
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------- helpers
+def _argv(cmd):
+    if isinstance(cmd, str):
+        return shlex.split(cmd)
+    return [str(c) for c in cmd]
+
+
+def _read_pid(pidfile):
+    try:
+        with open(pidfile, encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/{}/cmdline".format(pid), "rb") as fh:
+            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return None
+
+
+def _state_of(pid):
+    try:
+        with open("/proc/{}/stat".format(pid), encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid):
+    return pid is not None and _state_of(pid) not in (None, "Z", "X")
+
+
+def status(pidfile, argv):
+    """``(pid, matches)``: the pid of the pidfile if alive, and whether it runs ``argv``."""
+    pid = _read_pid(pidfile)
+    if not _alive(pid):
+        return None, False
+    return pid, _cmdline(pid) == argv
+
+
+def _stop(pid, timeout):
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL. True when it was running."""
+    if not _alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.1)
+    return True
+
+
+def _start(argv, pidfile, log, settle, env=None):
+    """Start ``argv`` in its own session; return (pid, error text or None)."""
+    for path in (pidfile, log):
+        if path:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    out = open(log or os.devnull, "ab")  # pylint: disable=consider-using-with
+    try:
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+            env=dict(os.environ, **(env or {})))
+    except OSError as exc:
+        return None, "cannot run {}: {}".format(argv[0], exc)
+    finally:
+        out.close()
+    with open(pidfile, "w", encoding="ascii") as fh:
+        fh.write("{}\n".format(proc.pid))
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        tail = ""
+        if log:
+            with contextlib.suppress(OSError), open(log, "rb") as fh:
+                tail = fh.read()[-2000:].decode(errors="replace")
+        with contextlib.suppress(OSError):
+            os.unlink(pidfile)
+        return None, "{} exited at once (code {}){}".format(
+            " ".join(argv), proc.returncode, ": " + tail.strip() if tail.strip() else "")
+    return proc.pid, None
+
+
+def _unless(cmd):
+    if not cmd:
+        return False
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=False,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+# --------------------------------------------------------------------------- states
+def running(name, cmd, pidfile, log=None, settle=1.0, stop_timeout=15, unless=None, env=None):
+    """
+    Make sure daemon ``name`` runs as ``cmd`` (argv list or string; run in the
+    foreground, e.g. ``dnsmasq -k``, ``nginx -g 'daemon off;'``, ``ganesha.nfsd -F``).
+
+    pidfile
+        where its PID is kept (written by this state).
+    log
+        file for its stdout/stderr (default: discarded).
+    settle
+        seconds it must stay up after start to count as started.
+    stop_timeout
+        seconds to wait after SIGTERM before SIGKILL (ganesha starts slowly when
+        killed hard).
+    unless
+        a command; when it succeeds the daemon counts as provided elsewhere (e.g.
+        a system rpcbind) and nothing is done.
+
+    A daemon running with a different command line (config path, options) is
+    restarted with the new one.
+    """
+    argv = _argv(cmd)
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    if _unless(unless):
+        ret["comment"] = "{}: provided elsewhere (unless command succeeded)".format(name)
+        return ret
+    pid, matches = status(pidfile, argv)
+    if pid and matches:
+        ret["comment"] = "{} is running (pid {})".format(name, pid)
+        return ret
+    if __opts__["test"]:  # pylint: disable=undefined-variable
+        ret["result"] = None
+        ret["changes"] = {"started": name} if not pid else {"restarted": name}
+        ret["comment"] = "{} would be {}".format(name, "started" if not pid else
+                                                "restarted with a new command line")
+        return ret
+    if pid:
+        _stop(pid, stop_timeout)
+    new, err = _start(argv, pidfile, log, settle, env)
+    if err:
+        ret.update(result=False, comment="{}: {}".format(name, err))
+        return ret
+    ret["changes"] = {"started" if not pid else "restarted": name, "pid": new}
+    ret["comment"] = "{} started (pid {})".format(name, new)
+    return ret
+
+
+def mod_watch(name, sfun=None, **kwargs):
+    """Restart once when a watched state changed (the daemon was already running)."""
+    if sfun not in ("running", None):
+        return {"name": name, "changes": {}, "result": True,
+                "comment": "watch has no effect on netlab_daemon.{}".format(sfun)}
+    argv = _argv(kwargs["cmd"])
+    pidfile = kwargs["pidfile"]
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    if _unless(kwargs.get("unless")):
+        ret["comment"] = "{}: provided elsewhere".format(name)
+        return ret
+    if __opts__["test"]:  # pylint: disable=undefined-variable
+        ret.update(result=None, changes={"restarted": name},
+                   comment="{} would be restarted".format(name))
+        return ret
+    pid, _ = status(pidfile, argv)
+    if pid:
+        _stop(pid, kwargs.get("stop_timeout", 15))
+    new, err = _start(argv, pidfile, kwargs.get("log"), kwargs.get("settle", 1.0),
+                      kwargs.get("env"))
+    if err:
+        ret.update(result=False, comment="{}: {}".format(name, err))
+        return ret
+    ret["changes"] = {"restarted": name, "pid": new}
+    ret["comment"] = "{} restarted (pid {})".format(name, new)
+    return ret
+
+
+def dead(name, pidfile, stop_timeout=15, **_kwargs):
+    """Stop the daemon of ``pidfile`` (SIGTERM, wait) and remove the pidfile."""
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    pid = _read_pid(pidfile)
+    if not _alive(pid):
+        if os.path.exists(pidfile) and not __opts__["test"]:  # pylint: disable=undefined-variable
+            os.unlink(pidfile)
+        ret["comment"] = "{} is not running".format(name)
+        return ret
+    if __opts__["test"]:  # pylint: disable=undefined-variable
+        ret.update(result=None, changes={"stopped": name},
+                   comment="{} would be stopped".format(name))
+        return ret
+    _stop(pid, stop_timeout)
+    with contextlib.suppress(OSError):
+        os.unlink(pidfile)
+    ret.update(changes={"stopped": name, "pid": pid}, comment="{} stopped".format(name))
+    return ret
+
+
+def dhcp_guard(name, interface, timeout=3, own=None, allow_other_servers=False):
+    """
+    The rogue-DHCP guard: before netlab serves DHCP in ``full`` mode, broadcast a
+    DHCPDISCOVER on ``interface`` and fail, naming every other server that offers
+    an address and suggesting ``proxy`` mode. ``allow_other_servers`` (pillar
+    ``network:dhcp:allow_other_servers``) turns the refusal into a warning. Runs
+    in test mode too (it only listens for offers; it never requests a lease).
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        servers = netlab_dhcp.probe(interface, timeout=timeout, own=own or [])
+    except netlab_dhcp.DhcpError as exc:
+        ret.update(result=False, comment="rogue-DHCP guard could not probe {}: {}".format(
+            interface, exc))
+        return ret
+    if not servers:
+        ret["comment"] = "no other DHCP server answers on {}".format(interface)
+        return ret
+    text = netlab_dhcp.describe(servers)
+    if allow_other_servers:
+        ret["comment"] = ("other DHCP server(s) on {}: {}; serving full DHCP anyway "
+                          "(network:dhcp:allow_other_servers is true)".format(interface, text))
+        return ret
+    ret.update(result=False, comment=(
+        "refusing network:dhcp:mode full: another DHCP server answers on {}: {}. Two "
+        "DHCP servers on one segment hand out conflicting addresses. Use "
+        "network:dhcp:mode proxy (netlab then answers only PXE boot requests of the "
+        "lab nodes and leaves addresses to that server), or set "
+        "network:dhcp:allow_other_servers: true if you know what you are doing."
+        .format(interface, text)))
+    return ret
+
+
+def leases_pruned(name, pillar=None):
+    """
+    Drop leases of machines that are no longer lab nodes from dnsmasq's lease
+    file ``name`` (a removed node loses its lease with its dhcp-host line).
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    if not os.path.exists(name):
+        ret["comment"] = "no lease file {}".format(name)
+        return ret
+    lab = __salt__["netlab.lab"](pillar)  # pylint: disable=undefined-variable
+    with open(name, encoding="utf-8") as fh:
+        text = fh.read()
+    kept, removed = netlab_boot.prune_leases(text, lab)
+    if not removed:
+        ret["comment"] = "no stale leases in {}".format(name)
+        return ret
+    ret["changes"] = {"removed": removed}
+    if __opts__["test"]:  # pylint: disable=undefined-variable
+        ret.update(result=None, comment="{} stale lease(s) would be removed".format(
+            len(removed)))
+        return ret
+    tmp = name + ".netlab-tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(kept)
+    os.replace(tmp, name)
+    ret["comment"] = "{} stale lease(s) removed".format(len(removed))
+    return ret
