@@ -1,0 +1,41 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# netlab.image: build the diskless node image on the networking node and publish
+# its kernel and initrd for network boot (<http_root>/images/current/,
+# <tftp_root>/images/current/). Unchanged inputs: no change. A failed build keeps
+# the last good image. Details: docs/image.rst
+#
+# Validation first: with an invalid pillar only the failing check renders, so
+# nothing is installed or built.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata with context %}
+{%- set report = salt['netlab.validate']() %}
+{%- if not report.valid %}
+
+netlab-image-check-test-fail_without_changes:
+  test.fail_without_changes:
+    - name: |
+        invalid netlab pillar ({{ report.errors | length }} problem(s)):
+        {%- for e in report.errors %}
+          {{ e }}
+        {%- endfor %}
+    - failhard: true
+{%- else %}
+{%- set distro = salt['pillar.get']('netlab:image:distro', 'debian') %}
+{%- set pkgs = mapdata.pkgs.image + (mapdata.pkgs.get('image_' ~ distro, []) or []) %}
+{%- if mapdata.install_packages %}
+
+netlab-image-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ pkgs | json }}
+    - require_in:
+      - netlab_image: netlab-image-netlab_image-built
+{%- endif %}
+
+netlab-image-netlab_image-built:
+  netlab_image.built:
+    - name: netlab-node-image
+    - files: salt://{{ tplroot }}/files/image
+    - keep: {{ mapdata.image.keep }}
+    - lock_wait: {{ mapdata.image.lock_wait }}
+{%- endif %}
