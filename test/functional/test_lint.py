@@ -78,7 +78,8 @@ def local_minion(tmp_path_factory):
 @pytest.mark.parametrize("sls", SLS, ids=[str(p) for p in SLS])
 def test_yamllint_passes_on_rendered_sls(local_minion, sls, tmp_path):
     proc = subprocess.run(
-        local_minion + ["slsutil.renderer", "salt://" + str(sls), "default_renderer=jinja"],
+        local_minion + ["slsutil.renderer", "salt://" + str(sls), "default_renderer=jinja",
+                        "sls=" + str(sls.with_suffix("")).replace("/", ".")],
         capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rendered = yaml.safe_load(proc.stdout)["local"]
