@@ -514,13 +514,13 @@ def _check_devstack(c, ds, *where):
                 c.err(path(*where, "local_conf", phase, fname), "is not a file name (a path "
                       "or $VARIABLE, e.g. $NOVA_CONF; no spaces, quotes or shell syntax)")
                 continue
+            if phase == "local" and fname == "localrc":
+                c.err(path(*where, "local_conf", phase, fname),
+                      "use devstack:localrc for the localrc section")
+                continue
             sections = c.mapping(sections, *where, "local_conf", phase, fname)
             for section, keys in sections.items():
                 keys = c.mapping(keys, *where, "local_conf", phase, fname, section)
-                if phase == "local" and fname == "localrc":
-                    c.err(path(*where, "local_conf", phase, fname),
-                          "use devstack:localrc for the localrc section")
-                    break
                 if not isinstance(section, str) or not INI_SECTION_RE.match(section):
                     c.err(path(*where, "local_conf", phase, fname, section),
                           "{!r} is not an INI section name (letters, digits, _ . : @ / + -)"

@@ -302,6 +302,8 @@ def render(lab, node_id, generation=0):
     for phase in PHASES:
         files = local_conf.get(phase) or {}
         for fname in sorted(files):
+            if (phase, fname) == ("local", "localrc"):
+                continue  # validation rejects it: devstack:localrc is the one localrc
             lines += ["", "[[{}|{}]]".format(phase, fname)]
             sections = files[fname] or {}
             first = True

@@ -205,6 +205,12 @@ def test_local_conf_section_and_key_names(lab):
     ]
 
 
+def test_local_conf_localrc_section_goes_through_localrc(lab):
+    lab["devstack"]["local_conf"]["local"] = {"localrc": {}}
+    assert only_error(lab) == ("netlab:devstack:local_conf:local:localrc: use "
+                               "devstack:localrc for the localrc section")
+
+
 def test_local_conf_value_on_two_lines(lab):
     lab["devstack"]["local_conf"]["post-config"]["$NOVA_CONF"]["DEFAULT"]["x"] = "a\n[[b|c]]"
     assert only_error(lab).startswith(
