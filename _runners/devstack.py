@@ -17,6 +17,8 @@ Events on the master bus: ``netlab/stack/<wave>/started|finished`` here, and
 """
 
 import logging
+import os
+import sys
 import time
 
 import salt.client
@@ -29,12 +31,11 @@ try:
     import netlab_lifecycle
     import netlab_stack
 
-    HAS_LIBS = netlab_lab.HAS_NETADDR
-    IMPORT_ERROR = None if HAS_LIBS else netlab_lab.NETADDR_MISSING
+    HAS_LIBS = True
+    IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - depends on sync state
     HAS_LIBS = False
-    IMPORT_ERROR = "netlab's _utils are not synced to the master ({}); run " \
-                   "'salt-run saltutil.sync_all'".format(exc)
+    IMPORT_ERROR = exc
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +46,65 @@ __virtualname__ = "devstack"
 _NOT_YET_UP = ("registered", "booting", "reimaging")
 
 
+def _import_libs():
+    """Import netlab's _utils from the master's extension_modules (after a sync)."""
+    global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
+    global netlab_lab, netlab_lifecycle, netlab_stack  # pylint: disable=global-statement,invalid-name
+    utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
+    if os.path.isdir(utils_dir) and utils_dir not in sys.path:
+        sys.path.append(utils_dir)
+    try:
+        import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_stack  # pylint: disable=import-outside-toplevel,redefined-outer-name
+    except ImportError as exc:
+        IMPORT_ERROR = exc
+        return False
+    HAS_LIBS = True
+    return True
+
+
 def __virtual__():
-    if not HAS_LIBS:
-        return (False, IMPORT_ERROR)
+    if not HAS_LIBS and not _import_libs():
+        return (False, "netlab's _utils are not synced to the master ({}); run "
+                       "'salt-run saltutil.sync_all'".format(IMPORT_ERROR))
     return __virtualname__
 
 
 # --------------------------------------------------------------------------- helpers
+def _fail(message):
+    __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    raise salt.exceptions.SaltInvocationError(message)
+
+
 def _lab():
-    """The lab model from the master's pillar; the full report when invalid."""
+    """The lab model from the master-side pillar; the full report when invalid.
+
+    Compiled for the master's own id and, when that has no ``netlab``, for the
+    networking node's minion id (master option ``netlab_pillar_id``, default the
+    master id without ``_master``) -- the same rule as ``salt-run netlab.*``.
+    """
     opts = __opts__  # pylint: disable=undefined-variable
-    pillar = salt.pillar.get_pillar(
-        opts, {}, opts["id"], saltenv=opts.get("saltenv") or "base",
-        pillarenv=opts.get("pillarenv")).compile_pillar()
+    my_id = opts.get("id", "")
+    ids = [i for i in (
+        my_id, opts.get("netlab_pillar_id"),
+        my_id[:-len("_master")] if my_id.endswith("_master") else my_id + "_master",
+    ) if i]
+    raw = None
+    for minion_id in dict.fromkeys(ids):
+        raw = salt.pillar.get_pillar(
+            opts, opts.get("grains", {}), minion_id, saltenv=opts.get("saltenv"),
+            pillarenv=opts.get("pillarenv")).compile_pillar().get("netlab")
+        if raw is not None:
+            break
+    if raw is None:
+        _fail("no 'netlab' pillar for the master (compiled for {}); target the lab SLS "
+              "to '<netnode id>_master' too".format(", ".join(ids)))
     try:
-        return netlab_lab.load(pillar.get("netlab"))
+        return netlab_lab.load(raw)
     except netlab_lab.LabError as exc:
-        raise salt.exceptions.SaltInvocationError(str(exc)) from None
+        _fail(str(exc))
+    return None  # pragma: no cover
 
 
 def _fire(tag, data):
@@ -83,7 +126,7 @@ def _progress(text):
 
 
 def _client():
-    return salt.client.get_local_client(__opts__["conf_file"])  # pylint: disable=undefined-variable
+    return salt.client.get_local_client(mopts=__opts__)  # pylint: disable=undefined-variable
 
 
 def _states(lab):
@@ -91,10 +134,15 @@ def _states(lab):
 
 
 def _set(lab, node_id, state, **kwargs):
+    """Move a node in the lifecycle and fire ``netlab/node/<id>/<state>``."""
     try:
-        netlab_lifecycle.set_state(lab, node_id, state, **kwargs)
+        rec = netlab_lifecycle.set_state(lab, node_id, state, **kwargs)
     except netlab_lifecycle.LifecycleError as exc:
         log.warning("netlab: %s", exc)
+        return
+    _fire("netlab/node/{}/{}".format(node_id, state),
+          {"node": node_id, "state": state, "result": kwargs.get("result"),
+           "reason": kwargs.get("reason"), "generation": rec.get("generation")})
 
 
 def _ping(targets, timeout):
@@ -170,12 +218,21 @@ def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
         ret["comment"] = "nothing to stack: {} ready".format(", ".join(ready) or "no node")
         _progress(ret["comment"])
         return ret
+    ctl = lab.controller.id
+    if ctl not in to_stack and states.get(ctl) != netlab_stack.READY:
+        # computes register with the controller's services: stack it first
+        ret.update(result=False, skipped=to_stack + ready, comment=(
+            "not stacking {}: the controller {} is not ready ({})".format(
+                ", ".join(to_stack), ctl, states.get(ctl, "registered"))))
+        _progress(ret["comment"])
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+        return ret
 
     answering = _ping(to_stack, timeout=timeout)
     outcomes = {}
     for node_id in to_stack:
         if node_id not in answering:
-            outcomes[node_id] = netlab_stack.outcome(node_id, None)
+            outcomes[node_id] = netlab_stack.outcome(node_id, None, lab.node(node_id).role)
             continue
         if states.get(node_id) in _NOT_YET_UP:
             _set(lab, node_id, "up", result="minion answers")
@@ -189,7 +246,7 @@ def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
     if running:
         returns = _publish(running, "devstack.stack", {"lines": int(lines)}, timeout)
         for node_id, data in returns.items():
-            outcomes[node_id] = netlab_stack.outcome(node_id, data)
+            outcomes[node_id] = netlab_stack.outcome(node_id, data, lab.node(node_id).role)
 
     for node_id in to_stack:
         out = outcomes[node_id]
@@ -211,6 +268,60 @@ def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
     else:
         ret["comment"] = "stacked {}".format(", ".join(ret["stacked"]))
+    return ret
+
+
+def bring_up(timeout=600, ping_timeout=10):
+    """
+    Get every node of the lab up, as ``netlab.deploy`` needs it: nodes whose
+    role changed since they were stacked are reimaged (``netlab.reimage``), new
+    nodes (never set up) are reimaged (their root is created), known nodes that
+    do not answer are powered on (``netlab.boot``), nodes that answer are left
+    alone. Waits at most ``timeout`` seconds for minions to start.
+
+    Returns ``{plan: {reimage, boot, up, reasons}, reimage: ..., boot: ...}``;
+    fails when a node did not come up (the others are still brought up).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.bring_up timeout=900
+    """
+    lab = _lab()
+    answering = _ping(list(lab.nodes), timeout=int(ping_timeout))
+    results = netlab_stack.load_results(lab.netnode.state_dir)
+    todo = netlab_stack.bring_up_plan(lab, _states(lab), answering,
+                                      netlab_stack.stacked_roles(results))
+    for node_id in todo["up"]:
+        if _states(lab).get(node_id) in _NOT_YET_UP:
+            _set(lab, node_id, "up", result="minion answers")
+    ret = {"plan": todo, "result": True}
+    for node_id in todo["reimage"] + todo["boot"]:
+        _progress("{}: {} ({})".format(
+            node_id, "reimage" if node_id in todo["reimage"] else "boot",
+            todo["reasons"][node_id]))
+    for action in ("reimage", "boot"):
+        if not todo[action]:
+            continue
+        try:
+            ret[action] = __salt__["netlab." + action](  # pylint: disable=undefined-variable
+                nodes=todo[action], timeout=timeout)
+        except Exception as exc:  # pylint: disable=broad-except
+            ret[action] = {"error": str(exc)}
+            ret["result"] = False
+            _progress("{} of {} failed: {}".format(action, ", ".join(todo[action]), exc))
+    down = [n for n, st in _states(lab).items()
+            if n in todo["reimage"] + todo["boot"] and st not in ("up", "ready")]
+    if down:
+        ret["result"] = False
+    ret["comment"] = "up: {}; reimaged: {}; booted: {}{}".format(
+        ", ".join(todo["up"]) or "-", ", ".join(todo["reimage"]) or "-",
+        ", ".join(todo["boot"]) or "-",
+        "; NOT up: " + ", ".join(down) if down else "")
+    _progress(ret["comment"])
+    if not ret["result"]:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
     return ret
 
 

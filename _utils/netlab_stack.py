@@ -105,6 +105,49 @@ def plan(targets, states, force=False):
     return to_stack, ready
 
 
+def bring_up_plan(lab, states, answering, stacked_roles):
+    """What ``netlab.deploy`` does to get every node up: ``{reimage, boot, up}``.
+
+    states
+        node id -> lifecycle state
+    answering
+        node ids whose minion answers now
+    stacked_roles
+        node id -> the role the node was last stacked in (from the results file)
+
+    - role changed since the node was stacked -> ``reimage`` (fresh root for the
+      new role);
+    - minion answers -> ``up`` (nothing to do);
+    - never set up (``registered``, no reimage yet) -> ``reimage`` (its root is
+      created from the image);
+    - otherwise (known node, powered off or hung) -> ``boot``.
+
+    Each value is a list of node ids in lab order; ``reasons`` says why.
+    """
+    out = {"reimage": [], "boot": [], "up": [], "reasons": {}}
+    for node in lab.nodes.values():
+        then = stacked_roles.get(node.id)
+        state = states.get(node.id, "registered")
+        if then and then != node.role:
+            out["reimage"].append(node.id)
+            out["reasons"][node.id] = "role changed from {} to {}".format(then, node.role)
+        elif node.id in answering:
+            out["up"].append(node.id)
+            out["reasons"][node.id] = "minion answers"
+        elif state == "registered":
+            out["reimage"].append(node.id)
+            out["reasons"][node.id] = "new node: root created from the image"
+        else:
+            out["boot"].append(node.id)
+            out["reasons"][node.id] = "minion does not answer (was {})".format(state)
+    return out
+
+
+def stacked_roles(results):
+    """node id -> role it was last stacked in (from :func:`load_results`)."""
+    return {n: r.get("role") for n, r in results.items() if r.get("role")}
+
+
 # --------------------------------------------------------------------------- results
 def tail(text, lines=TAIL_LINES):
     """The last ``lines`` lines of ``text`` (``''`` for nothing)."""
@@ -122,17 +165,18 @@ def fmt_duration(seconds):
     return "{} min {} s".format(seconds // 60, seconds % 60)
 
 
-def outcome(node_id, ret):
+def outcome(node_id, ret, role=None):
     """A minion's return of ``devstack.stack`` -> normalised result dict.
 
-    ``ret`` is ``None`` when the minion did not answer.
+    ``ret`` is ``None`` when the minion did not answer; ``role`` is the role the
+    node was stacked in (kept, so a later role change is noticed).
     """
     if not isinstance(ret, dict):
-        reason = ("no answer from the minion (is it up? `salt {0} test.ping`)"
+        reason = ("no answer from the minion (is it up? `salt {} test.ping`)".format(node_id)
                   if ret is None else "unexpected answer: {}".format(str(ret)[:500]))
-        return {"node": node_id, "result": False, "duration": None, "log": None,
-                "log_tail": "", "retcode": None, "reason": reason}
-    out = {"node": node_id, "result": bool(ret.get("result")),
+        return {"node": node_id, "role": role, "result": False, "duration": None,
+                "log": None, "log_tail": "", "retcode": None, "reason": reason}
+    out = {"node": node_id, "role": role, "result": bool(ret.get("result")),
            "duration": ret.get("duration"), "log": ret.get("log"),
            "log_tail": ret.get("log_tail") or "", "retcode": ret.get("retcode")}
     if out["result"]:

@@ -12,11 +12,13 @@
     DevStack is cloned from <git_base>/openstack/devstack.git. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
-{%- set src = salt['devstack.checkout_source']() %}
-{%- set user = src.user %}
 
 include:
   - {{ tplroot }}.node.check
+{#- without a slice this is no lab node: the check above fails with the reason #}
+{%- if salt['pillar.get']('netlab_node:devstack') %}
+{%- set src = salt['devstack.checkout_source']() %}
+{%- set user = src.user %}
 
 netlab-node-prepare-pkg-installed:
   pkg.installed:
@@ -82,3 +84,4 @@ netlab-node-prepare-git-latest:
     - require:
       - pkg: netlab-node-prepare-pkg-installed
       - file: netlab-node-prepare-file-directory-dest
+{%- endif %}

@@ -1,0 +1,96 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- The steps of netlab.restack (run that one: it syncs the modules this file
+    needs to render): unstack.sh with the old checkout -> checkout follows
+    devstack:repo/branch, local.conf updated -> stack.sh on the controller (unless
+    computes_only) -> stack.sh on the computes at once -> host discovery ->
+    summary. Options: orchestration pillar netlab_restack (netlab/restack.sls). #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- set options = salt['pillar.get']('netlab_restack', {}) %}
+{%- set computes_only = options.get('computes_only', False) in (True, 'true', 'True', 1) %}
+{%- set report = salt['netlab.validate']() %}
+{%- if not report.valid %}
+
+netlab-orch-restack-test-fail_without_changes:
+  test.fail_without_changes:
+    - name: netlab-orch-restack-check
+    - comment: |
+        The netlab pillar is invalid; nothing was changed. Fix:
+          {{ report.errors | join('\n  ') | indent(10) }}
+{%- else %}
+{%- set lab = salt['netlab.lab']() %}
+{%- set controller = lab.controller.id %}
+{%- set wanted = options.get('nodes') or [] %}
+{%- if wanted is string %}{%- set wanted = wanted.split(',') %}{%- endif %}
+{%- set unknown = wanted | reject('in', lab.nodes) | list %}
+{%- if unknown %}
+
+netlab-orch-restack-test-fail_without_changes:
+  test.fail_without_changes:
+    - name: netlab-orch-restack-check
+    - comment: >-
+        netlab_restack:nodes: not nodes of this lab: {{ unknown | join(', ') }}
+        (known: {{ lab.nodes | join(', ') }}); nothing was changed
+{%- else %}
+{%- if wanted %}
+{%- set targets = lab.nodes | select('in', wanted) | list %}
+{%- elif computes_only %}
+{%- set targets = lab.nodes | reject('equalto', controller) | list %}
+{%- else %}
+{%- set targets = lab.nodes | list %}
+{%- endif %}
+{%- set computes = targets | reject('equalto', controller) | list %}
+
+netlab-orch-restack-salt-function-sync_all-nodes:
+  salt.function:
+    - name: saltutil.sync_all
+    - tgt: {{ targets | join(',') }}
+    - tgt_type: list
+
+netlab-orch-restack-salt-function-refresh_pillar-nodes:
+  salt.function:
+    - name: saltutil.refresh_pillar
+    - tgt: {{ targets | join(',') }}
+    - tgt_type: list
+    - kwarg:
+        wait: true
+
+# unstack.sh of the checkout that stacked the node (before it moves)
+netlab-orch-restack-salt-runner-unstack:
+  salt.runner:
+    - name: devstack.unstack
+    - nodes: {{ targets | json }}
+
+netlab-orch-restack-salt-state-node:
+  salt.state:
+    - tgt: {{ targets | join(',') }}
+    - tgt_type: list
+    - sls:
+      - {{ tplroot }}.node
+{%- if controller in targets %}
+
+netlab-orch-restack-salt-runner-stack-controller:
+  salt.runner:
+    - name: devstack.stack
+    - nodes: [{{ controller }}]
+    - force: true
+{%- endif %}
+{%- if computes %}
+
+netlab-orch-restack-salt-runner-stack-computes:
+  salt.runner:
+    - name: devstack.stack
+    - nodes: {{ computes | json }}
+    - force: true
+{%- endif %}
+
+netlab-orch-restack-salt-runner-discover:
+  salt.runner:
+    - name: devstack.discover
+
+netlab-orch-restack-salt-runner-summary:
+  salt.runner:
+    - name: devstack.summary
+{%- endif %}
+{%- endif %}
