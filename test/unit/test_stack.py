@@ -1,0 +1,103 @@
+"""netlab_stack: checkout source, waves, what to stack, bring-up plan, summary."""
+
+import copy
+
+import pytest
+
+import netlab_lab
+import netlab_stack
+
+
+@pytest.fixture
+def lab(example_pillar):
+    return netlab_lab.load(copy.deepcopy(example_pillar))
+
+
+def test_checkout_source_is_the_repo_and_branch_from_pillar():
+    src = netlab_stack.checkout_source({"repo": "https://example.org/ds.git",
+                                        "branch": "stable/2025.1", "git_base": None})
+    assert src == {"repo": "https://example.org/ds.git", "branch": "stable/2025.1"}
+
+
+def test_git_base_mirror_replaces_the_default_repo_only():
+    mirror = "http://192.168.42.2:8080/git/"
+    src = netlab_stack.checkout_source({"repo": netlab_lab.DEVSTACK_DEFAULTS["repo"],
+                                        "branch": "master", "git_base": mirror})
+    assert src["repo"] == "http://192.168.42.2:8080/git/openstack/devstack.git"
+    own = netlab_stack.checkout_source({"repo": "file:///srv/devstack.git",
+                                        "branch": "master", "git_base": mirror})
+    assert own["repo"] == "file:///srv/devstack.git"
+
+
+def test_waves_controller_first_then_every_compute(lab):
+    assert netlab_stack.wave(lab, "controller") == ["nuc1"]
+    assert netlab_stack.wave(lab, "compute") == ["nuc2", "nuc3"]
+    assert netlab_stack.wave(lab) == ["nuc1", "nuc2", "nuc3"]
+    assert netlab_stack.wave(lab, nodes="nuc3,nuc1") == ["nuc1", "nuc3"]
+
+
+def test_unknown_node_or_role_is_named(lab):
+    with pytest.raises(netlab_stack.StackError, match="nuc9"):
+        netlab_stack.wave(lab, nodes=["nuc9"])
+    with pytest.raises(netlab_stack.StackError, match="'storage'"):
+        netlab_stack.wave(lab, "storage")
+
+
+def test_plan_skips_ready_nodes_unless_forced():
+    states = {"nuc2": "ready", "nuc3": "failed"}
+    assert netlab_stack.plan(["nuc2", "nuc3"], states) == (["nuc3"], ["nuc2"])
+    assert netlab_stack.plan(["nuc2", "nuc3"], states, force=True) == (["nuc2", "nuc3"], [])
+
+
+def test_bring_up_plan(lab):
+    plan = netlab_stack.bring_up_plan(
+        lab, states={"nuc1": "ready", "nuc2": "ready", "nuc3": "registered"},
+        answering=["nuc1"], stacked_roles={"nuc1": "controller", "nuc2": "compute"})
+    assert plan["up"] == ["nuc1"]
+    assert plan["boot"] == ["nuc2"]          # known, does not answer
+    assert plan["reimage"] == ["nuc3"]       # never set up
+    changed = netlab_stack.bring_up_plan(
+        lab, states={"nuc1": "ready", "nuc2": "ready", "nuc3": "ready"},
+        answering=["nuc1", "nuc2", "nuc3"],
+        stacked_roles={"nuc1": "controller", "nuc2": "controller", "nuc3": "compute"})
+    assert changed["reimage"] == ["nuc2"]
+    assert "role changed from controller to compute" in changed["reasons"]["nuc2"]
+    assert changed["up"] == ["nuc1", "nuc3"]
+
+
+def test_outcome_of_a_failure_names_the_last_log_line():
+    out = netlab_stack.outcome("nuc2", {"result": False, "retcode": 1, "duration": 12.4,
+                                        "log": "/opt/stack/logs/netlab-stack.log",
+                                        "log_tail": "step 3\nERROR: no database\n\n"},
+                               role="compute")
+    assert out["result"] is False and out["role"] == "compute"
+    assert out["reason"] == "stack.sh failed after 12 s (exit 1): ERROR: no database"
+    silent = netlab_stack.outcome("nuc3", None)
+    assert "no answer" in silent["reason"] and "salt nuc3 test.ping" in silent["reason"]
+
+
+def test_summary_lists_ready_and_failed_with_log_tail(lab, tmp_path):
+    ok = netlab_stack.outcome("nuc1", {"result": True, "retcode": 0, "duration": 75,
+                                       "log": "/l", "log_tail": "done"}, "controller")
+    bad = netlab_stack.outcome("nuc3", {"result": False, "retcode": 1, "duration": 5,
+                                        "log": "/opt/stack/logs/netlab-stack.log",
+                                        "log_tail": "a\nb\nERROR: boom"}, "compute")
+    netlab_stack.save_results(str(tmp_path), [ok, bad])
+    results = netlab_stack.load_results(str(tmp_path))
+    assert netlab_stack.stacked_roles(results) == {"nuc1": "controller", "nuc3": "compute"}
+    rows = [{"node": "nuc1", "state": "ready", "result": "stacked in 75 s"},
+            {"node": "nuc2", "state": "up", "result": None},
+            {"node": "nuc3", "state": "failed", "result": bad["reason"]}]
+    out = netlab_stack.summary(lab, rows, results)
+    assert out["ready"] == ["nuc1"]
+    assert out["pending"] == {"nuc2": "up"}
+    assert out["failed"]["nuc3"]["log_tail"] == "a\nb\nERROR: boom"
+    text = out["text"]
+    assert "1 of 3 nodes ready" in text
+    assert "FAILED  nuc3" in text and "| ERROR: boom" in text
+    assert "stacked in 75 s" in text
+
+
+def test_tail():
+    assert netlab_stack.tail("1\n2\n3\n", 2) == "2\n3"
+    assert netlab_stack.tail("", 2) == ""
