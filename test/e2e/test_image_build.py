@@ -200,3 +200,77 @@ def test_netconf_writes_resolver_from_the_initramfs_lease(image, tmp_path):
     subprocess.run(["sh", str(tmp_path / "netconf")], check=True)
     assert (etc / "resolv.conf").read_text() == "nameserver 192.0.2.53\n"
     assert not (tmp_path / "set-hostname").exists()
+
+
+# --------------------------------------------------------------------------- stateless
+STATELESS_RUN = r'''
+set -eu
+D=$1; IMG=$2; CMDLINE=$3
+mount -t tmpfs initramfs-run "$D/run"
+mount --bind "$IMG" "$D/root"                 # stands in for the NFS root
+mount -o remount,bind,ro "$D/root"
+mount -t proc proc "$D/proc"
+printf '%s\n' "$CMDLINE" > "$D/run/fake-cmdline"
+mount --bind "$D/run/fake-cmdline" "$D/proc/cmdline"
+# the variables initramfs-tools' init exports to its scripts
+chroot "$D" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin rootmnt=/root quiet=n panic= \
+    /bin/sh /scripts/init-bottom/netlab-stateless
+echo "fstype=$(findmnt -n -o FSTYPE "$D/root")"
+echo "lower=$(findmnt -n -o OPTIONS "$D/run/netlab/lower" 2>/dev/null || echo none)"
+echo "mode=$(cat "$D/run/netlab/root-mode" 2>/dev/null || echo none)"
+if [ -x "$D/root/opt/salt/bin/salt-minion" ]; then echo image=visible; fi
+if echo written > "$D/root/etc/netlab-stateless-probe" 2>/dev/null; then
+    echo write=ok
+    if [ -f "$D/run/netlab/rw/upper/etc/netlab-stateless-probe" ]; then echo upper=yes; fi
+fi
+if [ -e "$IMG/etc/netlab-stateless-probe" ]; then echo image=modified; fi
+'''
+
+
+@pytest.fixture(scope="module")
+def initramfs_tree(image, tmp_path_factory):
+    """The image's initramfs unpacked (zstd cpio), to run its netlab script."""
+    dest = tmp_path_factory.mktemp("initramfs")
+    with open(image["initrd"], "rb") as fh:
+        magic = fh.read(4)
+    assert magic == b"\x28\xb5\x2f\xfd", "expected a single zstd-compressed cpio"
+    zstd = subprocess.Popen(["zstd", "-dc", image["initrd"]], stdout=subprocess.PIPE)
+    subprocess.run(["busybox", "cpio", "-idm"], stdin=zstd.stdout, cwd=dest, check=True,
+                   capture_output=True)
+    assert zstd.wait() == 0
+    for d in ("run", "root", "proc"):
+        (dest / d).mkdir(exist_ok=True)
+    return dest
+
+
+def _stateless(image, tree, cmdline):
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", STATELESS_RUN,
+         "sh", str(tree), image["rootfs"], cmdline],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not netlab_image._mounts_under(str(tree))
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+
+
+def test_stateless_script_puts_a_tmpfs_overlay_on_the_read_only_root(image, initramfs_tree):
+    """The real init-bottom script from the built initramfs, run by the initramfs'
+    own busybox against the image as (read-only) root, like at boot."""
+    out = _stateless(image, initramfs_tree,
+                     "root=/dev/nfs ip=dhcp rw console=ttyS0,115200 netlab.node=node01 "
+                     "netlab.root=stateless")
+    assert out["fstype"] == "overlay"
+    assert "ro" in out["lower"].split(",")
+    assert out["mode"] == "stateless"
+    assert out.get("image") == "visible"
+    assert out.get("write") == "ok" and out.get("upper") == "yes"
+    assert not os.path.exists(os.path.join(image["rootfs"], "etc", "netlab-stateless-probe"))
+
+
+def test_stateless_script_is_a_no_op_for_persistent_roots(image, initramfs_tree):
+    out = _stateless(image, initramfs_tree,
+                     "root=/dev/nfs ip=dhcp rw console=ttyS0,115200 netlab.node=node01")
+    assert out["fstype"] != "overlay"
+    assert out["mode"] == "none" and out["lower"] == "none"
+    assert out.get("image") == "visible"
+    assert "write" not in out  # the stand-in root is read-only: nothing was layered
