@@ -306,14 +306,17 @@ def _stk_run(cfg, script, log_path, what, timeout=None):
             "{} not found in {}: is DevStack checked out (netlab.node.prepare)?".format(
                 script, cfg["checkout"]))
     _stk_logfile(cfg, log_path)
-    cmd = "./{} >> {} 2>&1".format(script, _stk_shlex.quote(log_path))
+    # A login shell of the stack user, like DevStack's own `sudo -u stack -i`
+    # (runuser: no password, no sudo needed, and not Salt's runas, which needs
+    # the stack user to be able to run Salt's own Python).
+    inner = "cd {} && exec ./{} >> {} 2>&1".format(
+        _stk_shlex.quote(cfg["checkout"]), script, _stk_shlex.quote(log_path))
     started = _stk_time.time()
     _stk_event(cfg["node"], what + "/started", {"node": cfg["node"], "started": started,
                                                "log": log_path})
     ret = __salt__["cmd.run_all"](  # pylint: disable=undefined-variable
-        cmd, cwd=cfg["checkout"], runas=cfg["user"], python_shell=True,
-        output_loglevel="quiet", ignore_retcode=True, timeout=timeout,
-        env={"HOME": cfg["home"]})
+        ["runuser", "-l", cfg["user"], "-c", inner], python_shell=False,
+        output_loglevel="quiet", ignore_retcode=True, timeout=timeout)
     finished = _stk_time.time()
     return {
         "node": cfg["node"], "result": ret["retcode"] == 0, "retcode": ret["retcode"],
