@@ -8,7 +8,7 @@ the runner), so what the tests need here is only what netlab does not do:
   namespace (node minions connect to the bridge address), configured with the
   formula's runners/utils straight from the checkout, its pki/sock/cache dirs
   under the test's directory; ``run(...)`` runs ``salt-run``/``salt``/``salt-key``
-  against it from the host (they talk to it over its unix sockets).
+  against it inside the namespace.
 * :func:`stray_vm`: a qemu VM with a MAC that is *not* in pillar, on the same
   bridge (same command line as netlab's ``virtual`` driver).
 * :func:`wait_for`, :func:`serial_text`: polling with a clear failure message.
@@ -150,8 +150,10 @@ class Master:
         _kill_pidfile(os.path.join(self.base, "master.pid"))
 
     def run(self, tool, *args, check=True, timeout=900):
-        """Run ``salt-run``/``salt``/``salt-key`` against this master (from the host)."""
-        cmd = [os.path.join(VENV_BIN, tool), "-c", self.conf_dir] + [str(a) for a in args]
+        """Run ``salt-run``/``salt``/``salt-key`` against this master, inside its
+        namespace (the CLI reaches the master's request port over TCP loopback)."""
+        cmd = self.ns.prefix + [os.path.join(VENV_BIN, tool), "-c", self.conf_dir] + [
+            str(a) for a in args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               check=False)
         if check and proc.returncode != 0:

@@ -1,0 +1,365 @@
+"""
+Diskless VMs that really netboot, and the reimage lifecycle on them.
+
+One namespace (the networking node) holds a bridge, the formula's netnode
+services (dnsmasq, nginx, nfs-ganesha, rpcbind: applied with
+``state.apply netlab.netnode`` by the networking node's own minion), a
+salt-master and that minion. netlab's runner (``salt-run netlab.reimage``)
+powers the lab VMs (driver ``virtual``: qemu without a disk, on taps in the
+bridge), resets their roots from the test image and waits for their minions.
+
+Shown here:
+
+* two VMs (vma: BIOS/SeaBIOS, vmb: UEFI/OVMF) PXE-boot through iPXE, load
+  kernel + initrd over HTTP, mount their own root over NFS and join the master
+  with their own id, hostname and machine-id (asserted from the master);
+* a file written on vma's root is gone after ``reimage vma``; vmb keeps its
+  file and was not rebooted; vma's machine-id is new;
+* a VM whose MAC is not in pillar does not boot from netlab; minions whose key
+  was not pre-seeded (a stranger, an impostor of vmb) are not accepted;
+* a reimage whose node never comes back (node ``gone``, manual power: nobody
+  presses the button) fails within its timeout, leaving ``gone`` failed with
+  the reason (runner and orchestration).
+
+Timings are printed (``-s``), never asserted; bench/bench_lifecycle.py has them.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+import yaml
+
+import netlab_image
+import netlab_lab
+import netlab_lifecycle
+import netlab_roots
+import netlab_slice
+from lib.image import test_image  # noqa: F401  pylint: disable=unused-import
+from lib.netns import Segment
+from lib.vm import VENV_BIN, Master, copy_logs, serial_text, stop_lab_vms, stray_vm, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CIDR = "10.99.0.0/24"
+NETNODE_IP = "10.99.0.2"
+BOOT_TIMEOUT = 900          # generous: 2 TCG guests + a stray on 2 cores
+STRAY_MAC = "52:54:00:99:00:66"
+
+
+def lab_pillar(base, netns):
+    run = str(base / "run")
+    virtual = {"driver": "virtual", "netns": netns, "bridge": "br0", "memory": 1024,
+               "cpus": 1}
+    return {
+        "network": {"interface": "br0", "cidr": CIDR, "domain": "lab.test",
+                    "dhcp": {"mode": "full", "lease_time": "1h"},
+                    "dns": {"enabled": True, "upstream": []}},
+        "netnode": {"id": "netnode", "ip": NETNODE_IP, "storage": str(base / "srv"),
+                    "nfs": {"server": "ganesha"}, "http": {"port": 80}},
+        "devstack": {"user": "stack"},
+        "nodes": {
+            "vma": {"mac": "52:54:00:99:00:11", "ip": "10.99.0.11", "role": "controller",
+                    "power": dict(virtual, firmware="bios")},
+            "vmb": {"mac": "52:54:00:99:00:12", "ip": "10.99.0.12", "role": "compute",
+                    "boot": {"firmware": "uefi"}, "power": dict(virtual, firmware="uefi")},
+            "gone": {"mac": "52:54:00:99:00:13", "ip": "10.99.0.13", "role": "compute",
+                     "power": {"driver": "manual",
+                               "instructions": "nobody is there: it never comes back"}},
+        },
+        "lookup": {
+            "service_control": "process", "run_dir": run, "install_packages": False,
+            "dnsmasq": {"conf": str(base / "etc" / "dnsmasq.conf"),
+                        "leasefile": run + "/dnsmasq.leases", "ra": True},
+            "nginx": {"conf": str(base / "etc" / "nginx-netlab.conf")},
+            "nfs": {"ganesha_conf": str(base / "etc" / "ganesha.conf")},
+        },
+    }
+
+
+def link_image(lab, img):
+    """Make the cached test image this lab's current image (and publish its boot files)."""
+    images = lab.netnode.images_dir
+    os.makedirs(images, exist_ok=True)
+    os.symlink(img["dir"], os.path.join(images, img["build_id"]))
+    os.symlink(img["build_id"], os.path.join(images, "current"))
+    netlab_image.publish(lab, img["build_id"])
+
+
+class VmLab:
+    def __init__(self, base, seg, lab, raw, master):
+        self.base, self.seg, self.lab, self.raw, self.master = base, seg, lab, raw, master
+        self.run_dir = base / "run"
+
+    def reimage(self, nodes, timeout=BOOT_TIMEOUT, check=True):
+        t0 = time.monotonic()
+        data, proc = self.master.run_json(
+            "salt-run", "netlab.reimage", ",".join(nodes), "timeout={}".format(timeout),
+            check=False, timeout=timeout + 600)
+        took = time.monotonic() - t0
+        print("reimage {}: {:.0f} s -> {}".format(nodes, took, json.dumps(data)))
+        if check and proc.returncode != 0:
+            self.dump(nodes)
+            raise AssertionError("reimage {} failed ({}): {}\n{}".format(
+                nodes, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
+        return data, proc, took
+
+    def status(self):
+        data, _ = self.master.run_json("salt-run", "netlab.status", "as_table=False")
+        return {r["node"]: r for r in data}
+
+    def serial(self, node):
+        return serial_text(os.path.join(self.lab.netnode.state_dir, "vms", node,
+                                        "serial.log"))
+
+    def dump(self, nodes):
+        for n in nodes:
+            print("==== serial log of {} (tail) ====\n{}".format(n, self.serial(n)[-4000:]))
+
+
+@pytest.fixture(scope="module")
+def vmlab(test_image, request):  # noqa: F811  pylint: disable=redefined-outer-name
+    base = pathlib.Path(tempfile.mkdtemp(prefix="netlab-vms-", dir="/tmp"))
+    os.chmod(base, 0o755)  # nginx (www-data) reads the http tree under it
+    seg = Segment(cidr=CIDR, server_ip=NETNODE_IP, bridge="br0", ipv6=True)
+    lab = master = None
+    failed_before = request.session.testsfailed
+    try:
+        raw = lab_pillar(base, seg.server.name)
+        lab = netlab_lab.load(raw)
+        link_image(lab, test_image)
+        # reimage: stop ganesha, then the networking node's nfs state renders the
+        # exports again and starts it on the new roots (see _refresh_exports)
+        stop = base / "stop-ganesha.sh"
+        stop.write_text(
+            "#!/bin/sh\npid=$(cat {0}/ganesha.pid 2>/dev/null) || exit 0\n"
+            "kill -TERM \"$pid\" 2>/dev/null || exit 0\n"
+            "i=0; while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; "
+            "i=$((i+1)); done\nrm -f {0}/ganesha.pid\n".format(base / "run"))
+        master = Master(seg.server, base / "master", REPO, raw,
+                        extra={"netlab_exports_refresh": [["sh", str(stop)]]})
+        master.start()
+        start_netnode_minion(seg, base, master)
+        ret = master.run("salt", "-t", "600", "netnode", "saltutil.sync_all")
+        data, proc = master.run_json("salt", "-t", "900", "netnode", "state.apply",
+                                     "netlab.netnode", check=False, timeout=1200)
+        states = (data or {}).get("netnode")
+        assert isinstance(states, dict), proc.stdout[-4000:] + proc.stderr[-2000:]
+        bad = {k: v.get("comment") for k, v in states.items() if not v.get("result")}
+        assert not bad, "netlab.netnode failed: {}".format(bad)
+        del ret
+        yield VmLab(base, seg, lab, raw, master)
+    finally:
+        if request.session.testsfailed > failed_before:
+            dest = "/tmp/netlab-e2e-logs/{}".format(int(time.time()))
+            copy_logs([str(base / "run"), str(base / "master"),
+                       os.path.join(str(base / "srv"), "state", "vms")], dest)
+            print("logs kept in", dest)
+        if lab is not None:
+            stop_lab_vms(lab)
+        if master is not None:
+            master.stop()
+        seg.destroy()
+        subprocess.run(["rm", "-rf", "--one-file-system", str(base)], check=False)
+
+
+def start_netnode_minion(seg, base, master):
+    """The networking node's own minion (enrolled the netlab way: key made and
+    pre-accepted by the master's side, no autosign)."""
+    root = base / "netnode-minion"
+    pki = root / "pki"
+    pki.mkdir(parents=True)
+    priv, pub = netlab_roots.gen_minion_keys()
+    (pki / "minion.pem").write_text(priv)
+    os.chmod(pki / "minion.pem", 0o400)
+    (pki / "minion.pub").write_text(pub)
+    netlab_roots.preaccept_key(master.pki_dir, "netnode", pub)
+    conf = {"id": "netnode", "master": "127.0.0.1", "root_dir": str(root),
+            "pki_dir": str(pki), "cachedir": str(root / "cache"),
+            "sock_dir": str(root / "sock"), "pidfile": str(root / "minion.pid"),
+            "log_file": str(root / "minion.log"), "log_level_logfile": "info",
+            "user": "root", "grains_cache": False, "enable_fqdns_grains": False}
+    (root / "etc").mkdir()
+    (root / "etc" / "minion").write_text(yaml.safe_dump(conf))
+    seg.server.popen([os.path.join(VENV_BIN, "salt-minion"), "-c", str(root / "etc"),
+                      "-l", "warning"], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(lambda: "netnode" in (master.run_json("salt", "-t", "10", "netnode",
+                                                   "test.ping", check=False)[0] or {}),
+             120, "the networking node's minion")
+
+
+def node_facts(master, node):
+    text = master.cmd(node, "cat /etc/machine-id; hostname; cat /proc/sys/kernel/random/boot_id;"
+                      " findmnt -n -o FSTYPE,SOURCE /; test -d /sys/firmware/efi && echo uefi"
+                      " || echo bios; cat /proc/cmdline", timeout=120)
+    lines = text.splitlines()
+    return {"machine_id": lines[0], "hostname": lines[1], "boot_id": lines[2],
+            "root": lines[3], "firmware": lines[4], "cmdline": lines[5]}
+
+
+@pytest.fixture(scope="module")
+def booted(vmlab):
+    """First reimage of vma + vmb, with a stray VM (MAC not in pillar) booting too."""
+    stray_dir = str(vmlab.base / "stray")
+    with stray_vm(vmlab.seg.server.name, "br0", STRAY_MAC, stray_dir) as stray_log:
+        data, _, took = vmlab.reimage(["vma", "vmb"])
+        # the stray had the whole reimage time to try
+        stray_text = serial_text(stray_log)
+    facts = {n: node_facts(vmlab.master, n) for n in ("vma", "vmb")}
+    print("first boot of vma+vmb: {:.0f} s; facts {}".format(took, facts))
+    return {"reimage": data, "facts": facts, "stray": stray_text}
+
+
+# --------------------------------------------------------------------------- tests
+def test_vms_netboot_and_join_with_their_own_identity(vmlab, booted):
+    lab = vmlab.lab
+    for node in ("vma", "vmb"):
+        res = booted["reimage"][node]
+        assert res["state"] == "up", res
+        assert res["generation"] == 1
+        f = booted["facts"][node]
+        ident = netlab_slice.identity(lab, node, 1)
+        assert f["hostname"] == node
+        assert f["machine_id"] == ident["machine_id"]
+        # its own root over NFS from the networking node
+        assert f["root"].split()[0].startswith("nfs")
+        assert f["root"].split()[1] == "{}:{}".format(NETNODE_IP,
+                                                      netlab_roots.root_path(lab, node))
+        assert "netlab.node={}".format(node) in f["cmdline"]
+        # the node's minion uses the key the master generated for it
+        with open(os.path.join(netlab_roots.root_path(lab, node),
+                               "etc/salt/pki/minion/minion.pub")) as fh:
+            assert netlab_roots.accepted_key(vmlab.master.pki_dir, node) == fh.read()
+    assert booted["facts"]["vma"]["machine_id"] != booted["facts"]["vmb"]["machine_id"]
+    # BIOS for vma, UEFI (OVMF) for vmb
+    assert booted["facts"]["vma"]["firmware"] == "bios"
+    assert booted["facts"]["vmb"]["firmware"] == "uefi"
+    # through iPXE, kernel + initrd over HTTP
+    for node in ("vma", "vmb"):
+        assert "netlab: booting {}.lab.test".format(node) in vmlab.serial(node)
+    access = serial_text(str(vmlab.run_dir / "nginx-access.log"))
+    for ip in ("10.99.0.11", "10.99.0.12"):
+        got = [line for line in access.splitlines() if line.startswith(ip + " ")]
+        assert any("/images/current/vmlinuz" in line and '" 200 ' in line for line in got)
+        assert any("/images/current/initrd.img" in line and '" 200 ' in line
+                   for line in got)
+    st = vmlab.status()
+    assert st["vma"]["state"] == st["vmb"]["state"] == "up"
+    assert st["gone"]["state"] == "registered"
+
+
+def test_unknown_mac_does_not_boot_from_netlab(vmlab, booted):
+    text = booted["stray"]
+    assert "iPXE" in text, "the stray VM's firmware did not even start: " + text[-2000:]
+    assert "netlab: booting" not in text and "Linux version" not in text
+    access = serial_text(str(vmlab.run_dir / "nginx-access.log"))
+    leases = serial_text(str(vmlab.run_dir / "dnsmasq.leases"))
+    assert STRAY_MAC not in leases
+    assert "vmlinuz" not in "".join(line for line in access.splitlines()
+                                    if not line.startswith(("10.99.0.11 ", "10.99.0.12 ")))
+
+
+def test_minion_without_preseeded_key_is_not_accepted(vmlab, booted):
+    """A stranger and an impostor of vmb (own fresh key) try to join."""
+    seg, master = vmlab.seg, vmlab.master
+    started = []
+    for name, ip, mid in (("rogue1", "10.99.0.51", "stranger"),
+                          ("rogue2", "10.99.0.52", "vmb")):
+        ns = seg.add_client(name, mac="52:54:00:99:01:{}".format(ip[-2:]), ip=ip)
+        root = vmlab.base / name
+        (root / "etc").mkdir(parents=True)
+        conf = {"id": mid, "master": NETNODE_IP, "root_dir": str(root),
+                "pki_dir": str(root / "pki"), "cachedir": str(root / "cache"),
+                "sock_dir": str(root / "sock"), "pidfile": str(root / "minion.pid"),
+                "log_file": str(root / "minion.log"), "user": "root",
+                "acceptance_wait_time": 2, "grains_cache": False,
+                "enable_fqdns_grains": False}
+        (root / "etc" / "minion").write_text(yaml.safe_dump(conf))
+        started.append(ns.popen([os.path.join(VENV_BIN, "salt-minion"), "-c",
+                                 str(root / "etc"), "-l", "warning"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True))
+    try:
+        keys = wait_for(lambda: (lambda k: k if "stranger" in k.get("minions_pre", [])
+                                 and "vmb" in k.get("minions_denied", []) else None)(
+            master.key_lists()), 180, "the master to see both rogue keys")
+        assert "stranger" not in keys["minions"]
+        ping, _ = master.run_json("salt", "-t", "10", "stranger", "test.ping", check=False)
+        assert not ping or "stranger" not in ping or ping.get("stranger") is not True
+        # the real vmb is still the accepted one and answers
+        assert netlab_roots.accepted_key(master.pki_dir, "vmb") == open(os.path.join(
+            netlab_roots.root_path(vmlab.lab, "vmb"), "etc/salt/pki/minion/minion.pub")).read()
+        assert master.cmd("vmb", "hostname") == "vmb"
+        rep, _ = master.run_json("salt-run", "netlab.keys")
+        assert rep["not_in_lab"] == ["stranger"]
+    finally:
+        for proc in started:
+            proc.terminate()
+        for name in ("rogue1", "rogue2"):
+            seg.clients.pop(name).delete()
+
+
+def test_reimage_resets_only_that_node(vmlab, booted):
+    master, lab = vmlab.master, vmlab.lab
+    for node in ("vma", "vmb"):
+        master.cmd(node, "echo precious > /root/{}-file && sync".format(node))
+    before = {n: node_facts(master, n) for n in ("vma", "vmb")}
+    data, _, took = vmlab.reimage(["vma"])
+    assert data["vma"]["state"] == "up" and data["vma"]["generation"] == 2
+    after = {n: node_facts(master, n) for n in ("vma", "vmb")}
+    # vma: fresh root, new identity
+    assert master.cmd("vma", "ls /root/vma-file 2>&1 || echo missing").endswith("missing")
+    assert after["vma"]["machine_id"] != before["vma"]["machine_id"]
+    assert after["vma"]["machine_id"] == netlab_slice.identity(lab, "vma", 2)["machine_id"]
+    assert after["vma"]["boot_id"] != before["vma"]["boot_id"]
+    # vmb: untouched, not rebooted
+    assert master.cmd("vmb", "cat /root/vmb-file") == "precious"
+    assert after["vmb"]["boot_id"] == before["vmb"]["boot_id"]
+    assert after["vmb"]["machine_id"] == before["vmb"]["machine_id"]
+    st = vmlab.status()
+    assert st["vma"]["generation"] == 2 and st["vmb"]["generation"] == 1
+    assert netlab_lifecycle.generation(lab, "vma") == 2
+    print("reimage of vma alone: {:.0f} s".format(took))
+
+
+def test_reimage_of_node_that_never_comes_back_fails_in_time(vmlab, booted):
+    master = vmlab.master
+    watcher = subprocess.Popen(  # pylint: disable=consider-using-with
+        [os.path.join(VENV_BIN, "salt-run"), "-c", master.conf_dir, "state.event",
+         "netlab/node/gone/*", "count=4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        time.sleep(3)  # the watcher subscribes
+        data, proc, took = vmlab.reimage(["gone"], timeout=20, check=False)
+        assert proc.returncode != 0
+        res = data["gone"]
+        assert res["state"] == "failed"
+        assert "no salt/minion/gone/start event within 20 s after power on" in res["reason"]
+        assert res["seconds"] >= 20
+        assert "press the power button" in res["power"] or "press reset" in res["power"]
+        st = vmlab.status()["gone"]
+        assert st["state"] == "failed" and "within 20 s" in st["result"]
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    tags = [line.split()[0] for line in out.splitlines() if line.startswith("netlab/")]
+    assert tags == ["netlab/node/gone/reimaging", "netlab/node/gone/booting",
+                    "netlab/node/gone/action-needed", "netlab/node/gone/failed"], out
+    # the orchestration says the same, and fails
+    orch = master.run("salt-run", "state.orchestrate", "netlab.reimage",
+                      'pillar={"nodes": ["gone"], "timeout": 5}', check=False, timeout=900)
+    assert orch.returncode != 0
+    assert "no salt/minion/gone/start event within 5 s" in orch.stdout
+    # the other nodes are still up
+    st = vmlab.status()
+    assert st["vma"]["state"] == "up" and st["vmb"]["state"] == "up"
+    print("failed reimage (timeout 20 s) returned after {:.0f} s".format(took))
