@@ -490,14 +490,30 @@ def mmdebstrap_builder(rec, rootfs, stage_dir, links, logfile, mmdebstrap="mmdeb
     cmd = mmdebstrap_command(rec, rootfs, stage_dir, links, mmdebstrap)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
     env.update(LC_ALL="C.UTF-8", DEBIAN_FRONTEND="noninteractive")
+    returncode = run_logged(cmd, logfile, env)
+    if returncode != 0:
+        raise ImageError("mmdebstrap failed (exit {}); last lines of {}:\n{}".format(
+            returncode, logfile, _tail(logfile)))
+
+
+def run_logged(cmd, logfile, env=None):
+    """Run ``cmd``; every output line goes to ``logfile`` prefixed with the seconds
+    since the start (``[  12.3s] ...``: bench/image_build.py reads the phases
+    from these). Returns the exit code."""
+    t0 = time.monotonic()
     with open(logfile, "ab") as out:
         out.write(("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n").encode())
         out.flush()
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                              stderr=subprocess.STDOUT, env=env, check=False)
-    if proc.returncode != 0:
-        raise ImageError("mmdebstrap failed (exit {}); last lines of {}:\n{}".format(
-            proc.returncode, logfile, _tail(logfile)))
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env)
+        try:
+            for line in proc.stdout:
+                out.write("[{:7.1f}s] ".format(time.monotonic() - t0).encode() + line)
+                out.flush()
+        finally:
+            proc.stdout.close()
+            returncode = proc.wait()
+    return returncode
 
 
 DEFAULT_BUILDER = mmdebstrap_builder

@@ -41,6 +41,8 @@ TEST_SALT_VERSION = "3008.3"
 TEST_USER = "stack"
 # A build holding the lock (another pytest process) is waited for this long.
 LOCK_WAIT = 20 * 60
+# Cached images (one per input hash, ~1 GB each) kept: the most recently used.
+CACHE_KEEP = 3
 
 # The smallest valid lab whose image is the test image. Only `image` and
 # `devstack.user` matter for the image; the rest just satisfies validation.
@@ -84,9 +86,46 @@ def ensure_test_image(image=None, devstack_user=TEST_USER, force=False):
     if not cur or not cur["intact"]:
         raise RuntimeError("test image build left no intact current build in {}".format(
             lab.netnode.images_dir))
+    stamp = os.path.join(lab.netnode.storage, ".last-used")
+    with open(stamp, "w", encoding="utf-8") as fh:
+        fh.write(cur["build_id"] + "\n")
+    prune_cache(keep=CACHE_KEEP, spare=lab.netnode.storage)
     out = dict(cur)
     out.update(lab=lab, result=result)
     return out
+
+
+def prune_cache(keep=CACHE_KEEP, spare=None):
+    """Delete cached test images beyond the ``keep`` most recently used ones.
+
+    An image whose build lock is held (a build or use in another process right
+    now) is never deleted; neither is ``spare``.
+    """
+    base = cache_dir()
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("image-")]
+    except OSError:
+        return []
+
+    def last_used(name):
+        try:
+            return os.path.getmtime(os.path.join(base, name, ".last-used"))
+        except OSError:
+            return 0.0
+
+    removed = []
+    for name in sorted(names, key=last_used, reverse=True)[keep:]:
+        storage = os.path.join(base, name)
+        if spare and os.path.realpath(storage) == os.path.realpath(spare):
+            continue
+        lab = test_lab(storage=storage)
+        try:
+            with netlab_image.build_lock(lab):
+                netlab_image.remove_tree(storage)
+        except netlab_image.ImageError:
+            continue  # in use by another process
+        removed.append(storage)
+    return removed
 
 
 @pytest.fixture(scope="session")

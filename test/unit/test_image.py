@@ -299,3 +299,26 @@ def test_paths_follow_storage(raw):
     assert p["current"] == "/data/nl/images/current"
     assert p["http_images"] == "/data/nl/http/images"
     assert p["tftp_images"] == "/data/nl/tftp/images"
+
+
+def test_run_logged_prefixes_seconds_and_returns_exit_code(tmp_path):
+    log = tmp_path / "build.log"
+    rc = netlab_image.run_logged(["sh", "-c", "echo I: one; echo two >&2; exit 3"], str(log))
+    assert rc == 3
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("$ sh -c ")
+    assert [ln.split("] ", 1)[1] for ln in lines[1:]] == ["I: one", "two"]
+    assert all(ln.startswith("[") and "s] " in ln for ln in lines[1:])
+
+
+def test_remove_tree_refuses_other_filesystems_and_symlinks(tmp_path):
+    target = tmp_path / "keep"
+    target.mkdir()
+    (target / "file").write_text("x")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    netlab_image.remove_tree(str(link))
+    assert not link.exists() and (target / "file").exists()
+    netlab_image.remove_tree(str(target))
+    assert not target.exists()
+    netlab_image.remove_tree(str(tmp_path / "absent"))  # nothing to do
