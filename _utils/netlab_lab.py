@@ -673,21 +673,41 @@ def _check_localrc_cycles(c, localrc, parent_localrc, *where):
               .format(" -> ".join(cycle)))
 
 
+def _plugin_graph(plugins):
+    """``{name: {plugins it requires}}`` of the enabled plugins of a devstack layer."""
+    if not isinstance(plugins, dict):
+        return {}
+    graph = {}
+    for name, spec in plugins.items():
+        if isinstance(spec, str) and spec.split():
+            graph[name] = set()
+        elif isinstance(spec, dict):
+            reqs = spec.get("requires") or []
+            graph[name] = ({r for r in reqs if isinstance(r, str) and r != name}
+                           if isinstance(reqs, list) else set())  # else: reported already
+    return graph
+
+
+def _check_layer_cycles(c, merged, parent, *where):
+    """Reference cycles (localrc) and requires cycles (plugins) that arise at this
+    layer: ``merged`` is the layer merged over its parents, ``parent`` the parents
+    alone (both merged devstack mappings), so each cycle is reported once."""
+    _check_localrc_cycles(c, merged.get("localrc"), parent.get("localrc"), *where)
+    for cycle in new_cycles(_plugin_graph(merged.get("plugins")),
+                            _plugin_graph(parent.get("plugins"))):
+        c.err(path(*where, "plugins"), "plugins require each other in a cycle: {}"
+              .format(" -> ".join(cycle)))
+
+
 def _check_merged_devstack(c, merged, parent, *where):
     """Cross-key checks on a node's merged devstack (``parent``: lab + role merged)."""
-    _check_localrc_cycles(c, merged.get("localrc", {}), parent.get("localrc", {}), *where)
-    plugins = {n: parse_plugin(s) for n, s in merged.get("plugins", {}).items()
-               if isinstance(s, (str, dict))}
-    graph = {n: p["requires"] for n, p in plugins.items() if p}
+    _check_layer_cycles(c, merged, parent, *where)
+    graph = _plugin_graph(merged.get("plugins"))
     for name, reqs in sorted(graph.items()):
-        for r in reqs:
+        for r in sorted(reqs):
             if r not in graph:
                 c.err(path(*where, "plugins", name, "requires"),
                       "requires plugin {!r}, which is not enabled".format(r))
-    cycle = find_cycle(graph)
-    if cycle:
-        c.err(path(*where, "plugins"), "plugins require each other in a cycle: {}"
-              .format(" -> ".join(cycle)))
 
 
 def _check_power(c, power, *where):
@@ -838,7 +858,8 @@ def _check(raw):
     netnode = _check_netnode(c, raw, cidr, network)
     image = _check_image(c, raw)
     lab_ds = _check_devstack(c, raw.get("devstack"), "devstack")
-    _check_localrc_cycles(c, lab_ds.get("localrc"), {}, "devstack")
+    _check_layer_cycles(c, deep_merge(DEVSTACK_DEFAULTS, lab_ds), DEVSTACK_DEFAULTS,
+                        "devstack")
     roles_raw = c.mapping(raw.get("roles"), "roles")
     roles = {r: {"devstack": {}} for r in BUILTIN_ROLES}
     for role, spec in roles_raw.items():
@@ -849,9 +870,9 @@ def _check(raw):
         roles[role] = {"devstack": _check_devstack(c, spec.get("devstack"),
                                                    "roles", role, "devstack"),
                        "description": spec.get("description", "")}
-        _check_localrc_cycles(
-            c, deep_merge(DEVSTACK_DEFAULTS, lab_ds, roles[role]["devstack"])["localrc"],
-            lab_ds.get("localrc"), "roles", role, "devstack")
+        _check_layer_cycles(
+            c, deep_merge(DEVSTACK_DEFAULTS, lab_ds, roles[role]["devstack"]),
+            deep_merge(DEVSTACK_DEFAULTS, lab_ds), "roles", role, "devstack")
     nodes = _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles)
     return c.errors, network, netnode, image, lab_ds, roles, nodes
 

@@ -174,9 +174,18 @@ def test_plugin_requires_cycle(lab):
         "a": {"repo": "https://opendev.org/x/a", "requires": ["b"]},
         "b": {"repo": "https://opendev.org/x/b", "requires": ["a"]},
     }
-    errors = netlab_lab.validate(lab)
-    assert errors and all("plugins require each other in a cycle: a -> b -> a" in e
-                          for e in errors)
+    assert only_error(lab) == ("netlab:devstack:plugins: plugins require each other in a "
+                               "cycle: a -> b -> a")
+
+
+def test_plugin_requires_cycle_closed_by_a_node(lab):
+    lab["devstack"]["plugins"] = {
+        "a": {"repo": "https://opendev.org/x/a", "requires": ["b"]},
+        "b": "https://opendev.org/x/b"}
+    lab["nodes"]["nuc2"]["devstack"] = {"plugins": {
+        "b": {"repo": "https://opendev.org/x/b", "requires": ["a"]}}}
+    assert only_error(lab) == ("netlab:nodes:nuc2:devstack:plugins: plugins require each "
+                               "other in a cycle: b -> a -> b")
 
 
 def test_plugin_requires_a_plugin_that_is_not_enabled(lab):
