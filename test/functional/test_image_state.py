@@ -380,3 +380,61 @@ def test_absent_removes_builds_and_published_files(lab_raw, salt_env, fake_build
     assert not os.path.exists(p["http_images"]) and not os.path.exists(p["tftp_images"])
     ret = states["netlab_image.absent"]("img")
     assert ret["result"] is True and ret["changes"] == {}
+
+
+# --------------------------------------------------------------------------- SLS
+@pytest.fixture
+def salt_local(tmp_path, lab_raw):
+    """``salt-call --local`` with the formula as file_roots (no package installs)."""
+    from lib.saltlocal import SaltLocal  # pylint: disable=import-outside-toplevel
+
+    raw = copy.deepcopy(lab_raw)
+    raw["lookup"] = {"install_packages": False}
+    local = SaltLocal(tmp_path / "salt-local", REPO, pillar={"netlab": raw})
+    local.sync()
+    return local, raw
+
+
+def test_sls_test_mode_predicts_a_build_and_changes_nothing(salt_local):
+    local, raw = salt_local
+    ret = local.apply("netlab.image", test=True)
+    assert set(ret) == {"netlab-image-netlab_image-built"}
+    built = ret["netlab-image-netlab_image-built"]
+    assert built["result"] is None
+    assert built["changes"]["image"]["new"]["action"] == "build"
+    assert not os.path.exists(os.path.join(raw["netnode"]["storage"], "images", "current"))
+
+
+def test_sls_is_a_no_op_when_the_current_image_matches(salt_local):
+    """The SLS hashes salt://netlab/files/image like the repo copy: an image
+    built from the same inputs is current, so applying changes nothing."""
+    local, raw = salt_local
+    lab = netlab_lab.load(raw)
+    res = netlab_image.build(lab, builder=FakeBuilder())
+    ret = local.apply("netlab.image")
+    built = ret["netlab-image-netlab_image-built"]
+    assert built["result"] is True, built["comment"]
+    assert built["changes"] == {}
+    assert res["build_id"] in built["comment"]
+    # clean removes it again
+    ret = local.apply("netlab.image.clean")
+    absent = ret["netlab-image-clean-netlab_image-absent"]
+    assert absent["result"] is True and absent["changes"]["removed"] == [res["build_id"]]
+    assert netlab_image.current_build(lab) is None
+
+
+def test_sls_with_invalid_pillar_only_fails_the_check(salt_local):
+    local, raw = salt_local
+    raw["image"]["distro"] = "gentoo"
+    raw["image"]["packages"] = "git"
+    local.set_pillar({"netlab": raw})
+    for sls, sid in (("netlab.image", "netlab-image-check-test-fail_without_changes"),
+                     ("netlab.image.clean",
+                      "netlab-image-clean-check-test-fail_without_changes")):
+        ret = local.apply(sls)
+        assert set(ret) == {sid}
+        assert ret[sid]["result"] is False
+        report = ret[sid]["name"]  # test.fail_without_changes: the report is the name
+        assert "netlab:image:distro" in report
+        assert "netlab:image:packages" in report
+    assert not os.path.exists(os.path.join(raw["netnode"]["storage"], "images"))
