@@ -22,6 +22,7 @@ watched config changed.
 """
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -60,14 +61,6 @@ def _read_pid(pidfile):
         return None
 
 
-def _cmdline(pid):
-    try:
-        with open("/proc/{}/cmdline".format(pid), "rb") as fh:
-            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
-    except OSError:
-        return None
-
-
 def _state_of(pid):
     try:
         with open("/proc/{}/stat".format(pid), encoding="ascii") as fh:
@@ -80,12 +73,35 @@ def _alive(pid):
     return pid is not None and _state_of(pid) not in (None, "Z", "X")
 
 
+def _starttime(pid):
+    try:
+        with open("/proc/{}/stat".format(pid), encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _record(pidfile):
+    """What this state wrote next to the pidfile: argv and the process start time."""
+    try:
+        with open(pidfile + ".netlab", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
 def status(pidfile, argv):
-    """``(pid, matches)``: the pid of the pidfile if alive, and whether it runs ``argv``."""
+    """``(pid, matches)``: the pid of the pidfile if alive and started by this state
+    (same process start time; a reused pid is not ours), and whether it was started
+    with ``argv``. Daemons rewrite their process titles (nginx), so the argv is
+    compared with the record the state kept, not with /proc/<pid>/cmdline."""
     pid = _read_pid(pidfile)
     if not _alive(pid):
         return None, False
-    return pid, _cmdline(pid) == argv
+    rec = _record(pidfile)
+    if rec.get("pid") != pid or rec.get("starttime") != _starttime(pid):
+        return None, False
+    return pid, rec.get("argv") == argv
 
 
 def _stop(pid, timeout):
@@ -124,6 +140,8 @@ def _start(argv, pidfile, log, settle, env=None):
         out.close()
     with open(pidfile, "w", encoding="ascii") as fh:
         fh.write("{}\n".format(proc.pid))
+    with open(pidfile + ".netlab", "w", encoding="utf-8") as fh:
+        json.dump({"pid": proc.pid, "argv": argv, "starttime": _starttime(proc.pid)}, fh)
     deadline = time.monotonic() + settle
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -228,6 +246,9 @@ def dead(name, pidfile, stop_timeout=15, **_kwargs):
     """Stop the daemon of ``pidfile`` (SIGTERM, wait) and remove the pidfile."""
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     pid = _read_pid(pidfile)
+    rec = _record(pidfile)
+    if rec and (rec.get("pid") != pid or rec.get("starttime") != _starttime(pid)):
+        pid = None  # the pid was reused by another process: not ours to stop
     if not _alive(pid):
         if os.path.exists(pidfile) and not __opts__["test"]:  # pylint: disable=undefined-variable
             os.unlink(pidfile)
@@ -238,8 +259,9 @@ def dead(name, pidfile, stop_timeout=15, **_kwargs):
                    comment="{} would be stopped".format(name))
         return ret
     _stop(pid, stop_timeout)
-    with contextlib.suppress(OSError):
-        os.unlink(pidfile)
+    for path in (pidfile, pidfile + ".netlab"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     ret.update(changes={"stopped": name, "pid": pid}, comment="{} stopped".format(name))
     return ret
 

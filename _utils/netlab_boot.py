@@ -115,7 +115,8 @@ def dnsmasq(lab, params=None):
     """Everything ``dnsmasq.conf.jinja`` renders, as prepared values.
 
     ``params``: ``leasefile``, ``ra`` (IPv6 router advertisements on the interface,
-    only for test bridges/VMs: saves iPXE's IPv6 wait), ``log_dhcp``.
+    only for test bridges/VMs: saves iPXE's IPv6 wait), ``log_dhcp``, ``user``
+    (dnsmasq drops privileges to it), ``log_facility`` (a log file).
     Each entry of the list keys is the value of one ``key=value`` line.
     """
     params = params or {}
@@ -134,6 +135,8 @@ def dnsmasq(lab, params=None):
         "leasefile": params.get("leasefile") or "/var/lib/misc/netlab-dnsmasq.leases",
         "log_dhcp": bool(params.get("log_dhcp", True)),
         "ra": bool(params.get("ra", False)),
+        "user": params.get("user") or "",
+        "log_facility": params.get("log_facility") or "",
         "dhcp_ranges": [],
         "dhcp_options": [],
         "dhcp_hosts": [],
@@ -157,6 +160,8 @@ def dnsmasq(lab, params=None):
                 _network_address(net.cidr), net.netmask, net.lease_time))
         if net.gateway:
             out["dhcp_options"].append("option:router,{}".format(net.gateway))
+        else:  # dnsmasq would name itself the router; the netnode does not route
+            out["dhcp_options"].append("option:router")
         dns = [ip] if net.dns_enabled else list(net.dns_upstream)
         if dns:
             out["dhcp_options"].append("option:dns-server,{}".format(",".join(dns)))
@@ -352,10 +357,20 @@ def exports(lab, exists=os.path.isdir, realpath=os.path.realpath):
         ex["id"] = export_id(ex["key"], taken)
         ex["fsid"] = netlab_lab.derived_uuid("nfs-fsid", ex["key"])
         ex["exists"] = bool(exists(ex["path"]))
+        # a reset root is a new directory at the same path: its inode in the config
+        # makes the config change, so the NFS server restarts and exports the new one
+        ex["inode"] = _inode(ex["path"]) if ex["exists"] else None
         ex["kernel_line"] = "{} {}".format(_exports_quote(ex["path"]), " ".join(
             "{}({},sync,no_subtree_check,no_root_squash,fsid={})".format(
                 c["client"], c["access"], ex["fsid"]) for c in ex["clients"]))
     return out
+
+
+def _inode(p):
+    try:
+        return os.stat(p).st_ino
+    except OSError:
+        return None
 
 
 def _exports_quote(p):
@@ -422,9 +437,8 @@ def prepare(lab, params=None, realpath=os.path.realpath, exists=os.path.isdir):
         "probe_timeout": lab.network.probe_timeout,
         "interface": lab.network.interface,
         "netnode_ip": nn.ip,
-        "dnsmasq": dict(dnsmasq(lab, dm), user=dm.get("user") or "",
-                        log_facility=(os.path.join(run_dir, "dnsmasq.log")
-                                      if control == "process" else "")),
+        "dnsmasq": dnsmasq(lab, dict(dm, log_facility=(
+            os.path.join(run_dir, "dnsmasq.log") if control == "process" else ""))),
         "run_dir": run_dir,
         "nginx": nginx(lab),
         "exports": exports(lab, exists=exists, realpath=realpath),

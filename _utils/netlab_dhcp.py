@@ -18,8 +18,10 @@ Command line (used by the tests inside client network namespaces)::
 
     python netlab_dhcp.py discover IFACE [--mac M] [--pxe] [--arch N]
                                          [--user-class iPXE] [--timeout S]
+    python netlab_dhcp.py pxe-request SERVER --mac M --client-ip IP [--arch 7]
+    python netlab_dhcp.py probe IFACE [--timeout S] [--own IP]
 
-prints a JSON list of offers.
+prints JSON (the offers; the port-4011 answer; other DHCP servers).
 """
 
 import json
@@ -95,6 +97,48 @@ def build_discover(mac, xid, vendor_class=None, client_arch=None, user_class=Non
     return head + MAGIC + opts
 
 
+def build_pxe_request(mac, xid, client_ip, client_arch=7):
+    """The DHCPREQUEST a PXE client sends to a proxyDHCP server's port 4011 (boot
+    server discovery), e.g. UEFI firmware after a proxy offer without a boot file."""
+    chaddr = mac_bytes(mac)
+    head = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", BOOTREQUEST, 1, 6, 0, xid, 0, 0,
+                       socket.inet_aton(client_ip), b"\0" * 4, b"\0" * 4, b"\0" * 4,
+                       chaddr.ljust(16, b"\0"), b"", b"")
+    vendor = "PXEClient:Arch:{:05d}:UNDI:003016".format(client_arch).encode()
+    opts = bytes([53, 1, 3])
+    opts += bytes([55, 4, 43, 60, 66, 67])
+    opts += bytes([60, len(vendor)]) + vendor
+    opts += bytes([93, 2]) + struct.pack("!H", int(client_arch))
+    opts += bytes([94, 3, 1, 3, 16])
+    opts += bytes([97, 17, 0]) + bytes(16)
+    opts += bytes([255])
+    return head + MAGIC + opts
+
+
+def pxe_request(server_ip, mac, client_ip, client_arch=7, timeout=3.0):
+    """Ask a proxyDHCP server's port 4011 for the boot file (needs ``client_ip``
+    configured, from the segment's own DHCP server); the parsed DHCPACK or None."""
+    xid = random.getrandbits(32)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((client_ip, 0))
+        sock.settimeout(float(timeout))
+        sock.sendto(build_pxe_request(mac, xid, client_ip, client_arch), (server_ip, 4011))
+        deadline = time.monotonic() + float(timeout)
+        while time.monotonic() < deadline:
+            try:
+                data, addr = sock.recvfrom(65535)
+            except socket.timeout:
+                return None
+            reply = parse_reply(data)
+            if reply and reply["xid"] == xid:
+                reply.update(server_ip=addr[0])
+                return reply
+        return None
+    finally:
+        sock.close()
+
+
 def ethernet_frame(src_mac, payload):
     """Wrap a BOOTP payload into Ethernet/IPv4/UDP: 0.0.0.0:68 -> 255.255.255.255:67."""
     udp_len = 8 + len(payload)
@@ -155,6 +199,8 @@ def parse_reply(payload):
             out[name] = addrs[0] if code in (1, 54) and addrs else addrs
         else:
             out[name] = raw.split(b"\0")[0].decode(errors="replace")
+    # the boot file: option 67 when the client asked for it, else the BOOTP file field
+    out["boot"] = out.get("bootfile") or out["file"]
     return out
 
 
@@ -182,12 +228,14 @@ def interface_mac(interface):
 
 
 def discover(interface, mac=None, timeout=3.0, vendor_class=None, client_arch=None,
-             user_class=None):
-    """Broadcast one DHCPDISCOVER on ``interface`` and return every reply seen.
+             user_class=None, resend=1.0):
+    """Broadcast a DHCPDISCOVER on ``interface`` and return every reply seen.
 
     Listens for ``timeout`` seconds (all servers get their chance, not just the
-    first). Each reply is a :func:`parse_reply` dict plus ``server_mac`` and
-    ``server_ip`` (the frame's sources).
+    first), sending the DISCOVER again every ``resend`` seconds like a real client
+    (same transaction id). Servers that ping-check an address first (dnsmasq:
+    about 3 s) answer late. Each distinct reply is a :func:`parse_reply` dict plus
+    ``server_mac`` and ``server_ip`` (the frame's sources).
     """
     src = interface_mac(interface)
     mac = (mac or src).lower()
@@ -201,15 +249,22 @@ def discover(interface, mac=None, timeout=3.0, vendor_class=None, client_arch=No
     try:
         sock.bind((interface, ETH_P_IP))
         payload = build_discover(mac, xid, vendor_class, client_arch, user_class)
-        sock.send(ethernet_frame(mac, payload))
-        deadline = time.monotonic() + float(timeout)
+        frame_out = ethernet_frame(mac, payload)
+        sock.send(frame_out)
+        now = time.monotonic()
+        deadline = now + float(timeout)
+        next_send = now + resend if resend else deadline
+        seen = set()
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 break
-            ready, _, _ = select.select([sock], [], [], left)
+            if now >= next_send:
+                sock.send(frame_out)
+                next_send = now + resend
+            ready, _, _ = select.select([sock], [], [], min(deadline, next_send) - now)
             if not ready:
-                break
+                continue
             frame, addr = sock.recvfrom(65535)
             if addr[2] == socket.PACKET_OUTGOING:
                 continue
@@ -220,7 +275,11 @@ def discover(interface, mac=None, timeout=3.0, vendor_class=None, client_arch=No
             if not reply or reply["xid"] != xid or reply["chaddr"] != mac:
                 continue
             reply.update(server_mac=parsed[0], server_ip=parsed[1])
-            replies.append(reply)
+            key = (reply["server_mac"], reply.get("server_id"), reply["yiaddr"],
+                   reply["boot"], reply.get("message_type"))
+            if key not in seen:
+                seen.add(key)
+                replies.append(reply)
     finally:
         sock.close()
     return replies
@@ -282,6 +341,12 @@ def main(argv=None):
                    help="vendor class PXEClient:Arch:<arch>:UNDI:002001")
     d.add_argument("--arch", type=int, default=None, help="option 93 (0 BIOS, 7 UEFI x64)")
     d.add_argument("--user-class", default=None, help="option 77, e.g. iPXE")
+    r = sub.add_parser("pxe-request", help="boot server request to a proxy's port 4011")
+    r.add_argument("server")
+    r.add_argument("--mac", required=True)
+    r.add_argument("--client-ip", required=True)
+    r.add_argument("--arch", type=int, default=7)
+    r.add_argument("--timeout", type=float, default=3.0)
     p = sub.add_parser("probe", help="list other DHCP servers (rogue-DHCP guard)")
     p.add_argument("interface")
     p.add_argument("--timeout", type=float, default=3.0)
@@ -295,6 +360,8 @@ def main(argv=None):
             vendor = "PXEClient:Arch:{:05d}:UNDI:002001".format(arch)
         out = discover(args.interface, mac=args.mac, timeout=args.timeout,
                        vendor_class=vendor, client_arch=arch, user_class=args.user_class)
+    elif args.cmd == "pxe-request":
+        out = pxe_request(args.server, args.mac, args.client_ip, args.arch, args.timeout)
     else:
         out = probe(args.interface, timeout=args.timeout, own=args.own)
     json.dump(out, sys.stdout, indent=1, sort_keys=True)

@@ -1,0 +1,325 @@
+"""
+The networking node on real services, proven with real clients.
+
+The netnode states are applied with ``salt-call --local`` inside a server network
+namespace (``service_control: process``: the states start dnsmasq, nginx, rpcbind
+and nfs-ganesha themselves). Clients live in their own namespaces joined to the
+server's bridge by veth pairs: busybox udhcpc, a scripted PXE DHCPDISCOVER
+(``_utils/netlab_dhcp.py``; it also shows proxyDHCP offers), tftp-hpa, curl, dig
+and libnfs's nfs-cat/nfs-cp (NFSv3 MOUNT + READ/WRITE; the test machines'
+kernel has no NFS client).
+"""
+
+import copy
+import pathlib
+
+import pytest
+
+from lib import daemons as daemons_lib
+from lib import netns
+from lib.clients import pxe_discover, pxe_request, udhcpc
+from lib.netnodelab import NetnodeLab, changed, failed
+
+pytestmark = pytest.mark.e2e
+
+CIDR = "10.77.0.0/24"
+NETNODE_IP = "10.77.0.2"
+PORT = 8080
+NODES = {
+    "nuc1": {"mac": "52:54:00:77:00:11", "ip": "10.77.0.11", "role": "controller"},
+    "nuc2": {"mac": "52:54:00:77:00:12", "ip": "10.77.0.12", "role": "compute"},
+}
+UNKNOWN_MAC = "52:54:00:77:00:99"
+
+
+def dig(ns, name):
+    return ns.run(["dig", "@" + NETNODE_IP, name, "+short", "+time=2", "+tries=1"],
+                  check=False).stdout.split()
+
+
+# --------------------------------------------------------------------------- full mode
+@pytest.fixture(scope="module")
+def full(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
+    """Full DHCP mode, nfs-ganesha; clients: nuc1, nuc2 (by MAC) and an unknown MAC."""
+    root = tmp_path_factory.mktemp("netnode-full")
+    seg = netns.Segment(cidr=CIDR, server_ip=NETNODE_IP)
+    nn = None
+    try:
+        nn = NetnodeLab(seg, root, NODES, dhcp_mode="full", http_port=PORT)
+        for node_id in NODES:
+            nn.make_root(node_id)
+        nn.fake_boot_files()
+        for node_id, spec in NODES.items():
+            seg.add_client(node_id, spec["mac"])
+        seg.add_client("unknown", UNKNOWN_MAC)
+        seg.add_client("nfs", "52:54:00:77:00:42")
+        first = nn.apply()
+        yield {"seg": seg, "nn": nn, "tmp": root, "first": first}
+    finally:
+        if nn is not None:
+            nn.stop()
+        seg.destroy()
+
+
+def test_first_run_starts_every_daemon(full):
+    first = full["first"]
+    for sid in ("netlab-netnode-dnsmasq-netlab_daemon-running",
+                "netlab-netnode-http-netlab_daemon-running",
+                "netlab-netnode-nfs-netlab_daemon-running-rpcbind",
+                "netlab-netnode-nfs-netlab_daemon-running-ganesha"):
+        assert first[sid]["changes"].get("started"), (sid, first[sid])
+    assert "no other DHCP server" in first[
+        "netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard"]["comment"]
+
+
+def test_known_mac_gets_pillar_ip_hostname_and_boot_file(full):
+    lease = udhcpc(full["seg"].clients["nuc1"], full["tmp"])
+    assert lease is not None, "nuc1 got no lease"
+    assert lease["ip"] == "10.77.0.11"
+    assert lease["hostname"] == "nuc1"
+    assert lease["boot_file"] == "undionly.kpxe"
+    assert lease["serverid"] == NETNODE_IP
+    assert lease["siaddr"] == NETNODE_IP
+    assert lease.get("domain") == "lab.test"
+    assert "router" not in lease  # no gateway in pillar: the netnode does not route
+
+
+def test_firmware_and_ipxe_get_their_boot_answers(full):
+    cli = full["seg"].clients["nuc2"]
+    bios = pxe_discover(cli, arch=0)
+    assert [(r["server_id"], r["yiaddr"], r["boot"]) for r in bios] == [
+        (NETNODE_IP, "10.77.0.12", "undionly.kpxe")]
+    uefi = pxe_discover(cli, arch=7)
+    assert [r["boot"] for r in uefi] == ["ipxe.efi"]
+    ipxe = pxe_discover(cli, arch=0, user_class="iPXE")
+    assert [r["boot"] for r in ipxe] == [
+        "http://{}:{}/boot/nuc2.ipxe".format(NETNODE_IP, PORT)]
+
+
+def test_ipxe_binaries_over_tftp(full):
+    seg = full["seg"]
+    seg.set_client_ip("nuc1", "10.77.0.11")
+    cli = seg.clients["nuc1"]
+    for name, src in (("undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe"),
+                      ("ipxe.efi", "/usr/lib/ipxe/ipxe.efi")):
+        dest = full["tmp"] / ("got-" + name)
+        cli.run(["tftp", "-m", "binary", NETNODE_IP, "-c", "get", name, str(dest)],
+                timeout=30)
+        assert dest.read_bytes() == pathlib.Path(src).read_bytes(), name
+
+
+def test_own_ipxe_script_over_http_names_kernel_initrd_root_hostname(full):
+    seg, nn = full["seg"], full["nn"]
+    seg.set_client_ip("nuc1", "10.77.0.11")
+    cli = seg.clients["nuc1"]
+    base = "http://{}:{}".format(NETNODE_IP, PORT)
+    script = cli.run(["curl", "-fsS", base + "/boot/nuc1.ipxe"]).stdout
+    root = nn.storage / "roots" / "nuc1"
+    assert script.startswith("#!ipxe")
+    assert "kernel {}/images/current/vmlinuz ".format(base) in script
+    assert "initrd --name initrd.img {}/images/current/initrd.img".format(base) in script
+    assert "nfsroot={}:{},vers=3,tcp".format(NETNODE_IP, root) in script
+    assert "netlab.node=nuc1" in script
+    assert "# hostname: nuc1" in script
+    assert cli.run(["curl", "-fsS", base + "/images/current/vmlinuz"]).stdout == "fake-kernel"
+    # nginx listens on the lab address only
+    listen = seg.server.run(["ss", "-H", "-ltn", "sport", "= :{}".format(PORT)]).stdout
+    assert listen.split()[3] == "{}:{}".format(NETNODE_IP, PORT)
+
+
+def test_unknown_mac_gets_no_answer_and_no_lease(full):
+    cli = full["seg"].clients["unknown"]
+    assert udhcpc(cli, full["tmp"], tries=2) is None
+    assert pxe_discover(cli, arch=0) == []
+    assert pxe_discover(cli, arch=7) == []
+    assert pxe_discover(cli, user_class="iPXE") == []
+
+
+def test_node_names_resolve_through_the_netnode(full):
+    seg = full["seg"]
+    seg.set_client_ip("nuc2", "10.77.0.12")
+    cli = seg.clients["nuc2"]
+    assert dig(cli, "nuc1.lab.test") == ["10.77.0.11"]
+    assert dig(cli, "nuc2.lab.test") == ["10.77.0.12"]
+    assert dig(cli, "netnode.lab.test") == [NETNODE_IP]
+    assert dig(cli, "nope.lab.test") == []
+    # DNS only on the lab interface
+    listen = seg.server.run(["ss", "-H", "-lun", "sport", "= :53"]).stdout
+    assert "127.0.0.1:53" not in listen
+
+
+def nfs_cat(cli, path):
+    """Read ``path`` over NFSv3 from inside ``cli`` (libnfs: MOUNT of the export,
+    then READ; this machine's kernel has no NFS client). ``None`` when refused."""
+    res = cli.run(["nfs-cat", "nfs://{}{}?version=3".format(NETNODE_IP, path)],
+                  check=False, timeout=60)
+    return res.stdout if res.returncode == 0 else None
+
+
+def nfs_put(cli, local, path):
+    res = cli.run(["nfs-cp", str(local), "nfs://{}{}?version=3".format(NETNODE_IP, path)],
+                  check=False, timeout=60)
+    return res.returncode == 0
+
+
+def test_nfs_root_only_for_its_node(full):
+    seg, nn = full["seg"], full["nn"]
+    cli = seg.clients["nfs"]
+    root1 = str(nn.storage / "roots" / "nuc1")
+    root2 = str(nn.storage / "roots" / "nuc2")
+    seg.set_client_ip("nfs", "10.77.0.12")   # node B's address
+    assert nfs_cat(cli, root1 + "/netlab-marker") is None, "node B read node A's root"
+    assert nfs_cat(cli, root2 + "/netlab-marker") == "root of nuc2\n"
+    seg.set_client_ip("nfs", "10.77.0.11")   # node A's address
+    assert nfs_cat(cli, root1 + "/netlab-marker") == "root of nuc1\n"
+    assert nfs_cat(cli, root2 + "/netlab-marker") is None
+    # read-write, root not squashed
+    local = full["tmp"] / "payload"
+    local.write_text("written by nuc1\n")
+    assert nfs_put(cli, local, root1 + "/written-by-nuc1")
+    written = nn.storage / "roots" / "nuc1" / "written-by-nuc1"
+    assert written.read_text() == "written by nuc1\n"
+    assert written.stat().st_uid == 0
+    # an address that is no node gets nothing
+    seg.set_client_ip("nfs", "10.77.0.42")
+    assert nfs_cat(cli, root1 + "/netlab-marker") is None
+
+
+def test_second_run_changes_nothing_and_test_mode_agrees(full):
+    nn = full["nn"]
+    pids = nn.pids()
+    predicted = nn.apply(test=True)
+    assert changed(predicted) == []
+    assert all(v["result"] is True for v in predicted.values()), failed(predicted)
+    again = nn.apply()
+    assert changed(again) == []
+    assert nn.pids() == pids
+
+
+def test_removing_a_node_removes_its_answers(full):
+    """Runs last in this module: it changes the pillar."""
+    seg, nn = full["seg"], full["nn"]
+    pids = nn.pids()
+    nn.update(lambda p: p["nodes"].pop("nuc2"), apply=False)
+    predicted = nn.apply(test=True)
+    real = nn.apply()
+    assert changed(predicted) == changed(real)
+    assert "netlab-netnode-dnsmasq-file-managed-conf" in changed(real)
+    assert "netlab-netnode-bootfiles-file-directory-clean-boot_dir" in changed(real)
+    # each service restarted once, only where its config changed
+    after = nn.pids()
+    assert after["dnsmasq"] != pids["dnsmasq"]
+    assert after["nginx"] == pids["nginx"]          # nginx config did not change
+    assert after["ganesha"] != pids["ganesha"]      # exports changed
+    # boot answer and lease gone
+    cli2 = seg.clients["nuc2"]
+    cli2.run(["ip", "addr", "flush", "dev", "eth0"])
+    assert pxe_discover(cli2, arch=0) == []
+    assert udhcpc(cli2, full["tmp"], tries=2) is None
+    # script gone, DNS name gone
+    seg.set_client_ip("nuc1", "10.77.0.11")
+    cli1 = seg.clients["nuc1"]
+    code = cli1.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                     "http://{}:{}/boot/nuc2.ipxe".format(NETNODE_IP, PORT)]).stdout
+    assert code == "404"
+    assert dig(cli1, "nuc2.lab.test") == []
+    assert dig(cli1, "nuc1.lab.test") == ["10.77.0.11"]
+    # export gone: nuc2's address cannot read its former root any more
+    cli = seg.clients["nfs"]
+    seg.set_client_ip("nfs", "10.77.0.12")
+    assert nfs_cat(cli, str(nn.storage / "roots" / "nuc2" / "netlab-marker")) is None
+    assert "nuc2" not in (nn.etc / "ganesha.conf").read_text()
+    assert "52:54:00:77:00:12" not in (nn.etc / "dnsmasq.conf").read_text()
+
+
+# --------------------------------------------------------------------------- proxy mode
+ROUTER_IP = "10.77.0.1"
+
+
+@pytest.fixture(scope="module")
+def proxy(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
+    """A home router (plain dnsmasq handing out 10.77.0.100-150) and netlab in
+    proxy mode on the same segment."""
+    root = tmp_path_factory.mktemp("netnode-proxy")
+    seg = netns.Segment(cidr=CIDR, server_ip=NETNODE_IP)
+    reg = daemons_lib.Daemons()
+    nn = None
+    try:
+        router = seg.add_client("router", "52:54:00:77:00:01", ip=ROUTER_IP)
+        conf = daemons_lib.router_dnsmasq_conf(root / "router.conf", "eth0", "10.77.0.100",
+                                               "10.77.0.150", router=ROUTER_IP)
+        reg.start(router, "router-dnsmasq", ["dnsmasq", "-k", "-C", conf,
+                                             "--pid-file=", "--user=root",
+                                             "--log-facility=" + str(root / "router.log")],
+                  log=str(root / "router.out"),
+                  ready=lambda: daemons_lib.port_open(router, 67, "udp"))
+        seg.add_client("nuc1", NODES["nuc1"]["mac"])
+        seg.add_client("unknown", UNKNOWN_MAC)
+        nn = NetnodeLab(seg, root, NODES, dhcp_mode="proxy", http_port=PORT)
+        nn.fake_boot_files()
+        nn.apply()
+        yield {"seg": seg, "nn": nn, "tmp": root}
+    finally:
+        if nn is not None:
+            nn.stop()
+        reg.stop_all()
+        seg.destroy()
+
+
+def test_proxy_client_address_from_router_boot_from_netlab(proxy):
+    seg = proxy["seg"]
+    cli = seg.clients["nuc1"]
+    offers = pxe_discover(cli, arch=0)
+    by_server = {r["server_id"]: r for r in offers}
+    assert set(by_server) == {ROUTER_IP, NETNODE_IP}, offers
+    assert by_server[ROUTER_IP]["yiaddr"].startswith("10.77.0.1")  # from the router's range
+    assert by_server[ROUTER_IP]["boot"] == ""
+    assert by_server[NETNODE_IP]["yiaddr"] == "0.0.0.0"            # proxy: no address
+    assert by_server[NETNODE_IP]["boot"] == "undionly.kpxe"
+    assert by_server[NETNODE_IP].get("vendor_class") == "PXEClient"
+    ipxe = {r["server_id"]: r for r in pxe_discover(cli, arch=0, user_class="iPXE")}
+    assert ipxe[NETNODE_IP]["boot"] == "http://{}:{}/boot/nuc1.ipxe".format(NETNODE_IP, PORT)
+    # a real DHCP client takes its lease from the router
+    lease = udhcpc(cli, proxy["tmp"])
+    assert lease is not None
+    assert lease["serverid"] == ROUTER_IP
+    assert 100 <= int(lease["ip"].rsplit(".", 1)[1]) <= 150
+    # UEFI firmware: the proxy offer carries no file; the client asks port 4011
+    uefi = {r["server_id"]: r for r in pxe_discover(cli, arch=7)}
+    assert uefi[NETNODE_IP]["yiaddr"] == "0.0.0.0"
+    ack = pxe_request(cli, NETNODE_IP, NODES["nuc1"]["mac"], lease["ip"], arch=7)
+    assert ack is not None and ack["message_type"] == "ACK"
+    assert ack["boot"] == "ipxe.efi"
+    assert ack["siaddr"] == NETNODE_IP
+
+
+def test_proxy_unknown_mac_gets_only_the_router(proxy):
+    cli = proxy["seg"].clients["unknown"]
+    for arch in (0, 7):
+        offers = pxe_discover(cli, arch=arch)
+        assert [r["server_id"] for r in offers] == [ROUTER_IP], arch
+    lease = udhcpc(cli, proxy["tmp"])
+    assert lease is not None and lease["serverid"] == ROUTER_IP
+    assert pxe_request(cli, NETNODE_IP, UNKNOWN_MAC, lease["ip"], arch=7) is None
+
+
+def test_rogue_guard_refuses_full_mode_beside_the_router(proxy):
+    nn = proxy["nn"]
+    conf = (nn.etc / "dnsmasq.conf").read_text()
+    pid = nn.pids()["dnsmasq"]
+    original = copy.deepcopy(nn.pillar)
+    try:
+        ret = nn.update(lambda p: p["network"]["dhcp"].update(mode="full"), expect_ok=False)
+        guard = ret["netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard"]
+        assert guard["result"] is False
+        assert ROUTER_IP in guard["comment"] and "52:54:00:77:00:01" in guard["comment"]
+        assert "network:dhcp:mode proxy" in guard["comment"]
+        # nothing of full mode was turned on
+        assert (nn.etc / "dnsmasq.conf").read_text() == conf
+        assert nn.pids()["dnsmasq"] == pid
+        # test=True predicts the refusal too
+        predicted = nn.apply(test=True, expect_ok=False)
+        assert predicted["netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard"]["result"] is False
+    finally:
+        nn.update(lambda p: (p.clear(), p.update(original)), apply=False)
+    assert changed(nn.apply()) == []
