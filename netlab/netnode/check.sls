@@ -6,9 +6,13 @@
 {%- from tpldir ~ "/libdata.jinja" import report with context %}
 {%- if not report.valid %}
 
-netlab-netnode-check-test-fail_without_changes:
-  test.fail_without_changes:
-    - name: |
+netlab-netnode-check-test-configurable_test_state:
+  test.configurable_test_state:
+    - name: netlab pillar
+    - result: false
+    - changes: false
+    - allow_test_mode_failure: true
+    - comment: |
         invalid netlab pillar ({{ report.errors | length }} problem(s)):
         {%- for e in report.errors %}
           {{ e }}

@@ -1,0 +1,199 @@
+"""
+The netlab.netnode states with salt-call --local against a temp root.
+
+``service_control: none``: the states render and check every config (dnsmasq
+--test on the new file before it replaces the old one, nginx -t) but start no
+daemon (the e2e tier does, in network namespaces). The lab sits on 127.77.0.0/24
+so ``nginx -t`` can bind the netnode's address; no packet leaves loopback.
+"""
+
+import copy
+import os
+import pathlib
+import secrets
+
+import pytest
+
+from lib.saltlocal import SaltLocal, changed, failed
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+NODES = {
+    "nuc1": {"mac": "52:54:00:78:00:11", "ip": "127.77.0.11", "role": "controller"},
+    "nuc2": {"mac": "52:54:00:78:00:12", "ip": "127.77.0.12", "role": "compute",
+             "boot": {"loader": "pxelinux"}},
+    "nuc3": {"mac": "52:54:00:78:00:13", "ip": "127.77.0.13", "role": "compute"},
+}
+
+
+def lab_pillar(root, nfs="ganesha", mode="proxy"):
+    root = pathlib.Path(root)
+    return {
+        "network": {"interface": "nlfunc0", "cidr": "127.77.0.0/24", "domain": "lab.test",
+                    "dhcp": {"mode": mode}, "dns": {"upstream": []}},
+        "netnode": {"ip": "127.77.0.2", "storage": str(root / "srv"),
+                    "nfs": {"server": nfs},
+                    "http": {"port": 20000 + secrets.randbelow(20000)}},
+        "nodes": copy.deepcopy(NODES),
+        "lookup": {
+            "service_control": "none", "install_packages": False,
+            "run_dir": str(root / "run"),
+            "dnsmasq": {"conf": str(root / "etc" / "dnsmasq.conf"),
+                        "leasefile": str(root / "leases")},
+            "nginx": {"conf": str(root / "etc" / "nginx-netlab.conf"), "user": "root"},
+            "nfs": {"exports": str(root / "etc" / "netlab.exports"),
+                    "ganesha_conf": str(root / "etc" / "ganesha.conf"),
+                    "ganesha_recovery": str(root / "recov")},
+        },
+    }
+
+
+@pytest.fixture
+def salt(tmp_path):
+    pillar = lab_pillar(tmp_path)
+    (tmp_path / "srv" / "roots" / "nuc1").mkdir(parents=True)
+    (tmp_path / "srv" / "roots" / "nuc3").mkdir(parents=True)
+    s = SaltLocal(tmp_path / "salt", REPO, {"netlab": pillar})
+    s.sync()
+    s.root_dir = tmp_path
+    return s
+
+
+def test_prediction_first_run_and_idempotency(salt):
+    root = salt.root_dir
+    predicted = salt.apply("netlab.netnode", test=True)
+    assert not failed(predicted), failed(predicted)
+    assert not (root / "etc" / "dnsmasq.conf").exists()   # test=True wrote nothing
+    real = salt.apply("netlab.netnode")
+    assert not failed(real), failed(real)
+    assert changed(predicted) == changed(real)
+    assert "netlab-netnode-dnsmasq-file-managed-conf" in changed(real)
+    assert "netlab-netnode-http-cmd-run-check" in changed(real)   # nginx -t ran and passed
+    again = salt.apply("netlab.netnode")
+    assert changed(again) == [] and not failed(again)
+    assert changed(salt.apply("netlab.netnode", test=True)) == []
+
+    srv = root / "srv"
+    assert sorted(os.listdir(srv / "http" / "boot")) == ["boot.ipxe", "nuc1.ipxe",
+                                                        "nuc2.ipxe", "nuc3.ipxe"]
+    assert (srv / "tftp" / "undionly.kpxe").read_bytes() == \
+        pathlib.Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+    assert (srv / "tftp" / "ipxe.efi").exists()
+    # legacy pxelinux path for nuc2
+    assert (srv / "tftp" / "pxelinux.0").exists() and (srv / "tftp" / "ldlinux.c32").exists()
+    assert os.readlink(srv / "tftp" / "images") == str(srv / "http" / "images")
+    cfg = (srv / "tftp" / "pxelinux.cfg" / "01-52-54-00-78-00-12").read_text()
+    assert "netlab.node=nuc2" in cfg
+    conf = (root / "etc" / "dnsmasq.conf").read_text()
+    assert "interface=nlfunc0" in conf and "dhcp-ignore=tag:!known" in conf
+    ganesha = (root / "etc" / "ganesha.conf").read_text()
+    assert ganesha.count("EXPORT {") == 2   # nuc2 has no root yet: commented out
+    assert "not exported yet: {}".format(srv / "roots" / "nuc2") in ganesha
+
+
+def test_removing_a_node_cleans_its_files(salt):
+    root = salt.root_dir
+    salt.apply("netlab.netnode")
+    pillar = salt.pillar
+    del pillar["netlab"]["nodes"]["nuc2"]
+    del pillar["netlab"]["nodes"]["nuc3"]
+    salt.set_pillar(pillar)
+    predicted = salt.apply("netlab.netnode", test=True)
+    real = salt.apply("netlab.netnode")
+    assert not failed(real), failed(real)
+    assert changed(predicted) == changed(real)
+    srv = root / "srv"
+    assert sorted(os.listdir(srv / "http" / "boot")) == ["boot.ipxe", "nuc1.ipxe"]
+    assert os.listdir(srv / "tftp" / "pxelinux.cfg") == []
+    conf = (root / "etc" / "dnsmasq.conf").read_text()
+    for gone in ("52:54:00:78:00:12", "nuc2", "52:54:00:78:00:13", "nuc3"):
+        assert gone not in conf
+    assert "nuc3" not in (root / "etc" / "ganesha.conf").read_text()
+    assert changed(salt.apply("netlab.netnode")) == []
+
+
+def test_stale_leases_are_pruned(salt):
+    root = salt.root_dir
+    pillar = salt.pillar
+    pillar["netlab"]["network"]["dhcp"]["mode"] = "full"
+    pillar["netlab"]["network"]["interface"] = "lo"   # the guard probes loopback only
+    pillar["netlab"]["network"]["dhcp"]["probe_timeout"] = 1
+    salt.set_pillar(pillar)
+    (root / "leases").write_text(
+        "1900000000 52:54:00:78:00:11 127.77.0.11 nuc1 *\n"
+        "1900000000 52:54:00:78:00:99 127.77.0.19 gone *\n")
+    predicted = salt.apply("netlab.netnode", test=True)
+    real = salt.apply("netlab.netnode")
+    assert not failed(real), failed(real)
+    assert changed(predicted) == changed(real)
+    assert real["netlab-netnode-dnsmasq-netlab_daemon-leases_pruned"]["changes"] == {
+        "removed": ["1900000000 52:54:00:78:00:99 127.77.0.19 gone *"]}
+    assert (root / "leases").read_text() == "1900000000 52:54:00:78:00:11 127.77.0.11 nuc1 *\n"
+    assert "dhcp-host=52:54:00:78:00:11,set:known,set:nl-nuc1,127.77.0.11,nuc1,12h" in \
+        (root / "etc" / "dnsmasq.conf").read_text()
+
+
+def test_kernel_nfs_server_exports(salt):
+    root = salt.root_dir
+    pillar = salt.pillar
+    pillar["netlab"]["netnode"]["nfs"]["server"] = "kernel"
+    salt.set_pillar(pillar)
+    real = salt.apply("netlab.netnode")
+    assert not failed(real), failed(real)
+    lines = [ln for ln in (root / "etc" / "netlab.exports").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    srv = root / "srv" / "roots"
+    assert [ln.split("(")[0] for ln in lines] == [
+        "{} 127.77.0.11".format(srv / "nuc1"), "{} 127.77.0.13".format(srv / "nuc3")]
+    assert all("(rw,sync,no_subtree_check,no_root_squash,fsid=" in ln for ln in lines)
+    assert not (root / "etc" / "ganesha.conf").exists()
+
+
+def test_invalid_pillar_fails_first_and_changes_nothing(salt):
+    root = salt.root_dir
+    pillar = salt.pillar
+    pillar["netlab"]["nodes"]["nuc3"]["ip"] = "10.1.1.1"
+    pillar["netlab"]["nodes"]["nuc1"]["mac"] = "zz"
+    salt.set_pillar(pillar)
+    ret = salt.apply("netlab.netnode")
+    assert list(ret) == ["netlab-netnode-check-test-configurable_test_state"]
+    comment = ret["netlab-netnode-check-test-configurable_test_state"]["comment"]
+    assert "netlab:nodes:nuc3:ip: 10.1.1.1 is outside network:cidr" in comment
+    assert "netlab:nodes:nuc1:mac" in comment
+    assert not (root / "etc").exists() and not (root / "srv" / "http").exists()
+
+
+def test_boot_problem_is_reported_with_its_key(salt):
+    pillar = salt.pillar
+    pillar["netlab"]["nodes"]["nuc2"]["boot"] = {"loader": "pxelinux", "firmware": "uefi"}
+    salt.set_pillar(pillar)
+    ret = salt.apply("netlab.netnode", test=True)   # test=True fails the same way
+    check = ret["netlab-netnode-check-test-configurable_test_state"]
+    assert check["result"] is False
+    assert "netlab:nodes:nuc2:boot:loader" in check["comment"]
+
+
+def test_clean_undoes_everything_but_roots_and_images(salt):
+    root = salt.root_dir
+    salt.apply("netlab.netnode")
+    predicted = salt.apply("netlab.netnode.clean", test=True)
+    ret = salt.apply("netlab.netnode.clean")
+    assert not failed(ret), failed(ret)
+    assert changed(predicted) == changed(ret)
+    srv = root / "srv"
+    for gone in (root / "etc" / "dnsmasq.conf", root / "etc" / "nginx-netlab.conf",
+                 root / "etc" / "ganesha.conf", root / "run" / "nginx.conf",
+                 srv / "http" / "boot", srv / "tftp" / "undionly.kpxe",
+                 srv / "tftp" / "pxelinux.cfg", srv / "tftp" / "images"):
+        assert not os.path.lexists(gone), gone
+    assert (srv / "roots" / "nuc1").is_dir()
+    assert changed(salt.apply("netlab.netnode.clean")) == []
+
+
+def test_boot_functions_from_the_module(salt):
+    data = salt.call("netlab.boot_data")
+    assert data["dnsmasq"]["interface"] == "nlfunc0"
+    assert sorted(data["scripts"]) == ["nuc1.ipxe", "nuc2.ipxe", "nuc3.ipxe"]
+    snippets = salt.call("netlab.boot_off_mode")
+    assert "hardware ethernet 52:54:00:78:00:11;" in snippets["isc_dhcpd"]
+    report = salt.call("netlab.dhcp_probe", interface="lo", timeout=1)
+    assert report == {"interface": "lo", "servers": []}
