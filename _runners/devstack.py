@@ -25,6 +25,7 @@ import salt.client
 import salt.exceptions
 import salt.pillar
 import salt.utils.event
+import salt.wheel
 
 try:
     import netlab_lab
@@ -323,6 +324,40 @@ def bring_up(timeout=600, ping_timeout=10):
     if not ret["result"]:
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
     return ret
+
+
+def forget_removed(dry_run=False):
+    """
+    Nodes removed from pillar: delete their minion keys from this master, so a
+    machine that was a lab node cannot come back as one. A removed node is one
+    the lifecycle or the stack results still know but ``netlab:nodes`` no longer
+    lists (other minions, e.g. the networking node's, are never touched). Their
+    boot answer and NFS export go away with ``netlab.netnode``; their root
+    directory is kept (delete ``<storage>/roots/<id>`` yourself).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.forget_removed dry_run=True
+    """
+    lab = _lab()
+    known = set(netlab_lifecycle.read(lab)["nodes"]) | set(
+        netlab_stack.load_results(lab.netnode.state_dir))
+    removed = sorted(n for n in known if n not in lab.nodes and n != lab.netnode.id)
+    wheel = salt.wheel.WheelClient(__opts__)  # pylint: disable=undefined-variable
+    listed = wheel.cmd("key.list_all")
+    have = set()
+    for kind in ("minions", "minions_pre", "minions_rejected", "minions_denied"):
+        have.update(listed.get(kind, []) or [])
+    deleted = [n for n in removed if n in have]
+    dry_run = dry_run in (True, "True", "true", 1, "1")
+    if deleted and not dry_run:
+        for node_id in deleted:
+            wheel.cmd("key.delete", [node_id])
+            _progress("{}: removed from pillar, minion key deleted".format(node_id))
+            _fire("netlab/node/{}/removed".format(node_id), {"node": node_id})
+    return {"removed": removed, "keys_deleted": deleted, "dry_run": dry_run}
 
 
 def unstack(role=None, nodes=None, timeout=60, lines=25):

@@ -48,6 +48,11 @@ netlab-orch-deploy-salt-state-image:
     - require:
       - salt: netlab-orch-deploy-salt-function-sync_all-netnode
 {%- endif %}
+
+# nodes removed from pillar: their minion keys go (boot answer/export: netlab.netnode)
+netlab-orch-deploy-salt-runner-forget_removed:
+  salt.runner:
+    - name: devstack.forget_removed
 {%- if options.get('boot', True) not in (False, 'false', 'False') %}
 
 netlab-orch-deploy-salt-runner-bring_up:

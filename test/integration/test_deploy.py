@@ -1,0 +1,267 @@
+"""
+``salt-run state.orchestrate netlab.deploy`` with real daemons.
+
+The lead's harness (``netlab_env``): master ``netnode`` and minions ``netnode``,
+``nuc1`` (controller), ``nuc2``, ``nuc3`` (computes) on this machine, each lab
+node with its own DevStack ``dest``. DevStack is the stand-in repository of
+test/lib/fake_devstack.py: its ``stack.sh`` parses the node's local.conf the way
+DevStack does, sources localrc in bash and records start/end times, so the
+order and overlap of the runs can be asserted from the records. The networking
+node's SLS and the image build are skipped (``netlab_deploy: {netnode: false,
+image: false}``); the minions answer, so no node is powered or reimaged.
+"""
+
+import copy
+import json
+import pathlib
+
+import pytest
+
+import netlab_lifecycle
+from lib import fake_devstack
+
+pytestmark = pytest.mark.slow
+
+COMPUTES = ("nuc2", "nuc3")
+SLEEP = 3.0  # seconds each fake stack.sh takes: long enough to see overlap
+
+
+def _deploy(env, **options):
+    opts = dict({"netnode": False, "image": False}, **options)
+    return env.runner("state.orchestrate", "netlab.deploy",
+                      "pillar=" + json.dumps({"netlab_deploy": opts}))
+
+
+def _records(env, node_id, event="stack"):
+    return fake_devstack.records(env.node_dest(node_id), event)
+
+
+def _states(env):
+    state_dir = pathlib.Path(env.lab_pillar["netnode"]["storage"]) / "state"
+    return {n: r["state"] for n, r in netlab_lifecycle.read(str(state_dir))["nodes"].items()}
+
+
+def _summary(env):
+    ret = env.runner("devstack.summary", "fail=False")
+    assert ret.returncode == 0, ret
+    return ret.data
+
+
+@pytest.fixture(scope="module")
+def lab(netlab_env):
+    """The harness lab with DevStack = the stand-in; the deploy's side effects undone."""
+    env = netlab_env
+    fake = fake_devstack.create(env.base / "fake-devstack", sleep=SLEEP,
+                                owner=env.stack_user)
+    saved = copy.deepcopy(env.lab_pillar)
+    lab = copy.deepcopy(saved)
+    lab["devstack"]["repo"] = fake.url
+    env.write_lab(lab)
+    try:
+        yield fake
+    finally:
+        env.write_lab(saved)
+        sudoers = pathlib.Path("/etc/sudoers.d") / ("50_netlab_" + env.stack_user)
+        if sudoers.exists():
+            sudoers.unlink()
+
+
+@pytest.fixture(scope="module")
+def first_deploy(netlab_env, lab):
+    ret = _deploy(netlab_env)
+    assert ret.returncode == 0, ret.stdout + ret.stderr
+    return ret
+
+
+def test_every_node_is_stacked_and_ready(netlab_env, first_deploy):
+    for node_id in ("nuc1",) + COMPUTES:
+        recs = _records(netlab_env, node_id)
+        assert len(recs) == 1, (node_id, recs)
+        assert recs[0]["rc"] == 0
+        assert recs[0]["user"] == netlab_env.stack_user
+    states = _states(netlab_env)
+    assert {n: states[n] for n in ("nuc1",) + COMPUTES} == {
+        "nuc1": "ready", "nuc2": "ready", "nuc3": "ready"}
+    summary = _summary(netlab_env)
+    assert summary["ready"] == ["nuc1", "nuc2", "nuc3"]
+    assert summary["failed"] == {}
+
+
+def test_controller_finishes_before_any_compute_starts(netlab_env, first_deploy):
+    ctl = _records(netlab_env, "nuc1")[0]
+    for node_id in COMPUTES:
+        assert ctl["end"] < _records(netlab_env, node_id)[0]["start"], node_id
+
+
+def test_computes_run_at_the_same_time(netlab_env, first_deploy):
+    runs = [_records(netlab_env, n)[0] for n in COMPUTES]
+    # every compute started before any of them finished: the runs overlap
+    assert max(r["start"] for r in runs) < min(r["end"] for r in runs)
+
+
+def test_discovery_runs_on_the_controller_after_the_last_compute(netlab_env, first_deploy):
+    discover = _records(netlab_env, "nuc1", "discover")
+    assert len(discover) == 1
+    last_end = max(_records(netlab_env, n)[0]["end"] for n in COMPUTES)
+    assert discover[0]["start"] > last_end
+    for node_id in COMPUTES:
+        assert _records(netlab_env, node_id, "discover") == []
+
+
+def test_each_node_got_its_own_local_conf(netlab_env, first_deploy):
+    lab = netlab_env.lab_pillar
+    digests = set()
+    for node_id in ("nuc1",) + COMPUTES:
+        rec = _records(netlab_env, node_id)[0]
+        assert rec["host_ip"] == lab["nodes"][node_id]["ip"]
+        assert rec["localrc"]["HOST_IP"] == lab["nodes"][node_id]["ip"]
+        assert rec["sections"][0] == "local|localrc"
+        if node_id != "nuc1":
+            assert rec["service_host"] == lab["nodes"]["nuc1"]["ip"]
+        conf = netlab_env.node_dest(node_id) / "devstack" / "local.conf"
+        text = conf.read_text()
+        assert text == netlab_env.call(node_id, "devstack.local_conf")
+        digests.add(rec["local_conf_sha256"])
+    assert len(digests) == 3
+
+
+def test_stack_sh_log_stays_on_the_node(netlab_env, first_deploy):
+    for node_id in ("nuc1",) + COMPUTES:
+        log = netlab_env.node_dest(node_id) / "logs" / "netlab-stack.log"
+        assert "fake stack.sh: completed" in log.read_text()
+
+
+def test_a_rerun_stacks_nothing_that_is_ready_but_discovers_again(netlab_env, first_deploy):
+    ret = _deploy(netlab_env)
+    assert ret.returncode == 0, ret.stdout
+    for node_id in ("nuc1",) + COMPUTES:
+        assert len(_records(netlab_env, node_id)) == 1, node_id
+    assert len(_records(netlab_env, "nuc1", "discover")) == 2
+
+
+def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(netlab_env, first_deploy):
+    marker = netlab_env.node_dest("nuc3") / "fake-devstack" / "fail"
+    marker.write_text("1")
+    try:
+        before = {n: len(_records(netlab_env, n)) for n in ("nuc1",) + COMPUTES}
+        ret = _deploy(netlab_env, force=True)
+        assert ret.returncode != 0, "a deploy with a failed node must fail"
+        after = {n: _records(netlab_env, n) for n in ("nuc1",) + COMPUTES}
+        # all three ran again (force); nuc2 finished although nuc3 failed
+        assert {n: len(r) for n, r in after.items()} == {n: c + 1 for n, c in before.items()}
+        assert after["nuc2"][-1]["rc"] == 0
+        assert after["nuc3"][-1]["rc"] == 1
+        states = _states(netlab_env)
+        assert states["nuc3"] == "failed" and states["nuc2"] == "ready"
+        summary = _summary(netlab_env)
+        assert list(summary["failed"]) == ["nuc3"]
+        assert "fake failure requested" in summary["failed"]["nuc3"]["log_tail"]
+        assert "stack.sh failed" in summary["failed"]["nuc3"]["reason"]
+        assert "FAILED  nuc3" in summary["text"]
+        assert "fake failure requested" in ret.stdout, "the deploy output names the failure"
+    finally:
+        marker.unlink()
+    counts = {n: len(_records(netlab_env, n)) for n in ("nuc1",) + COMPUTES}
+    discoveries = len(_records(netlab_env, "nuc1", "discover"))
+    ret = _deploy(netlab_env)
+    assert ret.returncode == 0, ret.stdout
+    assert len(_records(netlab_env, "nuc1")) == counts["nuc1"]
+    assert len(_records(netlab_env, "nuc2")) == counts["nuc2"]
+    assert len(_records(netlab_env, "nuc3")) == counts["nuc3"] + 1
+    assert _records(netlab_env, "nuc3")[-1]["rc"] == 0
+    assert len(_records(netlab_env, "nuc1", "discover")) == discoveries + 1
+    assert _states(netlab_env)["nuc3"] == "ready"
+
+
+def test_adding_a_node_to_pillar_stacks_only_that_node(netlab_env, first_deploy):
+    env = netlab_env
+    counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+    discoveries = len(_records(env, "nuc1", "discover"))
+
+    def add_nuc4(lab):
+        lab["nodes"]["nuc4"] = {
+            "mac": "94:c6:91:aa:00:04", "ip": "192.168.42.14", "role": "compute",
+            "power": {"driver": "manual"},
+            "devstack": {"dest": str(env.base / "nuc4" / "opt" / "stack")},
+        }
+
+    with env.lab_changed(add_nuc4):
+        env.add_minion("nuc4")
+        try:
+            ret = _deploy(env)
+            assert ret.returncode == 0, ret.stdout
+            new = _records(env, "nuc4")
+            assert len(new) == 1 and new[0]["rc"] == 0
+            assert new[0]["host_ip"] == "192.168.42.14"
+            for node_id in ("nuc1",) + COMPUTES:
+                assert len(_records(env, node_id)) == counts[node_id], node_id
+            discover = _records(env, "nuc1", "discover")
+            assert len(discover) == discoveries + 1
+            assert discover[-1]["start"] > new[0]["end"]
+            assert _states(env)["nuc4"] == "ready"
+        finally:
+            env.minions.pop("nuc4").terminate()
+    # removed from pillar again (lab restored): the next deploy deletes its key
+    assert "nuc4" in _accepted_keys(env)
+    ret = _deploy(env)
+    assert ret.returncode == 0, ret.stdout
+    assert "nuc4" not in _accepted_keys(env)
+    assert len(_records(env, "nuc4")) == 1
+
+
+def _accepted_keys(env):
+    ret = env.master.salt_key_cli().run("-L")
+    assert ret.returncode == 0, ret
+    return ret.data["minions"]
+
+
+def test_restack_computes_only_leaves_the_controller_alone(netlab_env, first_deploy):
+    env = netlab_env
+    counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+    ret = env.runner("state.orchestrate", "netlab.restack",
+                     "pillar=" + json.dumps({"netlab_restack": {"computes_only": True}}))
+    assert ret.returncode == 0, ret.stdout
+    assert len(_records(env, "nuc1")) == counts["nuc1"]
+    assert _records(env, "nuc1", "unstack") == []
+    runs = []
+    for node_id in COMPUTES:
+        unstack = _records(env, node_id, "unstack")
+        stack = _records(env, node_id)
+        assert len(stack) == counts[node_id] + 1
+        assert unstack and unstack[-1]["end"] <= stack[-1]["start"]
+        runs.append(stack[-1])
+    assert max(r["start"] for r in runs) < min(r["end"] for r in runs)
+
+
+def test_changing_the_branch_in_pillar_moves_every_checkout_on_restack(netlab_env, lab):
+    env = netlab_env
+    head = lab.add_branch("stable/2025.1", version="stable-2025.1")
+
+    def switch(raw):
+        raw["devstack"]["branch"] = "stable/2025.1"
+
+    with env.lab_changed(switch):
+        ret = env.runner("state.orchestrate", "netlab.restack")
+        assert ret.returncode == 0, ret.stdout
+        for node_id in ("nuc1",) + COMPUTES:
+            rec = _records(env, node_id)[-1]
+            assert rec["version"] == "stable-2025.1", node_id
+            assert rec["commit"] == head
+    # back to master for whatever runs next
+    ret = env.runner("state.orchestrate", "netlab.restack")
+    assert ret.returncode == 0, ret.stdout
+    assert _records(env, "nuc1")[-1]["version"] == "master"
+
+
+def test_unstack_takes_nodes_back_to_up(netlab_env, first_deploy):
+    env = netlab_env
+    ret = env.runner("state.orchestrate", "netlab.unstack")
+    assert ret.returncode == 0, ret.stdout
+    states = _states(env)
+    for node_id in ("nuc1",) + COMPUTES:
+        assert states[node_id] == "up", node_id
+        assert _records(env, node_id, "unstack")
+    # and a deploy stacks them again
+    ret = _deploy(env)
+    assert ret.returncode == 0, ret.stdout
+    assert all(_states(env)[n] == "ready" for n in ("nuc1",) + COMPUTES)
