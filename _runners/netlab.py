@@ -387,7 +387,9 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
     ``nodes``: a list, comma-separated ids, or ``all``. ``method``: root clone
     method (auto, snapshot, reflink, copy).
 
-    Returns ``{node: {state, generation, method, seconds, result|reason}}``.
+    Returns ``{'nodes': {node: {state, generation, method, reset_seconds,
+    boot_seconds, seconds, power, result|reason}}, 'failed': [node ids],
+    'retcode': 0|1}`` (salt-run exits with ``retcode``).
 
     CLI Example:
 
@@ -492,9 +494,19 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
             res["seconds"] = round(time.monotonic() - res.pop("started"), 1)
     finally:
         bus.destroy()
-    if any(r.get("state") == "failed" for r in results.values()):
+    return _outcome(results)
+
+
+def _outcome(results):
+    """``{'nodes': {id: result}, 'failed': [ids], 'retcode': 0|1}``.
+
+    ``retcode`` makes ``salt-run`` exit non-zero; ``__context__['retcode']`` makes
+    an orchestration's ``salt.runner`` state fail.
+    """
+    failed = sorted(n for n, r in results.items() if r.get("state") == "failed")
+    if failed:
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return results
+    return {"nodes": results, "failed": failed, "retcode": 1 if failed else 0}
 
 
 def _hint(lab, node_id):
@@ -545,6 +557,4 @@ def boot(nodes=None, timeout=600, pillar=None):
                 results[n] = {"state": "failed", "reason": reason}
     finally:
         bus.destroy()
-    if any(r.get("state") == "failed" for r in results.values()):
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return results
+    return _outcome(results)
