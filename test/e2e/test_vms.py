@@ -153,8 +153,10 @@ def vmlab(test_image, request):  # noqa: F811  pylint: disable=redefined-outer-n
                                      "netlab.netnode", check=False, timeout=1200)
         states = (data or {}).get("netnode")
         assert isinstance(states, dict), proc.stdout[-4000:] + proc.stderr[-2000:]
-        bad = {k: v.get("comment") for k, v in states.items() if not v.get("result")}
-        assert not bad, "netlab.netnode failed: {}".format(bad)
+        bad = ["{}: {}".format(k.split("_|-")[1], str(v.get("comment"))[:300])
+               for k, v in states.items() if not v.get("result")]
+        assert not bad, "netlab.netnode failed ({} states):\n{}".format(
+            len(bad), "\n".join(bad[:5]))
         del ret
         yield VmLab(base, seg, lab, raw, master)
     finally:
