@@ -67,11 +67,19 @@ def built(name, force=False, files=None, keep=2, protect=None, lock_wait=0, salt
 
     new = {"input_hash": plan["input_hash"], "action": plan["action"],
            "reason": plan["reason"]}
+    problems = plan.get("host_problems") or []
     if __opts__["test"]:  # pylint: disable=undefined-variable
         ret.update(result=None, changes={"image": {"old": _summary(cur), "new": new}},
                    comment="Node image would be {}: {}".format(
                        "rebuilt" if plan["action"] == "build" else "republished",
                        plan["reason"]))
+        if problems:
+            ret.update(result=False, comment=ret["comment"] + "; but this host cannot "
+                       "build it: " + "; ".join(problems))
+        return ret
+    if problems:
+        ret.update(result=False, comment="Node image needs a build ({}), but this host "
+                   "cannot build it: {}".format(plan["reason"], "; ".join(problems)))
         return ret
 
     try:

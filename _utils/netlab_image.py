@@ -261,6 +261,9 @@ def plan(lab, files_dir=None, force=False):
             out.update(action="publish", reason="; ".join(missing))
         else:
             out.update(action="none", reason="image {} is current".format(cur["build_id"]))
+    # what would stop a build on this host (shown by test=True before trying)
+    checker = getattr(DEFAULT_BUILDER, "host_problems", check_build_host)
+    out["host_problems"] = checker(recipe(lab)) if out["action"] == "build" else []
     return out
 
 
@@ -520,6 +523,9 @@ def run_logged(cmd, logfile, env=None):
     return returncode
 
 
+mmdebstrap_builder.host_problems = check_build_host
+# The builder build() uses; a replacement (tests) may carry its own
+# ``host_problems(recipe) -> [str]`` (plan() reports them before a build).
 DEFAULT_BUILDER = mmdebstrap_builder
 
 

@@ -123,7 +123,7 @@ def main():
                                    dir=os.path.dirname(test_image_lib.cache_dir().rstrip("/"))
                                    if os.path.isdir(test_image_lib.cache_dir()) else None)
         try:
-            fresh = test_image_lib.test_lab(storage=storage)
+            fresh = test_image_lib.image_lab(storage=storage)
             t0 = time.perf_counter()
             res = netlab_image.build(fresh)
             took = time.perf_counter() - t0

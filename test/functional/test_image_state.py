@@ -29,6 +29,7 @@ class FakeBuilder:
     def __init__(self):
         self.calls = []
         self.fail = False
+        self.host_problems = lambda rec: []  # the fake needs no mmdebstrap
 
     def __call__(self, rec, rootfs, stage_dir, links, logfile):
         self.calls.append({"recipe": rec, "rootfs": rootfs, "stage": stage_dir})
@@ -438,3 +439,21 @@ def test_sls_with_invalid_pillar_only_fails_the_check(salt_local):
         assert "netlab:image:distro" in report
         assert "netlab:image:packages" in report
     assert not os.path.exists(os.path.join(raw["netnode"]["storage"], "images"))
+
+
+def test_host_that_cannot_build_is_reported_before_trying(lab_raw, salt_env, fake_builder,
+                                                         files_dir, monkeypatch):
+    """An Ubuntu image without Ubuntu's archive key: test=True and a real run both
+    say so (naming the file and the package), nothing is built or changed."""
+    lab_raw["image"] = {"distro": "ubuntu"}
+    monkeypatch.setitem(netlab_image.KEYRINGS, "ubuntu", "/nonexistent/ubuntu-archive.gpg")
+    fake_builder.host_problems = netlab_image.check_build_host  # the real host check
+    for test in (True, False):
+        _, states = salt_env({"netlab": lab_raw}, test=test)
+        ret = states["netlab_image.built"]("img", files=files_dir)
+        assert ret["result"] is False
+        assert "/nonexistent/ubuntu-archive.gpg" in ret["comment"]
+        assert "ubuntu-keyring" in ret["comment"]
+        assert ret["changes"] == ({"image": ret["changes"]["image"]} if test else {})
+    assert fake_builder.calls == []
+    assert not os.path.lexists(_paths(lab_raw)["current"])

@@ -61,7 +61,7 @@ def cache_dir():
     return os.environ.get("NETLAB_TEST_CACHE") or DEFAULT_CACHE
 
 
-def test_lab(image=None, devstack_user=TEST_USER, storage=None):
+def image_lab(image=None, devstack_user=TEST_USER, storage=None):
     """The test image's lab model; ``image`` overrides keys of ``netlab:image``."""
     raw = copy.deepcopy(TEST_LAB)
     raw["image"].update(image or {})
@@ -80,7 +80,7 @@ def ensure_test_image(image=None, devstack_user=TEST_USER, force=False):
     """Build (or reuse) the test image; returns :func:`netlab_image.current_build`'s
     dict plus ``lab`` (the model it was built from) and ``result`` (what build did:
     ``result['action']`` is ``none`` when the cache was used)."""
-    lab = test_lab(image, devstack_user)
+    lab = image_lab(image, devstack_user)
     result = netlab_image.build(lab, force=force, keep=1, lock_wait=LOCK_WAIT)
     cur = netlab_image.current_build(lab)
     if not cur or not cur["intact"]:
@@ -118,7 +118,7 @@ def prune_cache(keep=CACHE_KEEP, spare=None):
         storage = os.path.join(base, name)
         if spare and os.path.realpath(storage) == os.path.realpath(spare):
             continue
-        lab = test_lab(storage=storage)
+        lab = image_lab(storage=storage)
         try:
             with netlab_image.build_lock(lab):
                 netlab_image.remove_tree(storage)
