@@ -581,6 +581,9 @@ def remove_tree(path):
     into another file system."""
     if not os.path.lexists(path):
         return
+    if os.path.islink(path):
+        os.unlink(path)  # a link to a build elsewhere: never touch its target
+        return
     for mnt in _mounts_under(path):
         subprocess.run(["umount", "-l", mnt], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -588,7 +591,7 @@ def remove_tree(path):
     if left:
         raise ImageError("refusing to delete {}: still mounted: {}".format(
             path, ", ".join(left)))
-    if os.path.islink(path) or not os.path.isdir(path):
+    if not os.path.isdir(path):
         os.unlink(path)
         return
     subprocess.run(["rm", "-rf", "--one-file-system", path], check=True)
@@ -603,15 +606,22 @@ def _atomic_symlink(target, link):
 
 
 def _link_or_copy(src, dst):
+    """``dst`` becomes ``src`` (hard link, or a 0644 copy across file systems),
+    replaced atomically: a client fetching ``dst`` never sees it missing."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(src, dst):
+            return
+    tmp = "{}.tmp-{}".format(dst, os.getpid())
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(dst)
+        os.unlink(tmp)
     try:
-        os.link(src, dst)
+        os.link(src, tmp)
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
-        shutil.copy2(src, dst)
-        os.chmod(dst, 0o644)
+        shutil.copy2(src, tmp)
+        os.chmod(tmp, 0o644)
+    os.replace(tmp, dst)
 
 
 @contextlib.contextmanager

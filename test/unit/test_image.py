@@ -322,3 +322,29 @@ def test_remove_tree_refuses_other_filesystems_and_symlinks(tmp_path):
     netlab_image.remove_tree(str(target))
     assert not target.exists()
     netlab_image.remove_tree(str(tmp_path / "absent"))  # nothing to do
+
+
+def test_link_or_copy_replaces_atomically_and_is_idempotent(tmp_path):
+    src = tmp_path / "vmlinuz"
+    src.write_bytes(b"new")
+    dst = tmp_path / "pub" / "vmlinuz"
+    dst.parent.mkdir()
+    dst.write_bytes(b"old")
+    netlab_image._link_or_copy(str(src), str(dst))
+    assert dst.read_bytes() == b"new" and os.path.samefile(src, dst)
+    ino = os.stat(dst).st_ino
+    netlab_image._link_or_copy(str(src), str(dst))
+    assert os.stat(dst).st_ino == ino
+    assert sorted(os.listdir(dst.parent)) == ["vmlinuz"]
+
+
+def test_remove_tree_of_a_link_leaves_mounts_below_its_target_alone(tmp_path, monkeypatch):
+    target = tmp_path / "cache-build"
+    target.mkdir()
+    link = tmp_path / "images-build"
+    link.symlink_to(target)
+    calls = []
+    monkeypatch.setattr(netlab_image.subprocess, "run",
+                        lambda *a, **k: calls.append(a))
+    netlab_image.remove_tree(str(link))
+    assert calls == [] and not os.path.lexists(link) and target.is_dir()
