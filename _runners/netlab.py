@@ -158,6 +158,14 @@ def _minion_call(timeout=30):
     client = salt.client.get_local_client(mopts=__opts__)  # pylint: disable=undefined-variable
 
     def call(node_id, fun, *args):
+        if fun in ("system.reboot", "system.poweroff"):
+            # the minion may die before it answers: it must answer a ping first,
+            # then the shutdown is sent without waiting for a reply
+            ping = client.cmd(node_id, "test.ping", timeout=timeout)
+            if ping.get(node_id) is not True:
+                raise RuntimeError("minion {} did not answer test.ping within {} s".format(
+                    node_id, timeout))
+            return client.cmd_async(node_id, fun, list(args))
         ret = client.cmd(node_id, fun, list(args), timeout=timeout)
         if node_id not in ret:
             raise RuntimeError("minion {} did not answer {} within {} s".format(

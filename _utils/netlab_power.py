@@ -152,8 +152,20 @@ class Wol(Driver):
         return self._ret("on", message="magic packet for {} sent to {}:{}".format(
             self.node.mac, self.broadcast, self.port))
 
-    def off(self):
-        return self._via_minion("off", "system.poweroff")
+    def off(self, wait=90):
+        """Power off through the minion, then wait until the node stops answering
+        ping (a magic packet sent while it is still shutting down is lost)."""
+        ret = self._via_minion("off", "system.poweroff")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            rc, _, _ = self._run(["ping", "-c", "1", "-W", "1", self.node.ip], timeout=5)
+            if rc != 0:
+                time.sleep(5)  # the NIC goes into WoL standby after the last packet
+                return dict(ret, message=ret["message"] + "; {} no longer answers ping"
+                            .format(self.node.ip))
+            time.sleep(2)
+        raise self.error("off", "{} still answers ping {} s after system.poweroff".format(
+            self.node.ip, wait))
 
     def cycle(self):
         return self._via_minion("cycle", "system.reboot")

@@ -60,13 +60,22 @@ def test_wol_real_socket_on_loopback(example_pillar, tmp_path):
     assert data == netlab_power.magic_packet("94:c6:91:aa:00:01")
 
 
-def test_wol_off_and_cycle_through_minion(example_pillar, tmp_path):
+def test_wol_off_and_cycle_through_minion(example_pillar, tmp_path, monkeypatch):
     lab = lab_with(example_pillar, tmp_path)
     calls = []
-    drv = netlab_power.driver(lab, "nuc2", minion_call=lambda n, f: calls.append((n, f)))
-    drv.off()
+    run = FakeRun((0, "", ""), (1, "", ""))   # ping answers once, then not
+    drv = netlab_power.driver(lab, "nuc2", run=run,
+                              minion_call=lambda n, f: calls.append((n, f)))
+    monkeypatch.setattr(netlab_power.time, "sleep", lambda s: None)
+    res = drv.off()
+    assert "192.168.42.12 no longer answers ping" in res["message"]
+    assert [c["cmd"][:3] for c in run.calls] == [["ping", "-c", "1"]] * 2
     drv.cycle()
     assert calls == [("nuc2", "system.poweroff"), ("nuc2", "system.reboot")]
+    still = netlab_power.driver(lab, "nuc2", run=FakeRun(*[(0, "", "")] * 100000),
+                                minion_call=lambda n, f: None)
+    with pytest.raises(netlab_power.PowerError, match="still answers ping"):
+        still.off(wait=0.01)
     with pytest.raises(netlab_power.PowerError, match="node nuc2: wol power off failed"):
         netlab_power.power(lab, "nuc2", "off")  # no minion client given
 
