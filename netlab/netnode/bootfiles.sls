@@ -49,7 +49,8 @@ netlab-netnode-bootfiles-file-managed-{{ s_name }}:
     - mode: '0644'
     - makedirs: true
     - context:
-        s: {{ s | json }}
+        tpldir: {{ tpldir }}
+        name: {{ s_name }}
     - require:
       - file: netlab-netnode-bootfiles-file-directory-boot_dir
 {%- endfor %}
@@ -59,10 +60,10 @@ netlab-netnode-bootfiles-file-managed-boot.ipxe:
     - name: {{ dirs.boot_dir }}/boot.ipxe
     - source: {{ files }}/boot.ipxe.jinja
     - template: jinja
+    - context:
+        tpldir: {{ tpldir }}
     - mode: '0644'
     - makedirs: true
-    - context:
-        menu: {{ boot.menu | json }}
     - require:
       - file: netlab-netnode-bootfiles-file-directory-boot_dir
 
@@ -113,7 +114,8 @@ netlab-netnode-bootfiles-file-managed-pxelinux-{{ cfg_name }}:
     - mode: '0644'
     - makedirs: true
     - context:
-        p: {{ p | json }}
+        tpldir: {{ tpldir }}
+        name: {{ cfg_name }}
     - require:
       - file: netlab-netnode-bootfiles-file-directory-pxelinux_cfg
 {%- endfor %}

@@ -50,10 +50,10 @@ netlab-netnode-dnsmasq-file-managed-conf:
     - name: {{ conf }}
     - source: {{ files }}/dnsmasq.conf.jinja
     - template: jinja
+    - context:
+        tpldir: {{ tpldir }}
     - mode: '0644'
     - makedirs: true
-    - context:
-        d: {{ d | json }}
     - check_cmd: {{ mapdata.dnsmasq.binary }} --test -C
     - require:
       - sls: {{ tpldir | replace('/', '.') }}.bootfiles

@@ -25,10 +25,10 @@ netlab-netnode-http-file-managed-conf:
     - name: {{ mapdata.nginx.conf }}
     - source: {{ files }}/nginx-server.conf.jinja
     - template: jinja
+    - context:
+        tpldir: {{ tpldir }}
     - mode: '0644'
     - makedirs: true
-    - context:
-        d: {{ boot.nginx | json }}
 
 {%- if control != 'service' %}
 
@@ -41,6 +41,7 @@ netlab-netnode-http-file-managed-main:
     - mode: '0644'
     - makedirs: true
     - context:
+        tpldir: {{ tpldir }}
         user: {{ mapdata.nginx.user | json }}
         run_dir: {{ run_dir }}
         server_conf: {{ mapdata.nginx.conf }}

@@ -28,10 +28,10 @@ netlab-netnode-nfs-file-managed-exports:
     - name: {{ nfs.exports }}
     - source: {{ files }}/exports.jinja
     - template: jinja
+    - context:
+        tpldir: {{ tpldir }}
     - mode: '0644'
     - makedirs: true
-    - context:
-        exports: {{ boot.exports | json }}
     - require:
       - sls: {{ tpldir | replace('/', '.') }}.bootfiles
 
@@ -77,7 +77,7 @@ netlab-netnode-nfs-file-managed-ganesha:
     - mode: '0644'
     - makedirs: true
     - context:
-        exports: {{ boot.exports | json }}
+        tpldir: {{ tpldir }}
         recovery_root: {{ recovery }}
     - require:
       - file: netlab-netnode-nfs-file-directory-recovery
