@@ -323,3 +323,21 @@ def test_rogue_guard_refuses_full_mode_beside_the_router(proxy):
     finally:
         nn.update(lambda p: (p.clear(), p.update(original)), apply=False)
     assert changed(nn.apply()) == []
+
+
+# --------------------------------------------------------------------------- IPv6 RA
+def test_router_advertisements_only_when_asked(segment_factory, netnode_factory):
+    """The virtual-lab option (netlab:lookup:dnsmasq:ra): SLAAC on the test bridge,
+    so iPXE does not wait for IPv6. Off by default (see the full-mode fixture)."""
+    seg = segment_factory(cidr="10.78.0.0/24", server_ip="10.78.0.2", ipv6=True)
+    nn = netnode_factory(seg, {"nuc1": {"mac": "52:54:00:79:00:11", "ip": "10.78.0.11",
+                                        "role": "controller"}}, dhcp_mode="proxy", ra=True)
+    cli = seg.add_client("nuc1", "52:54:00:79:00:11")
+    nn.apply()
+    assert "enable-ra" in (nn.etc / "dnsmasq.conf").read_text()
+    daemons_lib.wait_for(lambda: "fd00:6e6c::" in cli.run(
+        ["ip", "-6", "addr", "show", "dev", "eth0"]).stdout, 20, "a SLAAC address")
+
+
+def test_no_router_advertisements_by_default(full):
+    assert "enable-ra" not in (full["nn"].etc / "dnsmasq.conf").read_text()

@@ -197,3 +197,45 @@ def test_boot_functions_from_the_module(salt):
     assert "hardware ethernet 52:54:00:78:00:11;" in snippets["isc_dhcpd"]
     report = salt.call("netlab.dhcp_probe", interface="lo", timeout=1)
     assert report == {"interface": "lo", "servers": []}
+
+
+def test_off_mode_serves_tftp_and_dns_only(salt):
+    root = salt.root_dir
+    pillar = salt.pillar
+    pillar["netlab"]["network"]["dhcp"]["mode"] = "off"
+    salt.set_pillar(pillar)
+    ret = salt.apply("netlab.netnode")
+    assert not failed(ret), failed(ret)   # dnsmasq --test accepted the config
+    conf = (root / "etc" / "dnsmasq.conf").read_text()
+    assert "enable-tftp" in conf and "host-record=nuc1.lab.test,nuc1,127.77.0.11" in conf
+    assert "dhcp-range" not in conf and "dhcp-host" not in conf
+    assert "netlab-netnode-dnsmasq-netlab_daemon-leases_pruned" not in ret
+
+
+def test_service_control_service_renders_service_states(salt):
+    """Hosts with systemd: Salt's service states, restarted through watch."""
+    pillar = salt.pillar
+    pillar["netlab"]["lookup"]["service_control"] = "service"
+    salt.set_pillar(pillar)
+    show = salt.run("state.show_sls", "netlab.netnode")
+    assert isinstance(show, dict), show
+
+    def state(sid):
+        fun = [k for k in show[sid] if not k.startswith("__")][0]
+        args = {}
+        for item in show[sid][fun]:
+            if isinstance(item, dict):
+                args.update(item)
+        return fun, args
+
+    fun, args = state("netlab-netnode-dnsmasq-service-running")
+    assert (fun, args["name"]) == ("service", "dnsmasq")
+    assert {"file": "netlab-netnode-dnsmasq-file-managed-conf"} in args["watch"]
+    fun, args = state("netlab-netnode-http-service-running")
+    assert {"cmd": "netlab-netnode-http-cmd-run-check"} in args["require"]
+    fun, args = state("netlab-netnode-http-cmd-run-check")
+    assert args["name"] == "/usr/sbin/nginx -t -q"
+    fun, args = state("netlab-netnode-nfs-service-running-ganesha")
+    assert args["name"] == "nfs-ganesha"
+    assert {"file": "netlab-netnode-nfs-file-managed-ganesha"} in args["watch"]
+    assert not [sid for sid in show if "netlab_daemon-running" in sid]
