@@ -341,3 +341,32 @@ def test_router_advertisements_only_when_asked(segment_factory, netnode_factory)
 
 def test_no_router_advertisements_by_default(full):
     assert "enable-ra" not in (full["nn"].etc / "dnsmasq.conf").read_text()
+
+
+# --------------------------------------------------------------------------- pxelinux
+def test_pxelinux_legacy_path_over_tftp(segment_factory, netnode_factory, tmp_path):
+    """A node with boot:loader pxelinux gets pxelinux.0, its per-MAC config, and
+    kernel + initrd over TFTP (through tftp_root/images -> http_root/images)."""
+    mac = "52:54:00:79:00:21"
+    seg = segment_factory(cidr="10.79.0.0/24", server_ip="10.79.0.2")
+    nn = netnode_factory(seg, {"nuc1": {"mac": mac, "ip": "10.79.0.11", "role": "controller",
+                                        "boot": {"loader": "pxelinux"}}}, dhcp_mode="full")
+    nn.fake_boot_files()
+    cli = seg.add_client("nuc1", mac)
+    nn.apply()
+    offers = pxe_discover(cli, arch=0)
+    assert [(r["yiaddr"], r["boot"]) for r in offers] == [("10.79.0.11", "pxelinux.0")]
+    seg.set_client_ip("nuc1", "10.79.0.11")
+
+    def tftp(name):
+        dest = tmp_path / name.replace("/", "_")
+        cli.run(["tftp", "-m", "binary", "10.79.0.2", "-c", "get", name, str(dest)], timeout=30)
+        return dest.read_bytes()
+
+    assert tftp("pxelinux.0") == pathlib.Path("/usr/lib/PXELINUX/pxelinux.0").read_bytes()
+    assert tftp("ldlinux.c32")[:4] == b"\x7fELF"
+    cfg = tftp("pxelinux.cfg/01-" + mac.replace(":", "-")).decode()
+    assert "KERNEL images/current/vmlinuz" in cfg and "netlab.node=nuc1" in cfg
+    assert "nfsroot=10.79.0.2:{}/roots/nuc1,vers=3,tcp".format(nn.storage) in cfg
+    assert tftp("images/current/vmlinuz") == b"fake-kernel"
+    assert tftp("images/current/initrd.img") == b"fake-initrd"
