@@ -77,7 +77,10 @@ def kernel_cmdline(lab, node, realpath=os.path.realpath):
         "netlab.node={}".format(node.id),
     ]
     if node.root_mode == "stateless":
-        parts.append("netlab.root=stateless")
+        # the image's initramfs copies the node's identity tree (exported ro to
+        # the node, see exports()) over the tmpfs overlay: docs/image.rst
+        parts += ["netlab.root=stateless", "netlab.seed={}:{}".format(
+            lab.netnode.ip, os.path.join(lab.netnode.roots_dir, node.id + ".identity"))]
     if lab.image.kernel_cmdline:
         parts.append(lab.image.kernel_cmdline.strip())
     return " ".join(parts)

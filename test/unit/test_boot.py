@@ -211,7 +211,8 @@ def test_kernel_cmdline_stateless_and_extra(raw, tmp_path):
     os.symlink("b1", str(tmp_path / "srv" / "images" / "current"))
     line = netlab_boot.kernel_cmdline(lab, lab.node("nuc3"))
     assert "nfsroot=192.168.42.2:{},vers=3,tcp".format(build) in line
-    assert line.endswith("netlab.node=nuc3 netlab.root=stateless quiet")
+    assert line.endswith("netlab.node=nuc3 netlab.root=stateless netlab.seed=192.168.42.2:"
+                         "{}/roots/nuc3.identity quiet".format(tmp_path / "srv"))
 
 
 def test_boot_menu_chains_per_mac(raw):
