@@ -17,6 +17,8 @@
       boot: false           do not boot/reimage nodes (use the minions that answer)
       boot_timeout: 900     seconds to wait for booting minions
       force: true           stack nodes that are ready already, too
+      checkout: false       do not clone/update DevStack on the nodes
+      stack: false          stop after the nodes have their local.conf
     See docs/operations.rst. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set options = salt['pillar.get']('netlab_deploy', {}) %}

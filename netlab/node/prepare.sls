@@ -69,6 +69,8 @@ netlab-node-prepare-file-directory-logs:
     - require:
       - file: netlab-node-prepare-file-directory-dest
 
+{%- if salt['pillar.get']('netlab_checkout', True) %}
+
 netlab-node-prepare-git-latest:
   git.latest:
     - name: {{ src.repo }}
@@ -84,4 +86,5 @@ netlab-node-prepare-git-latest:
     - require:
       - pkg: netlab-node-prepare-pkg-installed
       - file: netlab-node-prepare-file-directory-dest
+{%- endif %}
 {%- endif %}

@@ -10,6 +10,8 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set options = salt['pillar.get']('netlab_deploy', {}) %}
 {%- set force = options.get('force', False) in (True, 'true', 'True', 1) %}
+{%- set stack = options.get('stack', True) not in (False, 'false', 'False', 0) %}
+{%- set checkout = options.get('checkout', True) not in (False, 'false', 'False', 0) %}
 {%- set report = salt['netlab.validate']() %}
 {%- if not report.valid %}
 
@@ -84,6 +86,11 @@ netlab-orch-deploy-salt-state-node:
     - tgt_type: list
     - sls:
       - {{ tplroot }}.node
+{%- if not checkout %}
+    - pillar:
+        netlab_checkout: false
+{%- endif %}
+{%- if stack %}
 
 # the controller first: computes register with its database, queue and APIs
 netlab-orch-deploy-salt-runner-stack-controller:
@@ -106,4 +113,13 @@ netlab-orch-deploy-salt-runner-discover:
 netlab-orch-deploy-salt-runner-summary:
   salt.runner:
     - name: devstack.summary
+{%- else %}
+
+netlab-orch-deploy-test-succeed_without_changes-stack:
+  test.succeed_without_changes:
+    - name: netlab-orch-deploy-stack
+    - comment: >-
+        stack.sh not run (netlab_deploy:stack is false): nodes are up and have
+        their local.conf{{ '' if checkout else ' (DevStack not checked out)' }}
+{%- endif %}
 {%- endif %}

@@ -185,6 +185,7 @@ def test_adding_a_node_to_pillar_stacks_only_that_node(netlab_env, first_deploy)
             "devstack": {"dest": str(env.base / "nuc4" / "opt" / "stack")},
         }
 
+    saved = copy.deepcopy(env.lab_pillar)
     with env.lab_changed(add_nuc4):
         env.add_minion("nuc4")
         try:
@@ -199,14 +200,16 @@ def test_adding_a_node_to_pillar_stacks_only_that_node(netlab_env, first_deploy)
             assert len(discover) == discoveries + 1
             assert discover[-1]["start"] > new[0]["end"]
             assert _states(env)["nuc4"] == "ready"
+            # removed from pillar again: the next deploy deletes its minion key
+            assert "nuc4" in _accepted_keys(env)
+            env.write_lab(saved)
+            ret = _deploy(env)
+            assert ret.returncode == 0, ret.stdout
+            assert "nuc4" not in _accepted_keys(env)
+            assert len(fake_devstack.records(env.base / "nuc4" / "opt" / "stack")) == 1
         finally:
             env.minions.pop("nuc4").terminate()
-    # removed from pillar again (lab restored): the next deploy deletes its key
-    assert "nuc4" in _accepted_keys(env)
-    ret = _deploy(env)
-    assert ret.returncode == 0, ret.stdout
-    assert "nuc4" not in _accepted_keys(env)
-    assert len(_records(env, "nuc4")) == 1
+            env.master.salt_key_cli().run("-y", "-d", "nuc4")
 
 
 def _accepted_keys(env):
@@ -265,3 +268,22 @@ def test_unstack_takes_nodes_back_to_up(netlab_env, first_deploy):
     ret = _deploy(env)
     assert ret.returncode == 0, ret.stdout
     assert all(_states(env)[n] == "ready" for n in ("nuc1",) + COMPUTES)
+
+
+def test_an_invalid_pillar_stops_the_deploy_with_the_report_before_any_change(
+        netlab_env, first_deploy):
+    env = netlab_env
+    counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+    discoveries = len(_records(env, "nuc1", "discover"))
+
+    def break_it(lab):
+        lab["nodes"]["nuc3"]["ip"] = "192.168.42.300"
+        lab["nodes"]["nuc2"]["role"] = "storage"
+
+    with env.lab_changed(break_it):
+        ret = _deploy(env, force=True)
+    assert ret.returncode != 0
+    assert "netlab:nodes:nuc3:ip: 192.168.42.300 is not an IPv4 address" in ret.stdout
+    assert "netlab:nodes:nuc2:role: 'storage' is not a role" in ret.stdout
+    assert {n: len(_records(env, n)) for n in counts} == counts
+    assert len(_records(env, "nuc1", "discover")) == discoveries
