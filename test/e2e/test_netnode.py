@@ -232,6 +232,23 @@ def test_removing_a_node_removes_its_answers(full):
     assert "52:54:00:77:00:12" not in (nn.etc / "dnsmasq.conf").read_text()
 
 
+def test_clean_stops_the_daemons_and_removes_configs(full):
+    """Runs after the others of this module: netlab.netnode.clean undoes it all."""
+    seg, nn = full["seg"], full["nn"]
+    pids = nn.pids()
+    predicted = nn.apply(test=True, sls="netlab.netnode.clean")
+    ret = nn.apply(sls="netlab.netnode.clean")
+    assert changed(predicted) == changed(ret)
+    for name in ("dnsmasq", "nginx", "ganesha", "rpcbind"):
+        assert not daemons_lib.alive(pids[name]), name
+    listening = seg.server.run(["ss", "-H", "-ltun"]).stdout
+    assert listening.strip() == "", listening
+    assert not (nn.etc / "dnsmasq.conf").exists()
+    assert not (nn.storage / "http" / "boot").exists()
+    assert (nn.storage / "roots" / "nuc1" / "netlab-marker").exists()   # roots stay
+    assert changed(nn.apply(sls="netlab.netnode.clean")) == []
+
+
 # --------------------------------------------------------------------------- proxy mode
 ROUTER_IP = "10.77.0.1"
 

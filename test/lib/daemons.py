@@ -43,6 +43,11 @@ def _alive(pid):
         return False
 
 
+def alive(pid):
+    """True while ``pid`` runs (a zombie nobody reaped yet does not count)."""
+    return bool(pid) and _alive(pid)
+
+
 def stop_pid(pid, timeout=15):
     """SIGTERM ``pid``, wait up to ``timeout`` s, then SIGKILL. True if it ran."""
     if not pid or not _alive(pid):
