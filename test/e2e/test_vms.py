@@ -12,7 +12,9 @@ Shown here:
 
 * two VMs (vma: BIOS/SeaBIOS, vmb: UEFI/OVMF) PXE-boot through iPXE, load
   kernel + initrd over HTTP, mount their own root over NFS and join the master
-  with their own id, hostname and machine-id (asserted from the master);
+  with their own id, hostname and machine-id (asserted from the master); a
+  third (vmc) is stateless: shared image + tmpfs overlay, its identity and key
+  from its identity tree;
 * a file written on vma's root is gone after ``reimage vma``; vmb keeps its
   file and was not rebooted; vma's machine-id is new;
 * a VM whose MAC is not in pillar does not boot from netlab; minions whose key
@@ -71,6 +73,8 @@ def lab_pillar(base, netns):
                     "power": dict(virtual, firmware="bios")},
             "vmb": {"mac": "52:54:00:99:00:12", "ip": "10.99.0.12", "role": "compute",
                     "boot": {"firmware": "uefi"}, "power": dict(virtual, firmware="uefi")},
+            "vmc": {"mac": "52:54:00:99:00:14", "ip": "10.99.0.14", "role": "compute",
+                    "root": {"mode": "stateless"}, "power": dict(virtual, firmware="bios")},
             "gone": {"mac": "52:54:00:99:00:13", "ip": "10.99.0.13", "role": "compute",
                      "power": {"driver": "manual",
                                "instructions": "nobody is there: it never comes back"}},
@@ -214,14 +218,21 @@ def node_facts(master, node):
 
 @pytest.fixture(scope="module")
 def booted(vmlab):
-    """First reimage of vma + vmb, with a stray VM (MAC not in pillar) booting too."""
+    """First reimage of vma, vmb and vmc (stateless), with a stray VM (MAC not in
+    pillar) booting too. Not asserted here: each test checks its own node."""
     stray_dir = str(vmlab.base / "stray")
     with stray_vm(vmlab.seg.server.name, "br0", STRAY_MAC, stray_dir) as stray_log:
-        data, _, took = vmlab.reimage(["vma", "vmb"])
+        data, proc, took = vmlab.reimage(["vma", "vmb", "vmc"], check=False)
         # the stray had the whole reimage time to try
         stray_text = serial_text(stray_log)
-    facts = {n: node_facts(vmlab.master, n) for n in ("vma", "vmb")}
-    print("first boot of vma+vmb: {:.0f} s; facts {}".format(took, facts))
+    assert isinstance(data, dict) and "nodes" in data, proc.stdout[-3000:] + proc.stderr[-3000:]
+    facts = {}
+    for n, res in data["nodes"].items():
+        if res.get("state") == "up":
+            facts[n] = node_facts(vmlab.master, n)
+        else:
+            vmlab.dump([n])
+    print("first boot of vma+vmb+vmc: {:.0f} s; facts {}".format(took, facts))
     return {"reimage": data, "facts": facts, "stray": stray_text}
 
 
@@ -265,6 +276,28 @@ def test_vms_netboot_and_join_with_their_own_identity(vmlab, booted):
     assert st["gone"]["state"] == "registered"
 
 
+def test_stateless_node_gets_its_identity_from_its_seed(vmlab, booted):
+    """vmc: shared read-only image + tmpfs overlay; identity from roots/vmc.identity."""
+    lab, master = vmlab.lab, vmlab.master
+    res = booted["reimage"]["nodes"]["vmc"]
+    assert res["state"] == "up" and res["method"] == "identity", res
+    f = booted["facts"]["vmc"]
+    assert f["hostname"] == "vmc"
+    assert f["machine_id"] == netlab_slice.identity(lab, "vmc", 1)["machine_id"]
+    assert f["root"].split()[0] == "overlay"
+    assert "netlab.root=stateless" in f["cmdline"] and "netlab.seed=" in f["cmdline"]
+    tree = netlab_roots.identity_path(lab, "vmc")
+    with open(os.path.join(tree, "etc/salt/pki/minion/minion.pub")) as fh:
+        assert netlab_roots.accepted_key(master.pki_dir, "vmc") == fh.read()
+    assert not os.path.exists(netlab_roots.root_path(lab, "vmc"))
+    # writes stay in the node's RAM: the shared image is untouched
+    master.cmd("vmc", "echo x > /etc/written-on-vmc && sync")
+    assert master.cmd("vmc", "cat /etc/written-on-vmc") == "x"
+    image = netlab_roots.image_rootfs(lab)
+    assert not os.path.exists(os.path.join(image, "etc/written-on-vmc"))
+    assert open(os.path.join(image, "etc/machine-id")).read().strip() == ""
+
+
 def test_unknown_mac_does_not_boot_from_netlab(vmlab, booted):
     dhcp_log = serial_text(str(vmlab.run_dir / "dnsmasq.log"))
     stray = [line for line in dhcp_log.splitlines() if STRAY_MAC in line]
@@ -274,7 +307,7 @@ def test_unknown_mac_does_not_boot_from_netlab(vmlab, booted):
     assert not any(("DHCPOFFER" in line or "DHCPACK" in line) for line in stray), stray
     assert STRAY_MAC not in serial_text(str(vmlab.run_dir / "dnsmasq.leases"))
     access = serial_text(str(vmlab.run_dir / "nginx-access.log"))
-    assert all(line.startswith(("10.99.0.11 ", "10.99.0.12 "))
+    assert all(line.startswith(("10.99.0.11 ", "10.99.0.12 ", "10.99.0.14 "))
                for line in access.splitlines()), access
     assert "Linux version" not in booted["stray"]
 
