@@ -155,9 +155,13 @@ def _set(lab, bus, node_id, state, **kw):
 
 
 def _minion_call(timeout=30):
-    client = salt.client.get_local_client(mopts=__opts__)  # pylint: disable=undefined-variable
+    clients = []
 
     def call(node_id, fun, *args):
+        if not clients:  # made on first use: most drivers never need it
+            clients.append(salt.client.get_local_client(
+                mopts=__opts__))  # pylint: disable=undefined-variable
+        client = clients[0]
         if fun in ("system.reboot", "system.poweroff"):
             # the minion may die before it answers: it must answer a ping first,
             # then the shutdown is sent without waiting for a reply

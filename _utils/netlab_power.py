@@ -155,7 +155,14 @@ class Wol(Driver):
     def off(self, wait=90):
         """Power off through the minion, then wait until the node stops answering
         ping (a magic packet sent while it is still shutting down is lost)."""
-        ret = self._via_minion("off", "system.poweroff")
+        try:
+            ret = self._via_minion("off", "system.poweroff")
+        except PowerError:
+            rc, _, _ = self._run(["ping", "-c", "2", "-W", "1", self.node.ip], timeout=10)
+            if rc != 0:  # no minion, no answer on its IP: it is off already
+                return self._ret("off", message="already off (neither its minion nor {} "
+                                 "answers)".format(self.node.ip))
+            raise
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             rc, _, _ = self._run(["ping", "-c", "1", "-W", "1", self.node.ip], timeout=5)

@@ -76,8 +76,16 @@ def test_wol_off_and_cycle_through_minion(example_pillar, tmp_path, monkeypatch)
                                 minion_call=lambda n, f: None)
     with pytest.raises(netlab_power.PowerError, match="still answers ping"):
         still.off(wait=0.01)
+    # no minion answers, but the IP does: the node is up and cannot be switched off
     with pytest.raises(netlab_power.PowerError, match="node nuc2: wol power off failed"):
-        netlab_power.power(lab, "nuc2", "off")  # no minion client given
+        netlab_power.power(lab, "nuc2", "off", run=FakeRun((0, "", "")))
+
+    def dead(n, f):
+        raise RuntimeError("minion nuc2 did not answer test.ping within 30 s")
+
+    # neither the minion nor the IP answers: already off
+    res = netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((1, "", "")))
+    assert res["done"] and "already off" in res["message"]
 
 
 def test_wol_send_error_names_node(example_pillar, tmp_path):
