@@ -74,8 +74,9 @@ netlab-netnode-dnsmasq-service-running:
 netlab-netnode-dnsmasq-netlab_daemon-running:
   netlab_daemon.running:
     - name: dnsmasq
-    - cmd: [{{ mapdata.dnsmasq.binary }}, -k, -C, {{ conf }},
-            --pid-file={{ run_dir }}/dnsmasq.pid]
+    # the state keeps the pid file; dnsmasq writes none (--pid-file= empty): its own
+    # unlink + O_EXCL create would race with the state's write
+    - cmd: [{{ mapdata.dnsmasq.binary }}, -k, -C, {{ conf }}, --pid-file=]
     - pidfile: {{ run_dir }}/dnsmasq.pid
     - log: {{ run_dir }}/dnsmasq.out
     - watch:

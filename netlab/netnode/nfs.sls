@@ -113,7 +113,7 @@ netlab-netnode-nfs-netlab_daemon-running-ganesha:
   netlab_daemon.running:
     - name: nfs-ganesha
     - cmd: [{{ nfs.ganesha_binary }}, -F, -f, {{ nfs.ganesha_conf }},
-            -L, {{ run_dir }}/ganesha.log, -p, {{ run_dir }}/ganesha.pid]
+            -L, {{ run_dir }}/ganesha.log, -p, {{ run_dir }}/ganesha.daemon.pid]
     - pidfile: {{ run_dir }}/ganesha.pid
     - log: {{ run_dir }}/ganesha.out
     - settle: 2

@@ -70,6 +70,8 @@ def test_first_run_starts_every_daemon(full):
         assert first[sid]["changes"].get("started"), (sid, first[sid])
     assert "no other DHCP server" in first[
         "netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard"]["comment"]
+    # IPv6 router advertisements are for virtual labs only: off by default
+    assert "enable-ra" not in (full["nn"].etc / "dnsmasq.conf").read_text()
 
 
 def test_known_mac_gets_pillar_ip_hostname_and_boot_file(full):
@@ -345,7 +347,7 @@ def test_rogue_guard_refuses_full_mode_beside_the_router(proxy):
 # --------------------------------------------------------------------------- IPv6 RA
 def test_router_advertisements_only_when_asked(segment_factory, netnode_factory):
     """The virtual-lab option (netlab:lookup:dnsmasq:ra): SLAAC on the test bridge,
-    so iPXE does not wait for IPv6. Off by default (see the full-mode fixture)."""
+    so iPXE does not wait for IPv6. Off by default (test_first_run_...)."""
     seg = segment_factory(cidr="10.78.0.0/24", server_ip="10.78.0.2", ipv6=True)
     nn = netnode_factory(seg, {"nuc1": {"mac": "52:54:00:79:00:11", "ip": "10.78.0.11",
                                         "role": "controller"}}, dhcp_mode="proxy", ra=True)
@@ -354,10 +356,6 @@ def test_router_advertisements_only_when_asked(segment_factory, netnode_factory)
     assert "enable-ra" in (nn.etc / "dnsmasq.conf").read_text()
     daemons_lib.wait_for(lambda: "fd00:6e6c::" in cli.run(
         ["ip", "-6", "addr", "show", "dev", "eth0"]).stdout, 20, "a SLAAC address")
-
-
-def test_no_router_advertisements_by_default(full):
-    assert "enable-ra" not in (full["nn"].etc / "dnsmasq.conf").read_text()
 
 
 # --------------------------------------------------------------------------- pxelinux
