@@ -327,7 +327,7 @@ def _check_network(c, raw):
     net = c.mapping(raw.get("network"), "network", allowed=NETWORK_KEYS, required=True)
     out = {"interface": None, "cidr": None, "netmask": None, "prefixlen": None,
            "gateway": None, "domain": "lab", "dhcp_mode": "proxy", "pool": None,
-           "lease_time": "12h", "allow_other_servers": False, "probe_timeout": 3,
+           "lease_time": "12h", "allow_other_servers": False, "probe_timeout": 5,
            "dns_enabled": True, "dns_upstream": []}
     iface = net.get("interface")
     if iface is None:
@@ -379,7 +379,7 @@ def _check_network(c, raw):
               "{!r} is not a lease time (e.g. 12h, 45m, infinite)".format(out["lease_time"]))
     out["allow_other_servers"] = c.boolean(dhcp.get("allow_other_servers"), False,
                                            "network", "dhcp", "allow_other_servers")
-    timeout = dhcp.get("probe_timeout", 3)
+    timeout = dhcp.get("probe_timeout", 5)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         c.err(path("network", "dhcp", "probe_timeout"), "must be a positive number of seconds")
     else:
