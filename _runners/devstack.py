@@ -146,8 +146,26 @@ def _set(lab, node_id, state, **kwargs):
            "reason": kwargs.get("reason"), "generation": rec.get("generation")})
 
 
+def _keys():
+    """Every minion key this master knows: ``{accepted: [...], all: set}``."""
+    with salt.wheel.WheelClient(__opts__) as wheel:  # pylint: disable=undefined-variable
+        listed = wheel.cmd("key.list_all", print_event=False) or {}
+    every = set()
+    for kind in ("minions", "minions_pre", "minions_rejected", "minions_denied"):
+        every.update(listed.get(kind, []) or [])
+    return {"accepted": list(listed.get("minions", []) or []), "all": every}
+
+
+def _timeout(timeout):
+    if timeout in (None, ""):
+        return max(int(__opts__.get("timeout", 5)), 30)  # pylint: disable=undefined-variable
+    return int(timeout)
+
+
 def _ping(targets, timeout):
-    """Node ids (of ``targets``) whose minion answers."""
+    """Node ids (of ``targets``) whose minion answers (only accepted keys are asked)."""
+    accepted = set(_keys()["accepted"])
+    targets = [n for n in targets if n in accepted]
     if not targets:
         return []
     ret = _client().cmd(targets, "test.ping", tgt_type="list", timeout=timeout)
@@ -182,7 +200,7 @@ def plan(role=None, nodes=None, force=False):
     return {"stack": to_stack, "ready": ready}
 
 
-def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
+def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     """
     Run ``stack.sh`` on a wave of nodes at the same time; record the outcomes.
 
@@ -196,7 +214,8 @@ def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
         stack nodes that are already ``ready`` too (default: only the others).
     timeout
         seconds to wait for a minion that stops answering (a running stack.sh
-        keeps the job alive however long it takes).
+        keeps the job alive however long it takes); default: the master's
+        ``timeout`` option, at least 30.
 
     Returns ``{result, stacked, failed, skipped, nodes: {id: outcome}}``; fails
     (non-zero exit) when any node of the wave failed, after all of them ended.
@@ -209,6 +228,7 @@ def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
         salt-run devstack.stack nodes=nuc2 force=True
     """
     lab = _lab()
+    timeout = _timeout(timeout)
     force = force in (True, "True", "true", 1, "1")
     targets = netlab_stack.wave(lab, role=role, nodes=nodes)
     states = _states(lab)
@@ -272,7 +292,7 @@ def stack(role=None, nodes=None, force=False, timeout=60, lines=25):
     return ret
 
 
-def bring_up(timeout=600, ping_timeout=10):
+def bring_up(timeout=600, ping_timeout=None):
     """
     Get every node of the lab up, as ``netlab.deploy`` needs it: nodes whose
     role changed since they were stacked are reimaged (``netlab.reimage``), new
@@ -290,7 +310,7 @@ def bring_up(timeout=600, ping_timeout=10):
         salt-run devstack.bring_up timeout=900
     """
     lab = _lab()
-    answering = _ping(list(lab.nodes), timeout=int(ping_timeout))
+    answering = _ping(list(lab.nodes), timeout=_timeout(ping_timeout))
     results = netlab_stack.load_results(lab.netnode.state_dir)
     todo = netlab_stack.bring_up_plan(lab, _states(lab), answering,
                                       netlab_stack.stacked_roles(results))
@@ -345,22 +365,18 @@ def forget_removed(dry_run=False):
     known = set(netlab_lifecycle.read(lab)["nodes"]) | set(
         netlab_stack.load_results(lab.netnode.state_dir))
     removed = sorted(n for n in known if n not in lab.nodes and n != lab.netnode.id)
-    wheel = salt.wheel.WheelClient(__opts__)  # pylint: disable=undefined-variable
-    listed = wheel.cmd("key.list_all")
-    have = set()
-    for kind in ("minions", "minions_pre", "minions_rejected", "minions_denied"):
-        have.update(listed.get(kind, []) or [])
-    deleted = [n for n in removed if n in have]
+    deleted = [n for n in removed if n in _keys()["all"]]
     dry_run = dry_run in (True, "True", "true", 1, "1")
     if deleted and not dry_run:
-        for node_id in deleted:
-            wheel.cmd("key.delete", [node_id])
-            _progress("{}: removed from pillar, minion key deleted".format(node_id))
-            _fire("netlab/node/{}/removed".format(node_id), {"node": node_id})
+        with salt.wheel.WheelClient(__opts__) as wheel:  # pylint: disable=undefined-variable
+            for node_id in deleted:
+                wheel.cmd("key.delete", [node_id], print_event=False)
+                _progress("{}: removed from pillar, minion key deleted".format(node_id))
+                _fire("netlab/node/{}/removed".format(node_id), {"node": node_id})
     return {"removed": removed, "keys_deleted": deleted, "dry_run": dry_run}
 
 
-def unstack(role=None, nodes=None, timeout=60, lines=25):
+def unstack(role=None, nodes=None, timeout=None, lines=25):
     """
     Run ``unstack.sh`` on a wave of nodes at the same time (``role``: controller,
     compute or all; or explicit ``nodes``). Stacked nodes go back to ``up``.
@@ -372,6 +388,7 @@ def unstack(role=None, nodes=None, timeout=60, lines=25):
         salt-run devstack.unstack role=compute
     """
     lab = _lab()
+    timeout = _timeout(timeout)
     targets = netlab_stack.wave(lab, role=role, nodes=nodes)
     answering = _ping(targets, timeout=timeout)
     ret = {"result": True, "unstacked": [], "failed": [], "nodes": {}}
@@ -397,7 +414,7 @@ def unstack(role=None, nodes=None, timeout=60, lines=25):
     return ret
 
 
-def discover(timeout=60, lines=25):
+def discover(timeout=None, lines=25):
     """
     Run ``tools/discover_hosts.sh`` on the controller (nova maps new computes
     into its cell). Skipped, with a comment, when the controller is not ready.
@@ -409,6 +426,7 @@ def discover(timeout=60, lines=25):
         salt-run devstack.discover
     """
     lab = _lab()
+    timeout = _timeout(timeout)
     ctl = lab.controller.id
     if _states(lab).get(ctl) != "ready":
         return {"result": True, "comment": "controller {} is not ready: discovery skipped"

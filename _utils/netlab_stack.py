@@ -172,8 +172,11 @@ def outcome(node_id, ret, role=None):
     node was stacked in (kept, so a later role change is noticed).
     """
     if not isinstance(ret, dict):
-        reason = ("no answer from the minion (is it up? `salt {} test.ping`)".format(node_id)
-                  if ret is None else "unexpected answer: {}".format(str(ret)[:500]))
+        if ret is None:
+            reason = "no answer from the minion (is it up? `salt {} test.ping`)".format(
+                node_id)
+        else:  # an error raised on the node comes back as text
+            reason = str(ret).strip()[:500]
         return {"node": node_id, "role": role, "result": False, "duration": None,
                 "log": None, "log_tail": "", "retcode": None, "reason": reason}
     out = {"node": node_id, "role": role, "result": bool(ret.get("result")),

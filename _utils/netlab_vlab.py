@@ -309,7 +309,8 @@ class Vlab:
             "ext_pillar": [{"netlab": {"sls": "netlab.lab"}}],
             "netlab_pillar_id": "netnode",
             "netlab_exports_refresh": [["sh", stop_ganesha]],
-            "timeout": 30, "worker_threads": 4,
+            # TCG guests answer slowly, most of all right after their minion starts
+            "timeout": 300, "gather_job_timeout": 120, "worker_threads": 4,
         }
         with open(os.path.join(self.conf_dir, "master"), "w", encoding="utf-8") as fh:
             yaml.safe_dump(opts, fh, default_flow_style=False)
@@ -422,7 +423,7 @@ class Vlab:
         self.state.update(computes=computes, repo=raw["devstack"]["repo"], up=time.time())
         self._save()
         _say("salt-run state.orchestrate netlab.deploy (follow: ./vlab events)")
-        proc = self.salt("salt-run", "--state-output=mixed", "state.orchestrate",
+        proc = self.salt("salt-run", "-l", "error", "--state-output=mixed", "state.orchestrate",
                          "netlab.deploy", "pillar=" + json.dumps({"netlab_deploy": options}),
                          check=False, stream=True)
         _say("salt-run netlab.status")
