@@ -422,10 +422,12 @@ class Vlab:
                      raw["devstack"]["repo"]))
         self.state.update(computes=computes, repo=raw["devstack"]["repo"], up=time.time())
         self._save()
-        _say("salt-run state.orchestrate netlab.deploy (follow: ./vlab events)")
-        proc = self.salt("salt-run", "-l", "error", "--state-output=mixed", "state.orchestrate",
-                         "netlab.deploy", "pillar=" + json.dumps({"netlab_deploy": options}),
-                         check=False, stream=True)
+        _say("salt-run state.orchestrate netlab.deploy")
+        with self._progress():
+            proc = self.salt("salt-run", "-l", "error", "--state-output=mixed", "state.orchestrate",
+                             "netlab.deploy",
+                             "pillar=" + json.dumps({"netlab_deploy": options}),
+                             check=False, stream=True)
         _say("salt-run netlab.status")
         self.salt("salt-run", "netlab.status", check=False, stream=True)
         if not reachable:
@@ -436,6 +438,39 @@ class Vlab:
                  "(pillar: {})".format(raw["devstack"]["repo"],
                                        os.path.join(self.pillar_dir, "netlab", "lab.sls")))
         return proc.returncode
+
+    @contextlib.contextmanager
+    def _progress(self):
+        """Print netlab's events (``netlab/...``) as one line each while a step runs."""
+        import threading  # pylint: disable=import-outside-toplevel
+
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            self.prefix() + [os.path.join(self.venv_bin, "salt-run"), "-c", self.conf_dir,
+                             "-l", "quiet", "state.event", "netlab/*"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True)
+
+        def pump():
+            for line in proc.stdout:
+                tag, _, data = line.partition("\t")
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    data = {}
+                keys = ("state", "result", "reason", "duration", "comment", "message")
+                extra = ", ".join("{}={}".format(k, data[k]) for k in keys
+                                  if isinstance(data, dict) and data.get(k) not in (None, ""))
+                _say("event {}{}".format(tag.strip(), "  " + extra if extra else ""))
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
 
     def _link_image(self, lab, image_dir, netlab_image):
         """Use an already built image (``<dir>`` holding ``rootfs/``, kernel, initrd)."""
