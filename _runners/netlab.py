@@ -23,6 +23,7 @@ CLI examples:
     salt-run netlab.keys
 """
 
+import functools
 import logging
 import os
 import sys
@@ -31,7 +32,6 @@ import time
 import salt.client
 import salt.pillar
 import salt.utils.event
-from salt.exceptions import SaltInvocationError
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,27 @@ def __virtual__():
 
 
 # --------------------------------------------------------------------------- plumbing
+class _Refused(Exception):
+    """A request netlab refuses (bad node, bad pillar, no image): reported, not a crash."""
+
+
 def _fail(message):
-    __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    raise SaltInvocationError(message)
+    raise _Refused(message)
+
+
+def _guard(func):
+    """Public runner functions: a refusal returns ``{'Error': message, 'retcode': 1}``
+    (salt-run prints it and exits 1; an orchestration's ``salt.runner`` fails)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except _Refused as exc:
+            __context__["retcode"] = 1  # pylint: disable=undefined-variable
+            return {"Error": str(exc), "retcode": 1}
+
+    return wrapper
 
 
 def _compile_pillar(minion_id):
@@ -246,12 +264,14 @@ def _refresh_exports(lab):
 
 
 # --------------------------------------------------------------------------- views
+@_guard
 def check(pillar=None):
     """Fail with the full report when the lab pillar is invalid; ``True`` otherwise."""
     _lab(pillar)
     return True
 
 
+@_guard
 def status(as_table=True, pillar=None):
     """
     The lifecycle of every node: node, role, ip, state, generation, since, last result.
@@ -271,6 +291,7 @@ def status(as_table=True, pillar=None):
     return netlab_lifecycle.status(lab)
 
 
+@_guard
 def generation(node, pillar=None):
     """The reimage generation of ``node`` (0 if never reimaged)."""
     lab = _lab(pillar)
@@ -278,6 +299,7 @@ def generation(node, pillar=None):
     return netlab_lifecycle.generation(lab, node)
 
 
+@_guard
 def set_state(node, state, result=None, reason=None, pillar=None):
     """
     Record a lifecycle state for ``node`` (the deploy orchestration marks
@@ -301,6 +323,7 @@ def set_state(node, state, result=None, reason=None, pillar=None):
     return None  # pragma: no cover
 
 
+@_guard
 def keys(pillar=None):
     """
     Keys on the master seen against the lab: accepted, pending, rejected,
@@ -309,6 +332,7 @@ def keys(pillar=None):
     return netlab_roots.key_report(_pki_dir(), _lab(pillar))
 
 
+@_guard
 def enrol(node, pillar=None):
     """
     Give ``node`` a new minion key: generated here, written into its root (or a
@@ -329,14 +353,14 @@ def enrol(node, pillar=None):
     if not os.path.isdir(root):
         _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
               .format(node, root, node))
-    ident = netlab_slice.identity(lab, node, netlab_lifecycle.generation(lab, node))
     key = netlab_roots.gen_minion_keys()
-    netlab_roots.write_identity(lab, node, root, ident, key)
+    netlab_roots.write_minion_key(root, key)
     netlab_roots.preaccept_key(_pki_dir(), node, key[1])
     return {"node": node, "root": root, "accepted": True}
 
 
 # --------------------------------------------------------------------------- power
+@_guard
 def power(node, action="status", pillar=None):
     """
     Power ``node``: ``on``, ``off``, ``cycle`` or ``status`` through its driver.
@@ -388,6 +412,7 @@ def _wait_for_starts(bus, pending, deadline_for):
     return started
 
 
+@_guard
 def reimage(nodes=None, timeout=600, method="auto", pillar=None):
     """
     Reimage ``nodes``: for each, power off, reset its root from the current image
@@ -425,8 +450,11 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
             drivers[n] = _driver(lab, n)
         except netlab_power.PowerError as exc:
             _fail(str(exc))
-    src = netlab_roots.image_rootfs(lab) if any(
-        lab.node(n).root_mode == "persistent" for n in node_ids) else None
+    try:
+        src = netlab_roots.image_rootfs(lab) if any(
+            lab.node(n).root_mode == "persistent" for n in node_ids) else None
+    except netlab_roots.RootError as exc:
+        _fail(str(exc))
 
     bus = _event_bus(listen=True)
     results = {}
@@ -529,6 +557,7 @@ def _hint(lab, node_id):
     return "check the node's console: did it boot from the network?"
 
 
+@_guard
 def boot(nodes=None, timeout=600, pillar=None):
     """
     Power ``nodes`` on (or cycle them) without touching their roots and wait for
@@ -536,8 +565,11 @@ def boot(nodes=None, timeout=600, pillar=None):
     """
     lab = _lab(pillar)
     node_ids = _node_list(lab, nodes)
-    timeout = float(timeout)
-    drivers = {n: _driver(lab, n) for n in node_ids}
+    try:
+        timeout = float(timeout)
+        drivers = {n: _driver(lab, n) for n in node_ids}
+    except (TypeError, ValueError, netlab_power.PowerError) as exc:
+        _fail(str(exc))
     bus = _event_bus(listen=True)
     results, powered, deadline = {}, {}, {}
     try:

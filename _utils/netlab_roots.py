@@ -315,20 +315,26 @@ def write_identity(lab, node_id, root, identity, minion_key):
     put("etc/openvswitch/system-id.conf", identity["ovn_uuid"] + "\n")
     put("etc/salt/minion_id", node_id + "\n")
     put("etc/salt/minion.d/netlab.conf", minion_conf_text(lab, node_id))
+    written += write_minion_key(root, minion_key)
+    written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
+    put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n".format(
+        node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"]))
+    return written
+
+
+def write_minion_key(root, minion_key):
+    """Put the key pair ``(private_pem, public_pem)`` in ``root``'s minion pki dir."""
     priv, pub = minion_key
     pki = os.path.join(root, "etc/salt/pki/minion")
     os.makedirs(pki, mode=0o700, exist_ok=True)
     os.chmod(pki, 0o700)
     # a master key cached from an earlier life would not match after a master rebuild
-    for stale in ("minion_master.pub",):
-        if os.path.lexists(os.path.join(pki, stale)):
-            os.unlink(os.path.join(pki, stale))
-    put("etc/salt/pki/minion/minion.pem", priv, 0o400)
-    put("etc/salt/pki/minion/minion.pub", pub, 0o644)
-    written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
-    put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n".format(
-        node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"]))
-    return written
+    stale = os.path.join(pki, "minion_master.pub")
+    if os.path.lexists(stale):
+        os.unlink(stale)
+    _write(root, "etc/salt/pki/minion/minion.pem", priv, 0o400)
+    _write(root, "etc/salt/pki/minion/minion.pub", pub, 0o644)
+    return ["etc/salt/pki/minion/minion.pem", "etc/salt/pki/minion/minion.pub"]
 
 
 # --------------------------------------------------------------------------- reset

@@ -287,3 +287,20 @@ def test_minion_keys_are_salt_format():
     assert priv.startswith("-----BEGIN RSA PRIVATE KEY-----")
     assert pub.startswith("-----BEGIN PUBLIC KEY-----")
     assert key()[1] != pub
+
+
+def test_write_minion_key_only_touches_the_key(tmp_path, example_pillar):
+    """What ``salt-run netlab.enrol`` does: a new key, nothing else changes."""
+    lab = make_lab(example_pillar, tmp_path / "srv")
+    publish_image(lab.netnode.images_dir, "b1")
+    res = netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1), key())
+    root = res["path"]
+    ssh = open(os.path.join(root, "etc/ssh/ssh_host_ed25519_key.pub")).read()
+    mid = open(os.path.join(root, "etc/machine-id")).read()
+    open(os.path.join(root, "etc/salt/pki/minion/minion_master.pub"), "w").close()
+    priv, pub = key()
+    netlab_roots.write_minion_key(root, (priv, pub))
+    assert open(os.path.join(root, "etc/salt/pki/minion/minion.pub")).read() == pub
+    assert not os.path.exists(os.path.join(root, "etc/salt/pki/minion/minion_master.pub"))
+    assert open(os.path.join(root, "etc/ssh/ssh_host_ed25519_key.pub")).read() == ssh
+    assert open(os.path.join(root, "etc/machine-id")).read() == mid
