@@ -453,10 +453,14 @@ class Vlab:
         def pump():
             for line in proc.stdout:
                 tag, _, data = line.partition("\t")
+                if not tag.startswith("netlab/"):
+                    continue
                 try:
                     data = json.loads(data)
                 except ValueError:
                     data = {}
+                if isinstance(data, dict) and isinstance(data.get("data"), dict):
+                    data = data["data"]  # a node's event.send wraps its payload
                 keys = ("state", "result", "reason", "duration", "comment", "message")
                 extra = ", ".join("{}={}".format(k, data[k]) for k in keys
                                   if isinstance(data, dict) and data.get(k) not in (None, ""))
