@@ -3,17 +3,11 @@
 # netlab.image.clean: remove every node image build and the published kernel and
 # initrd (<http_root>/images, <tftp_root>/images). The build tools (mmdebstrap)
 # stay installed: other software may use them.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- set report = salt['netlab.validate']() %}
 {%- if not report.valid %}
-
-netlab-image-clean-check-test-fail_without_changes:
-  test.fail_without_changes:
-    - name: |
-        invalid netlab pillar ({{ report.errors | length }} problem(s)):
-        {%- for e in report.errors %}
-          {{ e }}
-        {%- endfor %}
-    - failhard: true
+{{ invalid_pillar('netlab-image-clean-check-test-configurable_test_state', report) }}
 {%- else %}
 
 netlab-image-clean-netlab_image-absent:

@@ -9,17 +9,10 @@
 # nothing is installed or built.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
+{%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- set report = salt['netlab.validate']() %}
 {%- if not report.valid %}
-
-netlab-image-check-test-fail_without_changes:
-  test.fail_without_changes:
-    - name: |
-        invalid netlab pillar ({{ report.errors | length }} problem(s)):
-        {%- for e in report.errors %}
-          {{ e }}
-        {%- endfor %}
-    - failhard: true
+{{ invalid_pillar('netlab-image-check-test-configurable_test_state', report) }}
 {%- else %}
 {%- set distro = salt['pillar.get']('netlab:image:distro', 'debian') %}
 {%- set pkgs = mapdata.pkgs.image + (mapdata.pkgs.get('image_' ~ distro, []) or []) %}

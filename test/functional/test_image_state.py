@@ -429,13 +429,14 @@ def test_sls_with_invalid_pillar_only_fails_the_check(salt_local):
     raw["image"]["distro"] = "gentoo"
     raw["image"]["packages"] = "git"
     local.set_pillar({"netlab": raw})
-    for sls, sid in (("netlab.image", "netlab-image-check-test-fail_without_changes"),
+    for sls, sid in (("netlab.image", "netlab-image-check-test-configurable_test_state"),
                      ("netlab.image.clean",
-                      "netlab-image-clean-check-test-fail_without_changes")):
-        ret = local.apply(sls)
-        assert set(ret) == {sid}
-        assert ret[sid]["result"] is False
-        report = ret[sid]["name"]  # test.fail_without_changes: the report is the name
+                      "netlab-image-clean-check-test-configurable_test_state")):
+        for test in (True, False):
+            ret = local.apply(sls, test=test)
+            assert set(ret) == {sid}
+            assert ret[sid]["result"] is False, "an invalid pillar fails, also under test=True"
+        report = ret[sid]["comment"]
         assert "netlab:image:distro" in report
         assert "netlab:image:packages" in report
     assert not os.path.exists(os.path.join(raw["netnode"]["storage"], "images"))
