@@ -51,7 +51,7 @@ def vlab_run():
                               capture_output=True, text=True, timeout=45 * 60, check=False)
         print(proc.stdout[-20000:])
         print(proc.stderr[-5000:])
-        yield {"proc": proc, "dir": labdir, "fake": fake, "env": env}
+        yield {"proc": proc, "dir": labdir, "fake": fake, "env": env, "image": img["dir"]}
     finally:
         down = subprocess.run([str(REPO / "vlab"), "down"],
                               env=dict(env, NETLAB_VLAB_DIR=str(labdir)),
@@ -83,6 +83,29 @@ def test_vlab_up_deploys_the_lab(vlab_run):
     for node in ("ctl", "cmp1"):
         assert any(line.split()[:1] == [node] and "ready" in line.split()
                    for line in tail.splitlines()), tail
+
+
+def test_unreachable_devstack_stops_after_local_conf_with_advice(vlab_run):
+    """``up`` again on the running lab, DevStack's real repository this time: the
+    namespace has no uplink, so it cannot be reached (nothing leaves the
+    namespace); the deploy ends with the nodes up and their local.conf, not
+    stacked again, and the output says how to point devstack:repo at a mirror."""
+    assert vlab_run["proc"].returncode == 0
+    env = dict(vlab_run["env"], NETLAB_VLAB_DIR=str(vlab_run["dir"]))
+    before = {n: len(_records(vlab_run, n)) for n in ("ctl", "cmp1")}
+    proc = subprocess.run(
+        [str(REPO / "vlab"), "up", "--no-install", "--computes", "1", "--memory", "1024",
+         "--image", vlab_run["image"]], env=env, capture_output=True, text=True,
+        timeout=30 * 60, check=False)
+    print(proc.stdout[-10000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "https://opendev.org/openstack/devstack cannot be reached" in proc.stdout
+    assert "Point devstack:repo at a mirror" in proc.stdout
+    assert {n: len(_records(vlab_run, n)) for n in ("ctl", "cmp1")} == before
+    for node in ("ctl", "cmp1"):
+        conf = vlab_run["dir"] / "srv" / "roots" / node / "opt" / "stack" / "devstack" / \
+            "local.conf"
+        assert "HOST_IP=" in conf.read_text()
 
 
 def test_vlab_down_removes_everything(vlab_run):
