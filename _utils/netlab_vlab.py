@@ -429,7 +429,7 @@ class Vlab:
                              "pillar=" + json.dumps({"netlab_deploy": options}),
                              check=False, stream=True)
         _say("salt-run netlab.status")
-        self.salt("salt-run", "netlab.status", check=False, stream=True)
+        self.salt("salt-run", "-l", "error", "netlab.status", check=False, stream=True)
         if not reachable:
             _say("DevStack was not stacked: {} is unreachable from the lab. Point "
                  "devstack:repo at a mirror the lab can reach, e.g. a local clone: "
@@ -496,7 +496,7 @@ class Vlab:
         if not self.holder:
             _say("not up")
             return 1
-        return self.salt("salt-run", "netlab.status", check=False, stream=True).returncode
+        return self.salt("salt-run", "-l", "error", "netlab.status", check=False, stream=True).returncode
 
     def events(self):
         return self.salt("salt-run", "state.event", "netlab/*", "pretty=True",
