@@ -496,7 +496,8 @@ class Vlab:
         if not self.holder:
             _say("not up")
             return 1
-        return self.salt("salt-run", "-l", "error", "netlab.status", check=False, stream=True).returncode
+        return self.salt("salt-run", "-l", "error", "netlab.status", check=False,
+                         stream=True).returncode
 
     def events(self):
         return self.salt("salt-run", "state.event", "netlab/*", "pretty=True",
