@@ -139,6 +139,9 @@ def stack_user():
     finally:
         subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
         shutil.rmtree(home, ignore_errors=True)
+        # netlab.node.prepare gives the stack user passwordless sudo
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink("/etc/sudoers.d/50_netlab_" + name)
 
 
 @pytest.fixture(scope="session")
