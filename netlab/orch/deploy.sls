@@ -13,14 +13,9 @@
 {%- set stack = options.get('stack', True) not in (False, 'false', 'False', 0) %}
 {%- set checkout = options.get('checkout', True) not in (False, 'false', 'False', 0) %}
 {%- set report = salt['netlab.validate']() %}
+{%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- if not report.valid %}
-
-netlab-orch-deploy-test-fail_without_changes:
-  test.fail_without_changes:
-    - name: netlab-orch-deploy-check
-    - comment: |
-        The netlab pillar is invalid; nothing was changed. Fix:
-          {{ report.errors | join('\n  ') | indent(10) }}
+{{ invalid_pillar('netlab-orch-deploy-check-test-configurable_test_state', report) }}
 {%- else %}
 {%- set lab = salt['netlab.lab']() %}
 {%- set netnode = lab.netnode.id %}

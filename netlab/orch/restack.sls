@@ -10,14 +10,9 @@
 {%- set options = salt['pillar.get']('netlab_restack', {}) %}
 {%- set computes_only = options.get('computes_only', False) in (True, 'true', 'True', 1) %}
 {%- set report = salt['netlab.validate']() %}
+{%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- if not report.valid %}
-
-netlab-orch-restack-test-fail_without_changes:
-  test.fail_without_changes:
-    - name: netlab-orch-restack-check
-    - comment: |
-        The netlab pillar is invalid; nothing was changed. Fix:
-          {{ report.errors | join('\n  ') | indent(10) }}
+{{ invalid_pillar('netlab-orch-restack-check-test-configurable_test_state', report) }}
 {%- else %}
 {%- set lab = salt['netlab.lab']() %}
 {%- set controller = lab.controller.id %}
