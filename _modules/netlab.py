@@ -112,24 +112,22 @@ def node_slice(node_id, generation=None, pillar=None):
 
         salt-call netlab.node_slice nuc2
     """
-    model = lab(pillar)
-    try:
-        model.node(node_id)
-    except KeyError as exc:
-        raise CommandExecutionError(str(exc.args[0])) from None
+    model = _lab_with_node(node_id, pillar)
     if generation is None:
-        generation = _generation(model, node_id)
+        generation = _lifecycle().generation(model, node_id)
     text = __salt__["devstack.local_conf"](  # pylint: disable=undefined-variable
         node_id, pillar=pillar, generation=generation)
     return netlab_slice.node_slice(model, node_id, generation=generation, local_conf=text)
 
 
-def _generation(model, node_id):
-    """The node's reimage generation (0 until the lifecycle records one)."""
-    func = __salt__.get("netlab.generation")  # pylint: disable=undefined-variable
-    if func is None:
-        return 0
-    return func(node_id)
+def _lab_with_node(node_id, pillar=None):
+    """The lab model; ``CommandExecutionError`` naming ``node_id`` if it is no node."""
+    model = lab(pillar)
+    try:
+        model.node(node_id)
+    except KeyError as exc:
+        raise CommandExecutionError(str(exc.args[0])) from None
+    return model
 
 
 # --------------------------------------------------------------------------- boot (netnode)
@@ -263,11 +261,7 @@ def generation(node_id, pillar=None):
 
         salt-call netlab.generation nuc2
     """
-    model = lab(pillar)
-    try:
-        model.node(node_id)
-    except KeyError as exc:
-        raise CommandExecutionError(str(exc.args[0])) from None
+    model = _lab_with_node(node_id, pillar)
     return _lifecycle().generation(model, node_id)
 
 
