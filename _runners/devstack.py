@@ -16,6 +16,7 @@ Events on the master bus: ``netlab/stack/<wave>/started|finished`` here, and
 ``netlab/node/<id>/stack/started|finished|failed`` from each node.
 """
 
+import json
 import logging
 import os
 import sys
@@ -30,6 +31,7 @@ import salt.wheel
 try:
     import netlab_lab
     import netlab_lifecycle
+    import netlab_run
     import netlab_stack
 
     HAS_LIBS = True
@@ -50,13 +52,14 @@ _NOT_YET_UP = ("registered", "booting", "reimaging")
 def _import_libs():
     """Import netlab's _utils from the master's extension_modules (after a sync)."""
     global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
-    global netlab_lab, netlab_lifecycle, netlab_stack  # pylint: disable=global-statement,invalid-name
+    global netlab_lab, netlab_lifecycle, netlab_run, netlab_stack  # pylint: disable=global-statement,invalid-name
     utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
     if os.path.isdir(utils_dir) and utils_dir not in sys.path:
         sys.path.append(utils_dir)
     try:
         import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_run  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_stack  # pylint: disable=import-outside-toplevel,redefined-outer-name
     except ImportError as exc:
         IMPORT_ERROR = exc
@@ -124,6 +127,27 @@ def _progress(text):
         __jid_event__.fire_event({"message": text}, "progress")  # pylint: disable=undefined-variable
     except Exception:  # pylint: disable=broad-except
         pass
+
+
+def _finish(ret):
+    """Both exit channels: ``__context__['retcode']`` fails the orchestration's
+    ``salt.runner`` state, ``retcode`` in the return sets ``salt-run``'s exit status."""
+    ret["retcode"] = 0 if ret.get("result", True) else 1
+    if ret["retcode"]:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+    return ret
+
+
+def _run_failure(lab, step, cause, node=None, log=None, log_tail=None):
+    """Record a failure in this run (later steps leave the node out) and fire it."""
+    entry = netlab_run.add_failure(lab.netnode.state_dir, step, cause, node=node, log=log,
+                                   log_tail=log_tail)
+    _fire("netlab/run/failed", {k: entry[k] for k in ("step", "node", "cause", "log")})
+    return entry
+
+
+def _excluded(lab):
+    return netlab_run.excluded(netlab_run.read(lab.netnode.state_dir))
 
 
 def _client():
@@ -233,21 +257,28 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     targets = netlab_stack.wave(lab, role=role, nodes=nodes)
     states = _states(lab)
     to_stack, ready = netlab_stack.plan(targets, states, force=force)
+    # nodes that failed earlier in this run (did not come up, node states failed)
+    excluded = _excluded(lab)
+    left_out = [n for n in to_stack if n in excluded]
+    to_stack = [n for n in to_stack if n not in excluded]
     wave_name = role or ("nodes" if nodes else "all")
-    ret = {"result": True, "stacked": [], "failed": [], "skipped": ready, "nodes": {}}
+    ret = {"result": True, "stacked": [], "failed": [], "skipped": ready, "nodes": {},
+           "left_out": left_out}
     if not to_stack:
-        ret["comment"] = "nothing to stack: {} ready".format(", ".join(ready) or "no node")
+        ret["comment"] = "nothing to stack: {} ready{}".format(
+            ", ".join(ready) or "no node",
+            "; left out (failed earlier): " + ", ".join(left_out) if left_out else "")
         _progress(ret["comment"])
-        return ret
+        return _finish(ret)
     ctl = lab.controller.id
     if ctl not in to_stack and states.get(ctl) != netlab_stack.READY:
         # computes register with the controller's services: stack it first
+        why = "failed earlier in this run" if ctl in excluded else \
+            "is not ready ({})".format(states.get(ctl, "registered"))
         ret.update(result=False, skipped=to_stack + ready, comment=(
-            "not stacking {}: the controller {} is not ready ({})".format(
-                ", ".join(to_stack), ctl, states.get(ctl, "registered"))))
+            "not stacking {}: the controller {} {}".format(", ".join(to_stack), ctl, why)))
         _progress(ret["comment"])
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-        return ret
+        return _finish(ret)
 
     answering = _ping(to_stack, timeout=timeout)
     outcomes = {}
@@ -279,6 +310,8 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
         else:
             ret["failed"].append(node_id)
             _set(lab, node_id, "failed", reason=out["reason"])
+            _run_failure(lab, "stack.sh", out["reason"], node=node_id, log=out.get("log"),
+                         log_tail=out.get("log_tail"))
             _progress("{}: FAILED: {}".format(node_id, out["reason"]))
     netlab_stack.save_results(lab.netnode.state_dir, list(outcomes.values()))
     _fire("netlab/stack/{}/finished".format(wave_name),
@@ -286,10 +319,9 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     if ret["failed"]:
         ret["result"] = False
         ret["comment"] = "stack.sh failed on {}".format(", ".join(ret["failed"]))
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
     else:
         ret["comment"] = "stacked {}".format(", ".join(ret["stacked"]))
-    return ret
+    return _finish(ret)
 
 
 def bring_up(timeout=600, ping_timeout=None):
@@ -332,6 +364,12 @@ def bring_up(timeout=600, ping_timeout=None):
             ret[action] = {"error": str(exc)}
             ret["result"] = False
             _progress("{} of {} failed: {}".format(action, ", ".join(todo[action]), exc))
+        nodes_ret = (ret[action] or {}).get("nodes") or {}
+        for node_id in todo[action]:
+            res = nodes_ret.get(node_id) or {}
+            if res.get("state") != "up":
+                _run_failure(lab, action, res.get("reason") or ret[action].get("error")
+                             or ret[action].get("Error") or "did not come up", node=node_id)
     down = [n for n, st in _states(lab).items()
             if n in todo["reimage"] + todo["boot"] and st not in ("up", "ready")]
     if down:
@@ -341,9 +379,7 @@ def bring_up(timeout=600, ping_timeout=None):
         ", ".join(todo["boot"]) or "-",
         "; NOT up: " + ", ".join(down) if down else "")
     _progress(ret["comment"])
-    if not ret["result"]:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return ret
+    return _finish(ret)
 
 
 def forget_removed(dry_run=False):
@@ -442,11 +478,13 @@ def discover(timeout=None, lines=25):
     return {"result": ok, "node": ctl, "return": data}
 
 
-def summary(fail=True):
+def summary(fail=True, stacked=True):
     """
-    The deploy summary: which nodes are ready, which failed (with the last lines
-    of their stack.sh log) and which are not stacked. With ``fail=True`` (the
-    default) the call fails when any node failed, so an orchestration ends red.
+    The run summary: which nodes are ready (or up, when stack.sh was not run),
+    which failed (with the last lines of their stack.sh log), which are not
+    stacked, and the first failure of this run with its cause and log. With
+    ``fail=True`` (the default) the call fails when anything failed (or, when
+    ``stacked``, a node is not ready), so an orchestration ends red.
 
     CLI Example:
 
@@ -455,11 +493,153 @@ def summary(fail=True):
         salt-run devstack.summary
     """
     lab = _lab()
+    stacked = stacked in (True, "True", "true", 1, "1")
     out = netlab_stack.summary(lab, netlab_lifecycle.status(lab),
                                netlab_stack.load_results(lab.netnode.state_dir))
-    for line in out["text"].splitlines():
+    record = netlab_run.read(lab.netnode.state_dir)
+    lines = out["text"].splitlines()
+    if not stacked:
+        up = [n for n, st in out["pending"].items() if st == "up"]
+        lines[0] = "netlab deploy: stack.sh not run; {} of {} nodes up with their " \
+            "local.conf".format(len(up) + len(out["ready"]), len(lab.nodes))
+        out["pending"] = {n: st for n, st in out["pending"].items() if st != "up"}
+    lines += netlab_run.summary_lines(record)
+    out["text"] = "\n".join(lines)
+    out["first_failure"] = netlab_run.first_failure(record)
+    for line in lines:
         _progress(line)
     _fire("netlab/deploy/summary", {k: out[k] for k in ("ready", "failed", "pending")})
-    if fail in (True, "True", "true", 1, "1") and (out["failed"] or out["pending"]):
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return out
+    bad = out["failed"] or out["pending"] or out["first_failure"]
+    out["result"] = not (fail in (True, "True", "true", 1, "1") and bad)
+    out["comment"] = lines[-1] if out["first_failure"] else lines[0]
+    return _finish(out)
+
+
+def begin(kind="deploy"):
+    """
+    Start a new orchestration run (``deploy`` or ``restack``): later steps leave
+    out the nodes that fail in it, and ``devstack.summary`` names its first
+    failure. The orchestrations call this first.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.begin kind=deploy
+    """
+    lab = _lab()
+    record = netlab_run.begin(lab.netnode.state_dir, str(kind))
+    _fire("netlab/{}/started".format(kind), {"id": record["id"]})
+    return _finish({"result": True, "id": record["id"], "kind": kind})
+
+
+def _state_job_failures(target, sls):
+    """Failing states of the newest ``state.sls``/``state.apply`` job of ``sls`` on
+    ``target`` in the master's job cache (``[]`` when it holds none)."""
+    jobs = __salt__["jobs.list_jobs"](  # pylint: disable=undefined-variable
+        search_function="state.sls,state.apply", search_target=target) or {}
+    newest = sorted((jid for jid, job in jobs.items()
+                     if sls in json.dumps(job.get("Arguments", []))), reverse=True)
+    for jid in newest[:1]:
+        data = __salt__["jobs.lookup_jid"](jid) or {}  # pylint: disable=undefined-variable
+        return netlab_run.state_failures(data.get(target))
+    return []
+
+
+def step_failed(step, sls=None, target=None):
+    """
+    Record that a whole-lab step (the networking node's states, the image) failed,
+    with the first failing state and its comment as the cause, so the summary
+    names it. The orchestrations call this through ``onfail``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.step_failed step=image sls=netlab.image
+    """
+    lab = _lab()
+    target = target or lab.netnode.id
+    failures = []
+    if sls:
+        try:
+            failures = _state_job_failures(target, sls)
+        except Exception as exc:  # pylint: disable=broad-except
+            log.warning("netlab: reading the job cache for %s failed: %s", sls, exc)
+    if failures:
+        cause = "state {}: {}".format(failures[0]["id"], failures[0]["comment"])
+    else:
+        cause = "{} failed on {} (its failing states are in the output above; " \
+            "re-run: salt {} state.apply {})".format(sls or step, target, target, sls or step)
+    first, _, rest = cause.partition("\n")
+    entry = _run_failure(lab, step, first.strip()[:400], log=netlab_run.log_path(cause),
+                         log_tail=rest)
+    _progress(netlab_run.describe(entry) + "; no node step runs")
+    return _finish({"result": True, "recorded": entry})
+
+
+def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
+    """
+    The node step of ``netlab.deploy``/``netlab.restack``: sync netlab's modules,
+    refresh pillar and apply ``netlab.node`` (stack user, DevStack checkout,
+    ``local.conf``) on every node that is up, in one job. Nodes that failed
+    earlier in this run are left out; a node whose states fail, or whose minion
+    does not answer, is marked ``failed`` with the first failing state as the
+    reason, and later steps leave it out too.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run devstack.prepare
+        salt-run devstack.prepare nodes=cmp1 checkout=False
+    """
+    lab = _lab()
+    timeout = _timeout(timeout)
+    checkout = checkout not in (False, "False", "false", 0, "0")
+    targets = netlab_stack.wave(lab, nodes=nodes)
+    excluded = _excluded(lab)
+    left_out = [n for n in targets if n in excluded]
+    targets = [n for n in targets if n not in excluded]
+    ret = {"result": True, "prepared": [], "failed": [], "left_out": left_out, "nodes": {}}
+    answering = _ping(targets, timeout=timeout)
+    for node_id in targets:
+        if node_id not in answering:
+            reason = "no answer from the minion (is it up? `salt {} test.ping`)".format(node_id)
+            ret["failed"].append(node_id)
+            ret["nodes"][node_id] = {"result": False, "reason": reason}
+    if answering:
+        _client().cmd(answering, "saltutil.sync_all", tgt_type="list", timeout=timeout)
+        _client().cmd(answering, "saltutil.refresh_pillar", kwarg={"wait": True},
+                      tgt_type="list", timeout=timeout)
+        kwarg = {"mods": sls}
+        if not checkout:
+            kwarg["pillar"] = {"netlab_checkout": False}
+        _progress("applying {} on {}".format(sls, ", ".join(answering)))
+        returns = _publish(answering, "state.apply", kwarg, timeout)
+        for node_id in answering:
+            failures = netlab_run.state_failures(returns.get(node_id))
+            if failures:
+                reason = "{}: state {}: {}".format(sls, failures[0]["id"],
+                                                   failures[0]["comment"].splitlines()[0]
+                                                   if failures[0]["comment"] else "")
+                ret["failed"].append(node_id)
+                ret["nodes"][node_id] = {"result": False, "reason": reason,
+                                         "failures": failures}
+            else:
+                ret["prepared"].append(node_id)
+                ret["nodes"][node_id] = {"result": True}
+    for node_id in ret["failed"]:
+        reason = ret["nodes"][node_id]["reason"]
+        _set(lab, node_id, "failed", reason=reason)
+        detail = "\n".join("{}: {}".format(f["id"], f["comment"])
+                           for f in ret["nodes"][node_id].get("failures", []))
+        _run_failure(lab, "node states", reason, node=node_id, log_tail=detail)
+        _progress("{}: FAILED: {}".format(node_id, reason))
+    ret["result"] = not ret["failed"]
+    ret["comment"] = "{} applied on {}{}{}".format(
+        sls, ", ".join(ret["prepared"]) or "no node",
+        "; failed: " + ", ".join(ret["failed"]) if ret["failed"] else "",
+        "; left out (failed earlier): " + ", ".join(left_out) if left_out else "")
+    _progress(ret["comment"])
+    return _finish(ret)

@@ -174,6 +174,7 @@ def paths(lab):
         "tftp_images": os.path.join(nn.tftp_root, "images"),
         "lock": os.path.join(nn.images_dir, ".lock"),
         "last_failure": os.path.join(nn.images_dir, "last-failure.json"),
+        "last_failure_log": os.path.join(nn.images_dir, "last-failure.log"),
     }
 
 
@@ -760,22 +761,30 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
             final = os.path.join(p["images_dir"], build_id)
             os.rename(tmp, final)
         except BaseException as exc:
-            _record_failure(p, build_id, digest, exc, logfile)
+            # the build's temp dir goes, its log stays where the error points to
+            kept = p["last_failure_log"]
+            with contextlib.suppress(OSError):
+                shutil.copyfile(logfile, kept)
+            _record_failure(p, build_id, digest, exc, kept)
             try:
                 remove_tree(tmp)
             except Exception as cleanup_exc:  # pylint: disable=broad-except
                 log.error("netlab image: cleanup of %s failed: %s", tmp, cleanup_exc)
-            if isinstance(exc, ImageError):
-                raise
             if isinstance(exc, Exception):
-                raise ImageError("image build {} failed: {}".format(build_id, exc)) from exc
+                text = str(exc).replace(logfile, kept)
+                if kept not in text and os.path.exists(kept):
+                    text += " (build log: {})".format(kept)
+                if isinstance(exc, ImageError):
+                    raise ImageError(text) from exc
+                raise ImageError("image build {} failed: {}".format(build_id, text)) from exc
             raise
         # the commit point: current switches only now, after a complete build
         _stage_boot_files(lab, build_id)
         _atomic_symlink(build_id, p["current"])
         publish(lab, build_id)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(p["last_failure"])
+        for stale in (p["last_failure"], p["last_failure_log"]):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
         result.update(changed=True, build_id=build_id,
                       duration=round(time.monotonic() - t0, 1),
                       pruned=prune(lab, keep=keep, protect=protect),
@@ -813,7 +822,7 @@ def _record_failure(p, build_id, digest, exc, logfile):
     try:
         with open(p["last_failure"], "w", encoding="utf-8") as fh:
             json.dump({"build_id": build_id, "input_hash": digest,
-                       "at": _now().isoformat(), "error": str(exc),
+                       "at": _now().isoformat(), "error": str(exc), "log": logfile,
                        "log_tail": _tail(logfile, 60)}, fh, indent=2)
             fh.write("\n")
     except OSError:
@@ -885,7 +894,7 @@ def remove_all(lab):
                 removed.append(base)
         for name in _listdir(p["images_dir"]):
             if BUILD_ID_RE.match(name) or name.startswith(TMP_PREFIX) or name in (
-                    "current", "last-failure.json"):
+                    "current", "last-failure.json", "last-failure.log"):
                 remove_tree(os.path.join(p["images_dir"], name))
                 removed.append(os.path.join(p["images_dir"], name))
     return removed

@@ -19,80 +19,82 @@
 {%- else %}
 {%- set lab = salt['netlab.lab']() %}
 {%- set netnode = lab.netnode.id %}
-{%- set node_ids = lab.nodes | list %}
+{#- every node step requires the whole-lab steps: when the networking node or the
+    image fails, no node is reimaged, booted, prepared or stacked #}
+{%- set prereq = ['netlab-orch-deploy-salt-function-sync_all-netnode'] %}
+{%- macro require_prereq() %}
+    - require:
+{%- for sid in prereq %}
+      - salt: {{ sid }}
+{%- endfor %}
+{%- endmacro %}
+
+# a new run: nodes that fail in it are left out of the later steps
+netlab-orch-deploy-salt-runner-begin:
+  salt.runner:
+    - name: devstack.begin
+    - kind: deploy
 
 netlab-orch-deploy-salt-function-sync_all-netnode:
   salt.function:
     - name: saltutil.sync_all
     - tgt: {{ netnode }}
-{%- if options.get('netnode', True) not in (False, 'false', 'False') %}
+{%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('image', tplroot ~ '.image')] %}
+{%- if options.get(step, True) not in (False, 'false', 'False') %}
+{%- do prereq.append('netlab-orch-deploy-salt-state-' ~ step) %}
 
-netlab-orch-deploy-salt-state-netnode:
+netlab-orch-deploy-salt-state-{{ step }}:
   salt.state:
     - tgt: {{ netnode }}
     - sls:
-      - {{ tplroot }}.netnode
+      - {{ sls }}
     - require:
       - salt: netlab-orch-deploy-salt-function-sync_all-netnode
-{%- endif %}
-{%- if options.get('image', True) not in (False, 'false', 'False') %}
 
-netlab-orch-deploy-salt-state-image:
-  salt.state:
-    - tgt: {{ netnode }}
-    - sls:
-      - {{ tplroot }}.image
-    - require:
-      - salt: netlab-orch-deploy-salt-function-sync_all-netnode
+# names the failing state in the run's summary
+netlab-orch-deploy-salt-runner-step_failed-{{ step }}:
+  salt.runner:
+    - name: devstack.step_failed
+    - step: {{ 'networking node' if step == 'netnode' else 'image build' }}
+    - sls: {{ sls }}
+    - onfail:
+      - salt: netlab-orch-deploy-salt-state-{{ step }}
 {%- endif %}
+{%- endfor %}
 
 # nodes removed from pillar: their minion keys go (boot answer/export: netlab.netnode)
 netlab-orch-deploy-salt-runner-forget_removed:
   salt.runner:
     - name: devstack.forget_removed
+{{- require_prereq() }}
 {%- if options.get('boot', True) not in (False, 'false', 'False') %}
 
 netlab-orch-deploy-salt-runner-bring_up:
   salt.runner:
     - name: devstack.bring_up
     - timeout: {{ options.get('boot_timeout', 900) | int }}
-    - require:
-      - salt: netlab-orch-deploy-salt-function-sync_all-netnode
+{{- require_prereq() }}
 {%- endif %}
 
-netlab-orch-deploy-salt-function-sync_all-nodes:
-  salt.function:
-    - name: saltutil.sync_all
-    - tgt: {{ node_ids | join(',') }}
-    - tgt_type: list
-
-netlab-orch-deploy-salt-function-refresh_pillar-nodes:
-  salt.function:
-    - name: saltutil.refresh_pillar
-    - tgt: {{ node_ids | join(',') }}
-    - tgt_type: list
-    - kwarg:
-        wait: true
-
-# packages, stack user, DevStack checkout at devstack:repo/branch, local.conf
-netlab-orch-deploy-salt-state-node:
-  salt.state:
-    - tgt: {{ node_ids | join(',') }}
-    - tgt_type: list
-    - sls:
-      - {{ tplroot }}.node
-{%- if not checkout %}
-    - pillar:
-        netlab_checkout: false
-{%- endif %}
+# sync, pillar refresh, then packages, stack user, DevStack checkout at
+# devstack:repo/branch, local.conf -- on every node that is up; a node that
+# fails is left out of the later steps, the others go on
+netlab-orch-deploy-salt-runner-prepare:
+  salt.runner:
+    - name: devstack.prepare
+    - sls: {{ tplroot }}.node
+    - checkout: {{ checkout | tojson }}
+{{- require_prereq() }}
 {%- if stack %}
 
 # the controller first: computes register with its database, queue and APIs
+# (when it fails, the computes step stacks none of them and says why)
 netlab-orch-deploy-salt-runner-stack-controller:
   salt.runner:
     - name: devstack.stack
     - role: controller
     - force: {{ force | tojson }}
+{{- require_prereq() }}
 
 # every compute at once (one job, list target); one failing stops no other
 netlab-orch-deploy-salt-runner-stack-computes:
@@ -100,21 +102,17 @@ netlab-orch-deploy-salt-runner-stack-computes:
     - name: devstack.stack
     - role: compute
     - force: {{ force | tojson }}
+{{- require_prereq() }}
 
 netlab-orch-deploy-salt-runner-discover:
   salt.runner:
     - name: devstack.discover
+{{- require_prereq() }}
+{%- endif %}
 
+# always runs: the nodes' states and the first failure of this run with its log
 netlab-orch-deploy-salt-runner-summary:
   salt.runner:
     - name: devstack.summary
-{%- else %}
-
-netlab-orch-deploy-test-succeed_without_changes-stack:
-  test.succeed_without_changes:
-    - name: netlab-orch-deploy-stack
-    - comment: >-
-        stack.sh not run (netlab_deploy:stack is false): nodes are up and have
-        their local.conf{{ '' if checkout else ' (DevStack not checked out)' }}
-{%- endif %}
+    - stacked: {{ stack | tojson }}
 {%- endif %}

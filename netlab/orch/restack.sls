@@ -37,19 +37,18 @@ netlab-orch-restack-test-fail_without_changes:
 {%- endif %}
 {%- set computes = targets | reject('equalto', controller) | list %}
 
+# a new run: nodes that fail in it are left out of the later steps
+netlab-orch-restack-salt-runner-begin:
+  salt.runner:
+    - name: devstack.begin
+    - kind: restack
+
+# unstack.sh (netlab's devstack module) must be the synced one
 netlab-orch-restack-salt-function-sync_all-nodes:
   salt.function:
     - name: saltutil.sync_all
     - tgt: {{ targets | join(',') }}
     - tgt_type: list
-
-netlab-orch-restack-salt-function-refresh_pillar-nodes:
-  salt.function:
-    - name: saltutil.refresh_pillar
-    - tgt: {{ targets | join(',') }}
-    - tgt_type: list
-    - kwarg:
-        wait: true
 
 # unstack.sh of the checkout that stacked the node (before it moves)
 netlab-orch-restack-salt-runner-unstack:
@@ -57,12 +56,12 @@ netlab-orch-restack-salt-runner-unstack:
     - name: devstack.unstack
     - nodes: {{ targets | json }}
 
-netlab-orch-restack-salt-state-node:
-  salt.state:
-    - tgt: {{ targets | join(',') }}
-    - tgt_type: list
-    - sls:
-      - {{ tplroot }}.node
+# sync, pillar refresh, checkout follows pillar, local.conf updated
+netlab-orch-restack-salt-runner-prepare:
+  salt.runner:
+    - name: devstack.prepare
+    - sls: {{ tplroot }}.node
+    - nodes: {{ targets | json }}
 {%- if controller in targets %}
 
 netlab-orch-restack-salt-runner-stack-controller:

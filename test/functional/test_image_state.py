@@ -212,16 +212,22 @@ def test_failed_build_keeps_last_good_image(lab_raw, salt_env, fake_builder, fil
     for base in (p["http_images"], p["tftp_images"]):
         assert os.readlink(os.path.join(base, "current")) == good
     # no half build left; the failure is recorded with the log tail
-    after = sorted(n for n in os.listdir(p["images_dir"]) if n != "last-failure.json")
+    after = sorted(n for n in os.listdir(p["images_dir"])
+                   if n not in ("last-failure.json", "last-failure.log"))
     assert after == before
     with open(p["last_failure"], encoding="utf-8") as fh:
         failure = json.load(fh)
     assert "fake failure half-way" in failure["log_tail"]
+    # the build's log is kept where the failure record points
+    assert failure["log"] == p["last_failure_log"]
+    with open(p["last_failure_log"], encoding="utf-8") as fh:
+        assert "fake failure half-way" in fh.read()
     # the next good build succeeds and clears the failure record
     fake_builder.fail = False
     ret = states["netlab_image.built"]("img", files=files_dir)
     assert ret["result"] is True and ret["changes"]
     assert not os.path.exists(p["last_failure"])
+    assert not os.path.exists(p["last_failure_log"])
 
 
 def test_failed_first_build_leaves_nothing(lab_raw, salt_env, fake_builder, files_dir):

@@ -1,0 +1,78 @@
+"""The run record that lets orchestration steps stop where a prerequisite failed."""
+
+import json
+import os
+
+import netlab_run
+
+
+def test_begin_starts_a_clean_record(tmp_path):
+    state = str(tmp_path / "state")
+    netlab_run.add_failure(state, "stack.sh", "old failure", node="cmp1")
+    rec = netlab_run.begin(state, "deploy", now=100.0)
+    assert rec["kind"] == "deploy" and rec["failures"] == []
+    assert netlab_run.excluded(netlab_run.read(state)) == []
+    assert oct(os.stat(os.path.join(state, "run.json")).st_mode & 0o777) == "0o600"
+
+
+def test_failed_nodes_are_excluded_and_the_first_failure_named(tmp_path):
+    state = str(tmp_path)
+    netlab_run.begin(state, "deploy", now=1.0)
+    netlab_run.add_failure(state, "boot", "no start event (console log: /x/serial.log)",
+                           node="cmp2", now=5.0)
+    netlab_run.add_failure(state, "stack.sh", "exit 1", node="ctl", log="/opt/stack/l.log",
+                           log_tail="a\nb\nERROR here", now=9.0)
+    rec = netlab_run.read(state)
+    assert netlab_run.excluded(rec) == ["cmp2", "ctl"]
+    assert netlab_run.blocked(rec) is None
+    first = netlab_run.first_failure(rec)
+    assert first["node"] == "cmp2" and first["step"] == "boot"
+    lines = netlab_run.summary_lines(rec)
+    assert lines[0] == ("first failure: boot failed on node cmp2: no start event "
+                        "(console log: /x/serial.log)")
+    assert lines[-1] == "also: stack.sh failed on node ctl: exit 1"
+
+
+def test_whole_run_failure_blocks_and_shows_its_log(tmp_path):
+    state = str(tmp_path)
+    netlab_run.begin(state, "deploy")
+    cause = "mmdebstrap failed (exit 1); last lines of /srv/netlab/images/last-failure.log:"
+    netlab_run.add_failure(state, "image build", cause,
+                           log=netlab_run.log_path(cause), log_tail="E: cannot reach mirror")
+    rec = netlab_run.read(state)
+    assert netlab_run.blocked(rec)["step"] == "image build"
+    assert netlab_run.excluded(rec) == []
+    lines = netlab_run.summary_lines(rec)
+    assert lines[0].startswith("first failure: image build failed on the networking node: ")
+    assert "  log: /srv/netlab/images/last-failure.log" in lines
+    assert "  | E: cannot reach mirror" in lines
+
+
+def test_a_record_that_cannot_be_read_is_no_run(tmp_path):
+    (tmp_path / "run.json").write_text("{not json")
+    assert netlab_run.read(str(tmp_path)) is None
+    (tmp_path / "run.json").write_text(json.dumps([1, 2]))
+    assert netlab_run.read(str(tmp_path)) is None
+    assert netlab_run.summary_lines(None) == []
+
+
+def test_state_failures_in_run_order():
+    ret = {
+        "file_|-b_|-/b_|-managed": {"result": False, "comment": "second", "__run_num__": 4,
+                                   "__id__": "b"},
+        "pkg_|-a_|-a_|-installed": {"result": False, "comment": "first", "__run_num__": 1},
+        "cmd_|-c_|-c_|-run": {"result": True, "comment": "ok", "__run_num__": 2},
+        "cmd_|-d_|-d_|-run": {"result": None, "comment": "test", "__run_num__": 3},
+    }
+    assert netlab_run.state_failures(ret) == [{"id": "a", "comment": "first"},
+                                              {"id": "b", "comment": "second"}]
+    assert netlab_run.state_failures(["Rendering SLS 'base:netlab.node' failed"]) == [
+        {"id": "(render)", "comment": "Rendering SLS 'base:netlab.node' failed"}]
+    assert netlab_run.state_failures(None)[0]["id"] == "(no answer)"
+    assert netlab_run.state_failures("'state.apply' is not available.")[0]["id"] == "(error)"
+    assert netlab_run.state_failures({}) == []
+
+
+def test_log_path_finds_the_first_log():
+    assert netlab_run.log_path("see /var/log/x.log and /y.log") == "/var/log/x.log"
+    assert netlab_run.log_path("no log here") is None
