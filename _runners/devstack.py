@@ -16,7 +16,6 @@ Events on the master bus: ``netlab/stack/<wave>/started|finished`` here, and
 ``netlab/node/<id>/stack/started|finished|failed`` from each node.
 """
 
-import json
 import logging
 import os
 import sys
@@ -539,7 +538,7 @@ def _state_job_failures(target, sls):
     jobs = __salt__["jobs.list_jobs"](  # pylint: disable=undefined-variable
         search_function="state.sls,state.apply", search_target=target) or {}
     newest = sorted((jid for jid, job in jobs.items()
-                     if sls in json.dumps(job.get("Arguments", []))), reverse=True)
+                     if netlab_run.job_applies(job.get("Arguments"), sls)), reverse=True)
     for jid in newest[:1]:
         data = __salt__["jobs.lookup_jid"](jid) or {}  # pylint: disable=undefined-variable
         return netlab_run.state_failures(data.get(target))
@@ -616,6 +615,7 @@ def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
         if not checkout:
             kwarg["pillar"] = {"netlab_checkout": False}
         _progress("applying {} on {}".format(sls, ", ".join(answering)))
+        _fire("netlab/prepare/started", {"nodes": answering, "sls": sls})
         returns = _publish(answering, "state.apply", kwarg, timeout)
         for node_id in answering:
             failures = netlab_run.state_failures(returns.get(node_id))
@@ -629,6 +629,8 @@ def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
             else:
                 ret["prepared"].append(node_id)
                 ret["nodes"][node_id] = {"result": True}
+                _fire("netlab/node/{}/prepared".format(node_id),
+                      {"node": node_id, "result": "{} applied".format(sls)})
     for node_id in ret["failed"]:
         reason = ret["nodes"][node_id]["reason"]
         _set(lab, node_id, "failed", reason=reason)

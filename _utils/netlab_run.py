@@ -166,3 +166,14 @@ def log_path(text):
     """The first ``/....log`` path named in ``text`` (a cause), or None."""
     match = _LOG_RE.search(str(text or ""))
     return match.group(1) if match else None
+
+
+def job_applies(arguments, sls):
+    """Whether a job's arguments (as the job cache lists them) apply exactly ``sls``
+    (``netlab.netnode`` is not ``netlab.netnode.nfs``)."""
+    for arg in arguments or []:
+        if isinstance(arg, dict):
+            arg = arg.get("mods", "")
+        if isinstance(arg, str) and sls in [a.strip() for a in arg.split(",")]:
+            return True
+    return False

@@ -1,17 +1,28 @@
 """
-``./vlab up`` end to end against the stand-in DevStack repository, then ``down``.
+``./vlab up`` as README.rst writes it, from a clean copy of the repository, then
+the stacked path, the failure path and ``./vlab down``.
 
-The real command (repository root) on this machine: namespace, bridge, master
-that is the networking node, netnode services as processes, qemu VMs (power
-driver ``virtual``) that netboot, become minions, get their local.conf and are
-stacked by the stand-in DevStack (test/lib/fake_devstack.py), which the
-networking node serves to them over HTTP. The image is the cached test image
-(with git and sudo, as the lab's pillar asks), passed with ``--image`` so the
-run does not spend minutes in mmdebstrap.
+Nothing is handed in: the networking node builds the node image inside the lab's
+namespace, reaching the Debian mirror and the Python package index through the
+lab's filtered NAT (the only outside addresses used); the VMs netboot, become
+minions and get their local.conf. DevStack's real repository cannot be reached
+from the lab nodes (they have no way out), so the first ``up`` ends with the
+nodes up and their local.conf. The second ``up`` on the running lab points at
+netlab's stand-in DevStack (test/lib/fake_devstack.py), which the networking node
+serves to the nodes over HTTP: controller first, then the compute, then host
+discovery. The third asks for a mirror inside the lab where nothing listens: the
+image step fails, no node is touched, and the output names the image build and
+its log. ``down`` leaves no namespace, link, nftables table, process or mount.
+
+The lab directory comes from ``NETLAB_VLAB_DIR`` so the command line stays the
+README's; its namespace and links are named after it, so a user's own lab on the
+same machine is never touched.
 """
 
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,102 +30,183 @@ import tempfile
 import pytest
 
 from lib import fake_devstack
-from lib.image import ensure_test_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-NS = "netlab-vlab"
+sys.path.insert(0, str(REPO / "tools"))
+import vlab as vlab_tool  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 
-def _ns_exists():
+def _clean_copy(dest):
+    """The repository's files as a fresh clone has them (tracked and new files,
+    nothing ignored, nothing built)."""
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "-co",
+                            "--exclude-standard"], capture_output=True, check=True
+                           ).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def _ns_list():
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                          check=False).stdout
-    return any(line.split()[0] == NS for line in out.splitlines() if line.strip())
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _run(lab, *args, timeout=45 * 60, env=None):
+    proc = subprocess.run(["./vlab"] + list(args), cwd=str(lab["clone"]),
+                          env=dict(lab["env"], **(env or {})), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    print("$ ./vlab", " ".join(args), "->", proc.returncode)
+    print(proc.stdout[-20000:])
+    print(proc.stderr[-5000:])
+    return proc
 
 
 @pytest.fixture(scope="module")
-def vlab_run():
-    if _ns_exists():
-        pytest.fail("namespace {} exists already: another virtual lab runs here".format(NS))
-    img = ensure_test_image(image={"packages": ["git", "sudo"]})
+def lab():
     base = pathlib.Path(tempfile.mkdtemp(prefix="netlab-vlab-", dir="/tmp"))
     os.chmod(base, 0o755)
+    clone = _clean_copy(base / "netlab")
     labdir = base / "lab"
-    fake = fake_devstack.create(base / "fake", sleep=2.0)
-    # the venv running the tests has Salt: the command uses it
-    env = dict(os.environ, NETLAB_VENV=os.path.dirname(os.path.dirname(sys.executable)))
-    cmd = [str(REPO / "vlab"), "up", "--no-install", "--computes", "1", "--memory", "1024",
-           "--devstack-repo", str(fake.bare), "--image", img["dir"]]
+    env = dict(os.environ, NETLAB_VLAB_DIR=str(labdir))
+    names = vlab_tool.names(str(labdir))
+    assert names["ns"] not in _ns_list()
+    state = {"clone": clone, "dir": labdir, "env": env, "names": names, "base": base}
     try:
-        proc = subprocess.run(cmd, env=dict(env, NETLAB_VLAB_DIR=str(labdir)),
-                              capture_output=True, text=True, timeout=45 * 60, check=False)
-        print(proc.stdout[-20000:])
-        print(proc.stderr[-5000:])
-        yield {"proc": proc, "dir": labdir, "fake": fake, "env": env, "image": img["dir"]}
+        state["up"] = _run(state, "up")
+        yield state
     finally:
-        down = subprocess.run([str(REPO / "vlab"), "down"],
-                              env=dict(env, NETLAB_VLAB_DIR=str(labdir)),
-                              capture_output=True, text=True, timeout=300, check=False)
-        print(down.stdout, down.stderr)
+        _run(state, "down", timeout=300)
         subprocess.run(["rm", "-rf", "--one-file-system", str(base)], check=False)
 
 
-def _records(run, node, event="stack"):
-    dest = run["dir"] / "srv" / "roots" / node / "opt" / "stack"
-    return fake_devstack.records(dest, event)
+def _status(lab):
+    proc = _run(lab, "salt-run", "--out=json", "-l", "quiet", "netlab.status",
+                "as_table=False", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return {row["node"]: row for row in json.loads(proc.stdout)}
 
 
-def test_vlab_up_deploys_the_lab(vlab_run):
-    proc = vlab_run["proc"]
+def _local_conf(lab, node):
+    return lab["dir"] / "srv" / "roots" / node / "opt" / "stack" / "devstack" / "local.conf"
+
+
+def test_up_as_the_readme_writes_it(lab):
+    proc = lab["up"]
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
-    ctl, cmp1 = _records(vlab_run, "ctl"), _records(vlab_run, "cmp1")
-    assert len(ctl) == 1 and ctl[0]["rc"] == 0
-    assert len(cmp1) == 1 and cmp1[0]["rc"] == 0
-    assert ctl[0]["host_ip"] == "10.98.0.11" and cmp1[0]["host_ip"] == "10.98.0.12"
-    assert cmp1[0]["service_host"] == "10.98.0.11"
-    assert ctl[0]["hostname"] == "ctl" and cmp1[0]["hostname"] == "cmp1"
-    assert ctl[0]["user"] == "stack"
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # the image was built by the networking node, in the lab's namespace
+    images = lab["dir"] / "srv" / "images"
+    build = os.readlink(images / "current")
+    manifest = json.loads((images / build / "manifest.json").read_text())
+    assert manifest["recipe"]["mirror"].startswith("http://deb.debian.org/")
+    assert "networking node: netlab.image: 1 states, all ok" in proc.stdout
+    # progress lines, the log of the whole output, the final table
+    assert "vlab: event netlab/node/ctl/up" in proc.stdout
+    log = proc.stdout.split("(full output: ", 1)[1].split(")", 1)[0]
+    assert "netlab-orch-deploy-salt-runner-summary" in pathlib.Path(log).read_text()
+    assert "vlab: done: every node up" in proc.stdout
+    rows = _status(lab)
+    assert {n: r["state"] for n, r in rows.items()} == {"ctl": "up", "cmp1": "up"}
+    for node, ip in (("ctl", "10.98.0.11"), ("cmp1", "10.98.0.12")):
+        assert "HOST_IP={}".format(ip) in _local_conf(lab, node).read_text()
+    # DevStack's real repository was not tried (the lab nodes have no way out)
+    assert "cannot be reached from the lab nodes" in proc.stdout
+    # the lab's own salt, from the command, inside the namespace
+    conf = _run(lab, "salt", "--out=json", "--static", "cmp1", "cmd.run",
+                "grep -c HOST_IP= /opt/stack/devstack/local.conf", timeout=300)
+    assert conf.returncode == 0 and json.loads(conf.stdout) == {"cmp1": "1"}
+
+
+def test_another_lab_is_never_touched(lab):
+    """A second lab directory: its names differ; a namespace of its name that it
+    did not start is refused, not deleted; its down stops nothing of the first."""
+    other = lab["base"] / "other"
+    names = vlab_tool.names(str(other))
+    assert names["ns"] != lab["names"]["ns"]
+    subprocess.run(["ip", "netns", "add", names["ns"]], check=True)
+    squatter = subprocess.Popen(["ip", "netns", "exec", names["ns"], "sleep", "600"])  # pylint: disable=consider-using-with
+    try:
+        proc = _run(lab, "up", "--no-install", env={"NETLAB_VLAB_DIR": str(other)},
+                    timeout=300)
+        assert proc.returncode == 2
+        assert "namespace {} exists and runs processes".format(names["ns"]) in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert squatter.poll() is None and names["ns"] in _ns_list()
+        down = _run(lab, "down", env={"NETLAB_VLAB_DIR": str(other)}, timeout=300)
+        assert down.returncode == 0
+    finally:
+        squatter.kill()
+        squatter.wait()
+        subprocess.run(["ip", "netns", "delete", names["ns"]], check=False)
+    assert lab["names"]["ns"] in _ns_list()
+    assert {r["state"] for r in _status(lab).values()} == {"up"}
+
+
+def test_up_again_with_a_reachable_devstack_stacks_the_lab(lab):
+    fake = fake_devstack.create(lab["base"] / "fake", sleep=2.0)
+    lab["fake"] = fake
+    proc = _run(lab, "up", "--devstack-repo", str(fake.bare))
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+    dest = {n: lab["dir"] / "srv" / "roots" / n / "opt" / "stack" for n in ("ctl", "cmp1")}
+    ctl, cmp1 = (fake_devstack.records(dest[n], "stack") for n in ("ctl", "cmp1"))
+    assert len(ctl) == 1 and ctl[0]["rc"] == 0 and len(cmp1) == 1 and cmp1[0]["rc"] == 0
+    assert ctl[0]["host_ip"] == "10.98.0.11" and cmp1[0]["service_host"] == "10.98.0.11"
     assert ctl[0]["end"] < cmp1[0]["start"]
-    discover = _records(vlab_run, "ctl", "discover")
+    discover = fake_devstack.records(dest["ctl"], "discover")
     assert len(discover) == 1 and discover[0]["start"] > cmp1[0]["end"]
-    # the run ends with the status table: both ready
-    tail = proc.stdout[proc.stdout.rfind("netlab.status"):]
-    for node in ("ctl", "cmp1"):
-        assert any(line.split()[:1] == [node] and "ready" in line.split()
-                   for line in tail.splitlines()), tail
+    assert "vlab: done: every node ready" in proc.stdout
+    assert {r["state"] for r in _status(lab).values()} == {"ready"}
 
 
-def test_unreachable_devstack_stops_after_local_conf_with_advice(vlab_run):
-    """``up`` again on the running lab, DevStack's real repository this time: the
-    namespace has no uplink, so it cannot be reached (nothing leaves the
-    namespace); the deploy ends with the nodes up and their local.conf, not
-    stacked again, and the output says how to point devstack:repo at a mirror."""
-    assert vlab_run["proc"].returncode == 0
-    env = dict(vlab_run["env"], NETLAB_VLAB_DIR=str(vlab_run["dir"]))
-    before = {n: len(_records(vlab_run, n)) for n in ("ctl", "cmp1")}
-    proc = subprocess.run(
-        [str(REPO / "vlab"), "up", "--no-install", "--computes", "1", "--memory", "1024",
-         "--image", vlab_run["image"]], env=env, capture_output=True, text=True,
-        timeout=30 * 60, check=False)
-    print(proc.stdout[-10000:], proc.stderr[-3000:])
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert "https://opendev.org/openstack/devstack cannot be reached" in proc.stdout
-    assert "Point devstack:repo at a mirror" in proc.stdout
-    assert {n: len(_records(vlab_run, n)) for n in ("ctl", "cmp1")} == before
-    for node in ("ctl", "cmp1"):
-        conf = vlab_run["dir"] / "srv" / "roots" / node / "opt" / "stack" / "devstack" / \
-            "local.conf"
-        assert "HOST_IP=" in conf.read_text()
+def test_an_unreachable_mirror_stops_the_deploy_after_the_image_step(lab):
+    """A mirror inside the lab where nothing listens: the image build fails, no node
+    step runs, the nodes keep their state, one summary names the image build and
+    its log, the exit status is not 0."""
+    before = _status(lab)
+    dest = {n: lab["dir"] / "srv" / "roots" / n / "opt" / "stack" for n in ("ctl", "cmp1")}
+    stacks = {n: len(fake_devstack.records(dest[n], "stack")) for n in dest}
+    current = os.readlink(lab["dir"] / "srv" / "images" / "current")
+    proc = _run(lab, "up", "--devstack-repo", str(lab["fake"].bare),
+                "--mirror", "http://10.98.0.2:9/debian")
+    assert proc.returncode == 1, proc.stdout[-8000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "vlab: FAILED: image build failed on the networking node:" in out
+    log = lab["dir"] / "srv" / "images" / "last-failure.log"
+    assert "vlab:   log: {}".format(log) in out
+    assert "10.98.0.2" in log.read_text()
+    # no node step ran: no node event, same states, nothing stacked again
+    assert "event netlab/node/" not in out
+    after = _status(lab)
+    assert {n: (r["state"], r["since"]) for n, r in after.items()} == {
+        n: (r["state"], r["since"]) for n, r in before.items()}
+    assert {n: len(fake_devstack.records(dest[n], "stack")) for n in dest} == stacks
+    # the last good image stays current
+    assert os.readlink(lab["dir"] / "srv" / "images" / "current") == current
 
 
-def test_vlab_down_removes_everything(vlab_run):
-    env = dict(vlab_run["env"], NETLAB_VLAB_DIR=str(vlab_run["dir"]))
-    proc = subprocess.run([str(REPO / "vlab"), "down"], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+def test_down_leaves_nothing(lab):
+    names = lab["names"]
+    proc = _run(lab, "down", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not _ns_exists()
-    assert not vlab_run["dir"].exists()
-    leftovers = subprocess.run(["pgrep", "-f", "netlab-{}".format("ctl")],
-                               capture_output=True, text=True, check=False).stdout
-    assert not leftovers.strip(), "qemu of ctl still runs"
+    assert names["ns"] not in _ns_list()
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=False).stdout
+    assert names["veth_host"] not in links
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                            check=False).stdout
+    assert names["table"] not in tables
+    assert not lab["dir"].exists()
+    assert not pathlib.Path(str(lab["dir"]) + ".lock").exists()
+    mounts = pathlib.Path("/proc/self/mounts").read_text()
+    assert str(lab["dir"]) not in mounts
+    leftovers = subprocess.run(["pgrep", "-af", str(lab["dir"])], capture_output=True,
+                               text=True, check=False).stdout
+    assert not leftovers.strip(), leftovers

@@ -239,7 +239,9 @@ def test_failed_first_build_leaves_nothing(lab_raw, salt_env, fake_builder, file
     p = _paths(lab_raw)
     assert not os.path.lexists(p["current"])
     assert not os.path.lexists(os.path.join(p["http_images"], "current"))
-    assert sorted(os.listdir(p["images_dir"])) == [".lock", "last-failure.json"]
+    # nothing but the lock and the failure record with the build's log
+    assert sorted(os.listdir(p["images_dir"])) == [".lock", "last-failure.json",
+                                                   "last-failure.log"]
 
 
 def test_test_mode_predicts_without_building(lab_raw, salt_env, fake_builder, files_dir):

@@ -76,3 +76,11 @@ def test_state_failures_in_run_order():
 def test_log_path_finds_the_first_log():
     assert netlab_run.log_path("see /var/log/x.log and /y.log") == "/var/log/x.log"
     assert netlab_run.log_path("no log here") is None
+
+
+def test_job_applies_matches_the_sls_exactly():
+    assert netlab_run.job_applies(["netlab.image"], "netlab.image")
+    assert netlab_run.job_applies(["netlab.netnode,netlab.image"], "netlab.image")
+    assert netlab_run.job_applies([{"mods": "netlab.image", "__kwarg__": True}], "netlab.image")
+    assert not netlab_run.job_applies(["netlab.netnode.nfs"], "netlab.netnode")
+    assert not netlab_run.job_applies(None, "netlab.netnode")
