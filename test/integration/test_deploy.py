@@ -173,6 +173,71 @@ def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(netlab_env,
     assert _states(netlab_env)["nuc3"] == "ready"
 
 
+def test_a_failing_controller_stacks_no_compute_and_is_named_first(netlab_env, first_deploy):
+    """stack.sh fails on the controller: no compute is stacked (they need its
+    services), no host discovery runs, the summary names the controller's failure
+    as the first one, with its log, and the deploy fails."""
+    env = netlab_env
+    marker = env.node_dest("nuc1") / "fake-devstack" / "fail"
+    marker.write_text("1")
+    try:
+        counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+        discoveries = len(_records(env, "nuc1", "discover"))
+        ret = _deploy(env, force=True)
+        assert ret.returncode != 0
+        assert len(_records(env, "nuc1")) == counts["nuc1"] + 1
+        assert {n: len(_records(env, n)) for n in COMPUTES} == {n: counts[n] for n in COMPUTES}
+        assert len(_records(env, "nuc1", "discover")) == discoveries
+        summary = _summary(env)
+        assert summary["first_failure"]["node"] == "nuc1"
+        assert summary["first_failure"]["step"] == "stack.sh"
+        assert "first failure: stack.sh failed on node nuc1: stack.sh failed" in summary["text"]
+        assert "fake failure requested" in summary["first_failure"]["log_tail"]
+        assert "first failure: stack.sh failed on node nuc1" in ret.stdout
+        assert "the controller nuc1 failed earlier in this run" in ret.stdout
+    finally:
+        marker.unlink()
+    ret = _deploy(env)
+    assert ret.returncode == 0, ret.stdout
+    assert set(_states(env).values()) == {"ready"}
+
+
+def test_a_node_whose_states_fail_is_left_out_while_the_others_go_on(netlab_env, first_deploy):
+    """netlab.node fails on one compute (its DevStack dest cannot be made): that node
+    is marked failed and not stacked; the controller and the other compute are; the
+    summary names the failing state; the deploy fails."""
+    env = netlab_env
+    saved = copy.deepcopy(env.lab_pillar)
+    blocker = env.base / "nuc3-blocked"
+    blocker.write_text("a file where a directory is needed\n")
+    lab = copy.deepcopy(saved)
+    lab["nodes"]["nuc3"]["devstack"]["dest"] = str(blocker / "stack")
+    env.write_lab(lab)
+    try:
+        counts = {n: len(fake_devstack.records(pathlib.Path(saved["nodes"][n]["devstack"]
+                                                             ["dest"]), "stack"))
+                  for n in ("nuc1",) + COMPUTES}
+        ret = _deploy(env, force=True)
+        assert ret.returncode != 0
+        after = {n: len(fake_devstack.records(pathlib.Path(saved["nodes"][n]["devstack"]
+                                                            ["dest"]), "stack"))
+                 for n in ("nuc1",) + COMPUTES}
+        assert after == {"nuc1": counts["nuc1"] + 1, "nuc2": counts["nuc2"] + 1,
+                         "nuc3": counts["nuc3"]}
+        assert _states(env)["nuc3"] == "failed"
+        summary = _summary(env)
+        first = summary["first_failure"]
+        assert first["node"] == "nuc3" and first["step"] == "node states"
+        assert first["cause"].startswith("netlab.node: state ")
+        assert "left out (failed earlier): nuc3" in ret.stdout
+    finally:
+        env.write_lab(saved)
+        blocker.unlink()
+    ret = _deploy(env)
+    assert ret.returncode == 0, ret.stdout
+    assert _states(env)["nuc3"] == "ready"
+
+
 def test_adding_a_node_to_pillar_stacks_only_that_node(netlab_env, first_deploy):
     env = netlab_env
     counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
