@@ -320,6 +320,8 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
         ret["comment"] = "stack.sh failed on {}".format(", ".join(ret["failed"]))
     else:
         ret["comment"] = "stacked {}".format(", ".join(ret["stacked"]))
+    if left_out:
+        ret["comment"] += "; left out (failed earlier): " + ", ".join(left_out)
     return _finish(ret)
 
 
@@ -510,7 +512,8 @@ def summary(fail=True, stacked=True):
     _fire("netlab/deploy/summary", {k: out[k] for k in ("ready", "failed", "pending")})
     bad = out["failed"] or out["pending"] or out["first_failure"]
     out["result"] = not (fail in (True, "True", "true", 1, "1") and bad)
-    out["comment"] = lines[-1] if out["first_failure"] else lines[0]
+    out["comment"] = "first failure: " + netlab_run.describe(out["first_failure"]) \
+        if out["first_failure"] else lines[0]
     return _finish(out)
 
 

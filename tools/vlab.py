@@ -665,7 +665,7 @@ class Vlab:
         _say("salt-run state.orchestrate netlab.deploy (full output: {})".format(logfile))
         _say("networking node services, then the node image (a first build takes 5-10 "
              "minutes), then the nodes")
-        cmd = self.salt_cmd("salt-run", "-l", "error", "--state-output=mixed",
+        cmd = self.salt_cmd("salt-run", "-l", "error", "--state-output=full",
                             "--no-color", "state.orchestrate", "netlab.deploy",
                             "pillar=" + json.dumps({"netlab_deploy": options}))
         with open(logfile, "w", encoding="utf-8") as log, self._progress():
@@ -987,6 +987,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("vlab: interrupted; ./vlab down removes what was made", file=sys.stderr)
         return 130
+    except (OSError, subprocess.SubprocessError) as exc:
+        # the machine refused something (disk full, permissions, a command that
+        # hung): say what, without a traceback
+        print("vlab: error: {}".format(exc), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
