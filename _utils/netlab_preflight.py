@@ -239,13 +239,19 @@ def existing_parent(path):
     return path
 
 
-def storage_needed(node_count, cow):
-    return IMAGE_BYTES + node_count * (STACK_BYTES + (0 if cow else ROOT_COPY_BYTES))
+def storage_needed(lab, cow, exists=os.path.exists):
+    """Bytes the deploy will still write: the image unless one is published, and
+    for each node without a root yet its copy (none on a CoW filesystem) and
+    DevStack's share."""
+    nn = lab.netnode
+    image = 0 if exists(os.path.join(nn.http_root, "images", "current")) else IMAGE_BYTES
+    new = [n for n in lab.nodes if not exists(os.path.join(nn.roots_dir, n))]
+    return image + len(new) * (STACK_BYTES + (0 if cow else ROOT_COPY_BYTES)), len(new)
 
 
-def check_storage(lab, statvfs, kind):
+def check_storage(lab, statvfs, kind, exists=os.path.exists):
     """``statvfs(path)`` (``os.statvfs``) and ``kind``: the filesystem type of
-    ``netnode:storage``. Free space for the image and every node's root."""
+    ``netnode:storage``. Free space for the image and every new node's root."""
     storage = lab.netnode.storage
     try:
         st = statvfs(existing_parent(storage))
@@ -253,14 +259,15 @@ def check_storage(lab, statvfs, kind):
         return ["netnode:storage {}: cannot read its filesystem: {}".format(storage, exc)]
     free = st.f_bavail * st.f_frsize
     cow = kind in COW_FILESYSTEMS
-    need = storage_needed(len(lab.nodes), cow)
+    need, new = storage_needed(lab, cow, exists)
     if free < need:
         return ["netnode:storage {} has {:.1f} GiB free on {}, needs about {:.1f} GiB (image "
-                "{} GiB + per node {} GiB for DevStack{}): free space or point "
-                "netnode:storage at a bigger filesystem".format(
-                    storage, free / GIB, kind, need / GIB, IMAGE_BYTES // GIB,
-                    STACK_BYTES // GIB, "" if cow else " + {} GiB root copy ({} shares no "
-                    "extents; btrfs would)".format(ROOT_COPY_BYTES // GIB, kind))]
+                "{} GiB unless built, per new node ({} of {}) {} GiB for DevStack{}): free "
+                "space or point netnode:storage at a bigger filesystem".format(
+                    storage, free / GIB, kind, need / GIB, IMAGE_BYTES // GIB, new,
+                    len(lab.nodes), STACK_BYTES // GIB, "" if cow else
+                    " + {} GiB root copy ({} shares no extents; btrfs would)".format(
+                        ROOT_COPY_BYTES // GIB, kind))]
     return []
 
 
@@ -305,7 +312,8 @@ def check_reachable(lab, fetch):
     problems = []
     img = lab.image
     mirror = img.mirror.rstrip("/") + "/dists/{}/Release".format(img.release)
-    index = img.pip_index or PYPI_DEFAULT
+    # one small page of the index (its root lists every project: megabytes)
+    index = (img.pip_index or PYPI_DEFAULT).rstrip("/") + "/pip/"
     for what, key, url in (("package mirror", "image:mirror", mirror),
                            ("Python package index", "image:pip_index", index)):
         try:
@@ -319,6 +327,32 @@ def check_reachable(lab, fetch):
 
 # --------------------------------------------------------------------------- all
 CHECKS = ("salt", "modules", "pillar", "interface", "ports", "storage", "dhcp", "outside")
+
+
+def _on(value):
+    return value not in (False, "false", "False", 0, "0", None)
+
+
+def deploy_checks(options):
+    """The checks ``netlab.deploy`` runs first, from its options (orchestration
+    pillar ``netlab_deploy``): ``preflight: false`` none, ``preflight: [names]`` or
+    ``"a,b"`` those; by default the ones the deploy's steps need: Salt, pillar and
+    storage always (not the module sync: the deploy syncs them itself), the network
+    checks when it sets up the networking node, the outside check when it builds
+    the image."""
+    options = options or {}
+    sel = options.get("preflight", True)
+    if sel in (True, "true", "True", 1, None):
+        wanted = {"salt", "pillar", "storage"}
+        if _on(options.get("netnode", True)):
+            wanted |= {"interface", "ports", "dhcp"}
+        if _on(options.get("image", True)):
+            wanted.add("outside")
+        return [c for c in CHECKS if c in wanted]
+    if not _on(sel):
+        return []
+    return [c.strip() for c in (sel.split(",") if isinstance(sel, str) else sel)
+            if str(c).strip()]
 
 
 def run(checks):

@@ -21,6 +21,14 @@
 {%- set netnode = lab.netnode.id %}
 {%- set node_ids = lab.nodes | list %}
 
+# every problem a deploy would run into, reported at once before anything changes
+# (salt-run netlab.preflight; netlab_deploy:preflight false skips it)
+netlab-orch-deploy-salt-runner-preflight:
+  salt.runner:
+    - name: netlab.preflight
+    - deploy: {{ options | tojson }}
+    - failhard: true
+
 netlab-orch-deploy-salt-function-sync_all-netnode:
   salt.function:
     - name: saltutil.sync_all

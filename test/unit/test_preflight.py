@@ -153,13 +153,23 @@ class FakeStatvfs:
 
 def test_storage_free_space(lab):
     gib = pf.GIB
-    # 3 nodes on ext4: image 3 + 3 * (6 + 1) = 24 GiB
-    assert pf.check_storage(lab, FakeStatvfs(24 * gib), "ext4") == []
-    assert pf.check_storage(lab, FakeStatvfs(21 * gib), "btrfs") == []
-    problems = pf.check_storage(lab, FakeStatvfs(2 * gib), "ext4")
-    assert len(problems) == 1
-    assert "has 2.0 GiB free on ext4, needs about 24.0 GiB" in problems[0]
-    assert "netnode:storage" in problems[0] and "root copy" in problems[0]
+    nothing = lambda path: False  # noqa: E731 - no image, no root yet
+    # 3 new nodes on ext4: image 3 + 3 * (6 + 1) = 24 GiB
+    assert pf.check_storage(lab, FakeStatvfs(24 * gib), "ext4", nothing) == []
+    assert pf.check_storage(lab, FakeStatvfs(21 * gib), "btrfs", nothing) == []
+    problems = pf.check_storage(lab, FakeStatvfs(2 * gib), "ext4", nothing)
+    assert problems == [
+        "netnode:storage {} has 2.0 GiB free on ext4, needs about 24.0 GiB (image 3 GiB "
+        "unless built, per new node (3 of 3) 6 GiB for DevStack + 1 GiB root copy (ext4 "
+        "shares no extents; btrfs would)): free space or point netnode:storage at a "
+        "bigger filesystem".format(lab.netnode.storage)]
+
+
+def test_storage_counts_only_what_a_redeploy_still_writes(lab):
+    built = {lab.netnode.http_root + "/images/current", lab.netnode.roots_dir + "/nuc1",
+             lab.netnode.roots_dir + "/nuc2"}
+    assert pf.storage_needed(lab, False, built.__contains__) == (7 * pf.GIB, 1)
+    assert pf.check_storage(lab, FakeStatvfs(7 * pf.GIB), "ext4", built.__contains__) == []
 
 
 def test_storage_of_a_path_not_made_yet_uses_its_parent(lab, tmp_path):
@@ -216,14 +226,24 @@ def test_mirror_and_pypi_unreachable(lab):
 
     problems = pf.check_reachable(lab, fetch)
     assert asked == ["http://deb.debian.org/debian/dists/bookworm/Release",
-                     "https://pypi.org/simple/"]
+                     "https://pypi.org/simple/pip/"]
     assert problems == [
-        "Python package index https://pypi.org/simple/ is not reachable from the "
+        "Python package index https://pypi.org/simple/pip/ is not reachable from the "
         "networking node (Name or service not known): check its route/DNS/proxy or set "
         "image:pip_index"]
 
 
 # --------------------------------------------------------------------------- all
+def test_deploy_runs_the_checks_its_steps_need():
+    assert pf.deploy_checks({}) == ["salt", "pillar", "interface", "ports", "storage",
+                                    "dhcp", "outside"]
+    assert pf.deploy_checks({"netnode": False, "image": "false"}) == [
+        "salt", "pillar", "storage"]
+    assert pf.deploy_checks({"preflight": False}) == []
+    assert pf.deploy_checks({"preflight": "ports, dhcp"}) == ["ports", "dhcp"]
+    assert pf.deploy_checks({"preflight": ["modules"]}) == ["modules"]
+
+
 def test_run_reports_every_problem_and_survives_a_crashing_check():
     def boom():
         raise KeyError("x")
