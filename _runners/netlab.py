@@ -635,7 +635,7 @@ def _fileserver_module_hashes():
     client = salt.fileclient.FSClient(__opts__)  # pylint: disable=undefined-variable
     out = {}
     try:
-        for path in client.list_master("base"):
+        for path in client.file_list("base"):
             kind, _, name = path.partition("/")
             if kind.startswith("_") and kind[1:] in ("modules", "states", "runners", "pillar",
                                                      "utils") and name.endswith(".py") \

@@ -224,3 +224,11 @@ def refusal(clashes, ours_path, ours_text):
     lines += ["", "Merge these settings into your config yourself (or move yours aside) "
               "and run netlab-bootstrap again."]
     return "\n".join(lines)
+
+
+def pem_body(text):
+    """The key material of a PEM public key (header, footer and line breaks
+    dropped): the minion's own ``minion.pub`` and the copy the master holds compare
+    equal whatever the line endings, across Salt releases."""
+    return "".join(ln.strip() for ln in (text or "").splitlines()
+                   if ln.strip() and not ln.startswith("-----"))

@@ -98,3 +98,10 @@ def test_foreign_master_keys_and_refusal_message():
     text = nb.refusal(clashes, "/etc/salt/master.d/netlab.conf", nb.master_conf("/r", "n"))
     assert "/etc/salt/master sets ext_pillar, file_roots" in text
     assert "    file_roots:" in text and "run netlab-bootstrap again" in text
+
+
+def test_pem_body_ignores_armour_and_line_endings():
+    pem = "-----BEGIN PUBLIC KEY-----\nMIIB\nIjAN\n-----END PUBLIC KEY-----\n"
+    assert nb.pem_body(pem) == "MIIBIjAN"
+    assert nb.pem_body(pem.replace("\n", "\r\n")) == nb.pem_body(pem)
+    assert nb.pem_body(None) == ""
