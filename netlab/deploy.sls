@@ -19,6 +19,7 @@
       force: true           stack nodes that are ready already, too
       checkout: false       do not clone/update DevStack on the nodes
       stack: false          stop after the nodes have their local.conf
+      preflight: false      skip the preflight checks (or a list: only those)
     See docs/operations.rst. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set options = salt['pillar.get']('netlab_deploy', {}) %}
