@@ -122,10 +122,13 @@ def interface_state(interface, run):
     rc, out, _err = run(["ip", "-o", "-4", "addr", "show", "dev", interface])
     if rc != 0:
         return False, False, []
-    rc, link, _err = run(["ip", "-o", "link", "show", "dev", interface])
+    rc, link, _err = run(["ip", "-o", "-d", "link", "show", "dev", interface])
     flags = re.search(r"<([^>]*)>", link or "")
-    up = bool(flags) and "UP" in flags.group(1).split(",") and "LOWER_UP" in \
-        flags.group(1).split(",")
+    flags = flags.group(1).split(",") if flags else []
+    # a bridge has no carrier until a port is up (a virtual lab's taps come with
+    # its VMs): administratively up is enough there; a NIC needs its link
+    bridge = bool(re.search(r"\sbridge\s", link or ""))
+    up = "UP" in flags and ("LOWER_UP" in flags or bridge)
     addrs = [line.split()[3] for line in out.splitlines() if len(line.split()) > 3]
     return True, up, addrs
 

@@ -86,6 +86,21 @@ def test_interface_state_of_real_loopback_and_missing_interface():
     assert pf.interface_state("nl-no-such0", RUN) == (False, False, [])
 
 
+def test_interface_state_nic_without_carrier_is_down_a_bridge_is_not():
+    def fake(link):
+        def run(argv):
+            if "addr" in argv:
+                return 0, "2: x    inet 10.0.0.2/24 brd 10.0.0.255 scope global x\n", ""
+            return 0, link, ""
+        return run
+
+    nic = "2: enp3s0: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 state DOWN\\ link/ether"
+    bridge = ("3: br0: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 state DOWN\\ "
+              "link/ether 1a:2b:3c:4d:5e:6f \\ bridge forward_delay 0 hello_time 200")
+    assert pf.interface_state("enp3s0", fake(nic)) == (True, False, ["10.0.0.2/24"])
+    assert pf.interface_state("br0", fake(bridge)) == (True, True, ["10.0.0.2/24"])
+
+
 def test_interface_checks(lab):
     assert pf.check_interface(lab, (True, True, ["192.168.42.2/24"])) == []
     assert pf.check_interface(lab, (False, False, [])) == [
