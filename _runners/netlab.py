@@ -738,8 +738,14 @@ def preflight(checks=None, deploy=None, pillar=None):
                  ("modules", "states", "utils")}, {netnode: minion})
 
     def pillar_check():
+        # in an orchestration __opts__['pillar'] is the master's own pillar, which
+        # Salt merges into every pillar compiled with these opts: leave it out
+        clean = {k: v for k, v in opts.items() if k != "pillar"}
         ids = [master_id, netnode] + list(lab.nodes)
-        has = {i: _compile_pillar(i).get("netlab") is not None for i in ids}
+        has = {i: salt.pillar.get_pillar(
+            clean, clean.get("grains", {}), i, saltenv=clean.get("saltenv"),
+            pillarenv=clean.get("pillarenv")).compile_pillar().get("netlab") is not None
+            for i in ids}
         return pf.check_pillar_targeting(has, master_id, netnode, list(lab.nodes))
 
     available = {

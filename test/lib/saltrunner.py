@@ -32,7 +32,7 @@ def runner_loader(root):
     # paths are relative to root_dir (Salt prefixes them with it)
     conf.write_text(yaml.safe_dump({
         "root_dir": str(root), "extension_modules": "/extmods",
-        "file_roots": {"base": [str(REPO)]}, "pillar_roots": {"base": ["/pillar"]},
+        "file_roots": {"base": [str(REPO)]}, "pillar_roots": {"base": [str(root / "pillar")]},
         "log_file": "/master.log",
     }))
     opts = salt.config.master_config(str(conf))
