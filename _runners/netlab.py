@@ -700,7 +700,7 @@ def preflight(checks=None, deploy=None, pillar=None):
         return {"Error": "preflight: invalid netlab pillar\n" + str(exc), "retcode": 1}
     opts = __opts__  # pylint: disable=undefined-variable
     if deploy is not None:
-        wanted = pf.deploy_checks(deploy)
+        wanted = pf.deploy_checks(deploy, pf.image_published(lab))
         if not wanted:
             return {"retcode": 0, "passed": [], "problems": [],
                     "comment": "preflight skipped (netlab_deploy:preflight is false)"}

@@ -242,12 +242,16 @@ def existing_parent(path):
     return path
 
 
+def image_published(lab, exists=os.path.exists):
+    return exists(os.path.join(lab.netnode.http_root, "images", "current"))
+
+
 def storage_needed(lab, cow, exists=os.path.exists):
     """Bytes the deploy will still write: the image unless one is published, and
     for each node without a root yet its copy (none on a CoW filesystem) and
     DevStack's share."""
     nn = lab.netnode
-    image = 0 if exists(os.path.join(nn.http_root, "images", "current")) else IMAGE_BYTES
+    image = 0 if image_published(lab, exists) else IMAGE_BYTES
     new = [n for n in lab.nodes if not exists(os.path.join(nn.roots_dir, n))]
     return image + len(new) * (STACK_BYTES + (0 if cow else ROOT_COPY_BYTES)), len(new)
 
@@ -336,20 +340,21 @@ def _on(value):
     return value not in (False, "false", "False", 0, "0", None)
 
 
-def deploy_checks(options):
+def deploy_checks(options, have_image=False):
     """The checks ``netlab.deploy`` runs first, from its options (orchestration
     pillar ``netlab_deploy``): ``preflight: false`` none, ``preflight: [names]`` or
     ``"a,b"`` those; by default the ones the deploy's steps need: Salt, pillar and
     storage always (not the module sync: the deploy syncs them itself), the network
     checks when it sets up the networking node, the outside check when it builds
-    the image."""
+    the image and none is published yet (a re-deploy of an offline lab whose image
+    is built must not fail on it; a changed image fails in its own step)."""
     options = options or {}
     sel = options.get("preflight", True)
     if sel in (True, "true", "True", 1, None):
         wanted = {"salt", "pillar", "storage"}
         if _on(options.get("netnode", True)):
             wanted |= {"interface", "ports", "dhcp"}
-        if _on(options.get("image", True)):
+        if _on(options.get("image", True)) and not have_image:
             wanted.add("outside")
         return [c for c in CHECKS if c in wanted]
     if not _on(sel):

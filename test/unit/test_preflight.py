@@ -254,6 +254,8 @@ def test_deploy_runs_the_checks_its_steps_need():
                                     "dhcp", "outside"]
     assert pf.deploy_checks({"netnode": False, "image": "false"}) == [
         "salt", "pillar", "storage"]
+    assert pf.deploy_checks({}, have_image=True) == [
+        "salt", "pillar", "interface", "ports", "storage", "dhcp"]
     assert pf.deploy_checks({"preflight": False}) == []
     assert pf.deploy_checks({"preflight": "ports, dhcp"}) == ["ports", "dhcp"]
     assert pf.deploy_checks({"preflight": ["modules"]}) == ["modules"]
