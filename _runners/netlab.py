@@ -602,3 +602,229 @@ def boot(nodes=None, timeout=600, pillar=None):
     finally:
         bus.destroy()
     return _outcome(results)
+
+
+# --------------------------------------------------------------------------- first contact
+def _utils_module(name):
+    """Import one of netlab's _utils (synced to the master's extension_modules)."""
+    import importlib  # pylint: disable=import-outside-toplevel
+
+    _import_libs()
+    return importlib.import_module(name)
+
+
+def _netlab_raw():
+    """The ``netlab`` pillar value compiled for the master (see :func:`_lab`)."""
+    my_id = __opts__.get("id", "")  # pylint: disable=undefined-variable
+    for minion_id in dict.fromkeys(i for i in (
+            my_id, __opts__.get("netlab_pillar_id"),  # pylint: disable=undefined-variable
+            my_id[:-len("_master")] if my_id.endswith("_master") else my_id + "_master")
+            if i):
+        raw = _compile_pillar(minion_id).get("netlab")
+        if raw is not None:
+            return raw
+    return None
+
+
+def _fileserver_module_hashes():
+    """``{'<kind>/<file>': md5}`` of netlab's custom modules on the master's fileserver."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    import salt.fileclient  # pylint: disable=import-outside-toplevel
+
+    client = salt.fileclient.FSClient(__opts__)  # pylint: disable=undefined-variable
+    out = {}
+    try:
+        for path in client.file_list("base"):
+            kind, _, name = path.partition("/")
+            if kind.startswith("_") and kind[1:] in ("modules", "states", "runners", "pillar",
+                                                     "utils") and name.endswith(".py") \
+                    and "/" not in name:
+                local = client.cache_file("salt://" + path, "base")
+                with open(local, "rb") as fh:
+                    out[kind[1:] + "/" + name] = hashlib.md5(fh.read()).hexdigest()  # nosec
+    finally:
+        client.destroy()
+    return out
+
+
+def _minion_module_hashes(client, minion_id):
+    """Same as :func:`_fileserver_module_hashes` for what a minion has synced."""
+    ret = client.cmd(minion_id, "config.get", ["extension_modules"], timeout=30)
+    extmods = ret.get(minion_id)
+    if not extmods:
+        return None
+    found = client.cmd(minion_id, "file.find", [extmods],
+                       kwarg={"type": "f", "name": "*.py", "print": "path,md5"}, timeout=30)
+    out = {}
+    for entry in found.get(minion_id) or []:
+        if isinstance(entry, (list, tuple)) and len(entry) == 2:
+            rel = os.path.relpath(entry[0], extmods)
+            if rel.count("/") == 1:
+                out[rel] = entry[1]
+    return out
+
+
+def preflight(checks=None, deploy=None, pillar=None):
+    """
+    Check everything a first deploy needs and report every problem at once:
+    Salt versions, custom modules synced, where pillar ``netlab`` reaches, the lab
+    interface, netlab's ports, storage space, other DHCP servers vs the DHCP mode,
+    the package mirror and PyPI. The checks on the networking node run here: the
+    master is the networking node. Also the first step of ``netlab.deploy``.
+
+    ``checks``: a comma-separated subset of salt, modules, pillar, interface, ports,
+    storage, dhcp, outside (default: all). ``deploy``: netlab.deploy's options
+    (``netlab_deploy``), which choose the checks instead (``preflight: false`` skips
+    them). Returns ``{'retcode', 'problems', 'passed'}``; salt-run exits 1 when
+    there is a problem.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.preflight
+        salt-run netlab.preflight checks=ports,storage
+    """
+    pf = _utils_module("netlab_preflight")
+    dhcp = _utils_module("netlab_dhcp")
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    import salt.version  # pylint: disable=import-outside-toplevel
+
+    try:
+        lab = netlab_lab.load(_netlab_raw() if pillar is None else (
+            pillar.get("netlab", pillar) if isinstance(pillar, dict) else pillar))
+    except netlab_lab.LabError as exc:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+        return {"Error": "preflight: invalid netlab pillar\n" + str(exc), "retcode": 1}
+    opts = __opts__  # pylint: disable=undefined-variable
+    if deploy is not None:
+        wanted = pf.deploy_checks(deploy, pf.image_published(lab))
+        if not wanted:
+            return {"retcode": 0, "passed": [], "problems": [],
+                    "comment": "preflight skipped (netlab_deploy:preflight is false)"}
+    else:
+        wanted = pf.CHECKS if not checks else [c.strip() for c in str(checks).split(",")]
+    unknown = [c for c in wanted if c not in pf.CHECKS]
+    if unknown:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+        return {"Error": "unknown check(s) {} (known: {})".format(
+            ", ".join(unknown), ", ".join(pf.CHECKS)), "retcode": 1}
+    netnode = lab.netnode.id
+    master_id = opts.get("id", "")
+    run = pf.command_runner()
+    clients = []
+
+    def local():
+        if not clients:
+            clients.append(salt.client.get_local_client(mopts=opts))
+        return clients[0]
+
+    def salt_check():
+        ret = local().cmd(netnode, "test.version", timeout=30)
+        return pf.check_salt_versions(salt.version.__version__, {netnode: ret.get(netnode)})
+
+    def modules_check():
+        expected = _fileserver_module_hashes()
+        on_master = pf.file_hashes(opts["extension_modules"], ("runners", "pillar", "utils"),
+                                   hasher=hashlib.md5)
+        minion = _minion_module_hashes(local(), netnode)
+        return pf.check_modules_synced(
+            {k: v for k, v in expected.items() if k.split("/")[0] in
+             ("runners", "pillar", "utils")}, {"master": on_master}) + \
+            pf.check_modules_synced(
+                {k: v for k, v in expected.items() if k.split("/")[0] in
+                 ("modules", "states", "utils")}, {netnode: minion})
+
+    def pillar_check():
+        # in an orchestration __opts__['pillar'] is the master's own pillar, which
+        # Salt merges into every pillar compiled with these opts: leave it out
+        clean = {k: v for k, v in opts.items() if k != "pillar"}
+        ids = [master_id, netnode] + list(lab.nodes)
+        has = {i: salt.pillar.get_pillar(
+            clean, clean.get("grains", {}), i, saltenv=clean.get("saltenv"),
+            pillarenv=clean.get("pillarenv")).compile_pillar().get("netlab") is not None
+            for i in ids}
+        return pf.check_pillar_targeting(has, master_id, netnode, list(lab.nodes))
+
+    available = {
+        "salt": salt_check,
+        "modules": modules_check,
+        "pillar": pillar_check,
+        "interface": lambda: pf.check_interface(
+            lab, pf.interface_state(lab.network.interface, run)),
+        "ports": lambda: pf.check_ports(lab, lambda proto, port: pf.listeners(
+            proto, port, run)),
+        "storage": lambda: pf.check_storage(lab, os.statvfs, pf.fs_type(
+            pf.existing_parent(lab.netnode.storage), pf.read_mounts())),
+        "dhcp": lambda: pf.check_dhcp(lab, lambda iface, timeout: dhcp.probe(
+            iface, timeout=timeout, own=[lab.netnode.ip])),
+        "outside": lambda: pf.check_reachable(lab, pf.http_ok),
+    }
+    report = pf.run([(c, available[c]) for c in wanted])
+    out = {"retcode": 0 if report["ok"] else 1, "passed": report["passed"],
+           "problems": report["problems"]}
+    if not report["ok"]:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+        out["Error"] = "preflight found {} problem(s); nothing was changed".format(
+            len(report["problems"]))
+        if deploy is not None:
+            # the deploy's summary names it as the run's first failure
+            _utils_module("netlab_run").add_failure(
+                lab.netnode.state_dir, "preflight", "; ".join(
+                    str(p) for p in report["problems"]))
+    return out
+
+
+def discover(log=None, since=None, all_clients=False, pillar=None):
+    """
+    Machines that PXE-boot on the lab segment but are not in pillar: from
+    dnsmasq's log of the DHCP requests it ignored (MAC, vendor class, BIOS/UEFI,
+    first and last time seen), with the pillar lines to add them under
+    ``netlab:nodes``. Unknown machines still get no boot answer.
+
+    ``log``: a dnsmasq log file (default: ``<run_dir>/dnsmasq.log`` when netlab
+    runs dnsmasq itself (``lookup:service_control: process``), else the journal);
+    ``since``: journal time filter (e.g. ``"1 hour ago"``); ``all_clients``: also
+    machines that are not PXE clients.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.discover
+        salt-run netlab.discover log=/var/log/syslog
+    """
+    disc = _utils_module("netlab_discover")
+    raw = _netlab_raw() if pillar is None else (
+        pillar.get("netlab", pillar) if isinstance(pillar, dict) else pillar)
+    try:
+        lab = netlab_lab.load(raw)
+    except netlab_lab.LabError as exc:
+        __context__["retcode"] = 1  # pylint: disable=undefined-variable
+        return {"Error": str(exc), "retcode": 1}
+    lookup = (raw or {}).get("lookup") or {}
+    if not log and lookup.get("service_control") == "process":
+        log = os.path.join(lookup.get("run_dir") or "/run/netlab", "dnsmasq.log")
+    if log:
+        try:
+            with open(log, encoding="utf-8", errors="replace") as fh:
+                lines = fh.readlines()
+        except OSError as exc:
+            __context__["retcode"] = 1  # pylint: disable=undefined-variable
+            return {"Error": "cannot read dnsmasq's log {}: {}".format(log, exc),
+                    "retcode": 1}
+        source = log
+    else:
+        cmd = disc.journal_command(since)
+        rc, out, err = _utils_module("netlab_preflight").command_runner(60)(cmd)
+        if rc != 0:
+            __context__["retcode"] = 1  # pylint: disable=undefined-variable
+            return {"Error": "cannot read dnsmasq's log from the journal ({}): {}; pass "
+                             "log=<file>".format(" ".join(cmd), err.strip()), "retcode": 1}
+        lines, source = out.splitlines(), "journal"
+    machines = disc.unknown(disc.parse_log(lines, pxe_only=not all_clients), lab)
+    return {"retcode": 0, "source": source, "unknown": machines,
+            "pillar": "\n".join(disc.pillar_lines(machines, lab)) or
+                      "(no unknown machine has tried to boot)"}

@@ -8,7 +8,8 @@
 
     First syncs netlab's custom modules to the master, then runs the deploy
     itself (netlab.orch.deploy), which needs those modules to render: validate
-    the pillar (stop with the full report, nothing changed) -> sync minions ->
+    the pillar (stop with the full report, nothing changed) -> preflight
+    (netlab.preflight: stop with every problem found, nothing changed) -> sync minions ->
     networking node -> image -> every node up -> prepare + local.conf ->
     stack.sh on the controller -> stack.sh on every compute at once -> host
     discovery -> summary. Options (orchestration pillar netlab_deploy):
@@ -19,6 +20,7 @@
       force: true           stack nodes that are ready already, too
       checkout: false       do not clone/update DevStack on the nodes
       stack: false          stop after the nodes have their local.conf
+      preflight: false      skip the preflight checks (or a list: only those)
     See docs/operations.rst. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set options = salt['pillar.get']('netlab_deploy', {}) %}

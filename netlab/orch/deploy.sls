@@ -35,10 +35,21 @@ netlab-orch-deploy-salt-runner-begin:
     - name: devstack.begin
     - kind: deploy
 
+# every problem a deploy would run into, reported at once before anything changes
+# (salt-run netlab.preflight; netlab_deploy:preflight false skips it); every later
+# step requires it, the summary names its problems
+{%- do prereq.append('netlab-orch-deploy-salt-runner-preflight') %}
+netlab-orch-deploy-salt-runner-preflight:
+  salt.runner:
+    - name: netlab.preflight
+    - deploy: {{ options | tojson }}
+
 netlab-orch-deploy-salt-function-sync_all-netnode:
   salt.function:
     - name: saltutil.sync_all
     - tgt: {{ netnode }}
+    - require:
+      - salt: netlab-orch-deploy-salt-runner-preflight
 {%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('image', tplroot ~ '.image')] %}
 {%- if options.get(step, True) not in (False, 'false', 'False') %}
 {%- do prereq.append('netlab-orch-deploy-salt-state-' ~ step) %}

@@ -1,0 +1,39 @@
+"""
+netlab's runner functions called in-process through Salt's own loader, without a
+running master: a master config under a throw-away ``root`` whose
+``extension_modules`` are the checkout's ``_runners`` and ``_utils`` (what
+``salt-run saltutil.sync_all`` would copy). For runner functions that take
+``pillar=`` and need no minion (``netlab.discover``, the local checks of
+``netlab.preflight``)::
+
+    runners = runner_loader(tmp_path / "master")
+    ret = runners["netlab.discover"](log=str(log), pillar=lab)
+"""
+
+import pathlib
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def runner_loader(root):
+    import salt.config  # pylint: disable=import-outside-toplevel
+    import salt.loader  # pylint: disable=import-outside-toplevel
+
+    root = pathlib.Path(root)
+    ext = root / "extmods"
+    ext.mkdir(parents=True, exist_ok=True)
+    for kind in ("runners", "utils"):
+        link = ext / kind
+        if not link.exists():
+            link.symlink_to(REPO / ("_" + kind))
+    conf = root / "master"
+    # paths are relative to root_dir (Salt prefixes them with it)
+    conf.write_text(yaml.safe_dump({
+        "root_dir": str(root), "extension_modules": "/extmods",
+        "file_roots": {"base": [str(REPO)]}, "pillar_roots": {"base": [str(root / "pillar")]},
+        "log_file": "/master.log",
+    }))
+    opts = salt.config.master_config(str(conf))
+    return salt.loader.runner(opts, utils=salt.loader.utils(opts))
