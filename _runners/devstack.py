@@ -535,13 +535,15 @@ def begin(kind="deploy"):
     return _finish({"result": True, "id": record["id"], "kind": kind})
 
 
-def _state_job_failures(target, sls):
+def _state_job_failures(target, sls, since=None):
     """Failing states of the newest ``state.sls``/``state.apply`` job of ``sls`` on
-    ``target`` in the master's job cache (``[]`` when it holds none)."""
+    ``target`` in the master's job cache, started after ``since`` (a timestamp;
+    ``[]`` when it holds none)."""
     jobs = __salt__["jobs.list_jobs"](  # pylint: disable=undefined-variable
         search_function="state.sls,state.apply", search_target=target) or {}
-    newest = sorted((jid for jid, job in jobs.items()
-                     if netlab_run.job_applies(job.get("Arguments"), sls)), reverse=True)
+    first = netlab_run.jid_of(since) if since else ""
+    newest = sorted((jid for jid, job in jobs.items() if str(jid) >= first and
+                     netlab_run.job_applies(job.get("Arguments"), sls)), reverse=True)
     for jid in newest[:1]:
         data = __salt__["jobs.lookup_jid"](jid) or {}  # pylint: disable=undefined-variable
         return netlab_run.state_failures(data.get(target))
@@ -562,10 +564,15 @@ def step_failed(step, sls=None, target=None):
     """
     lab = _lab()
     target = target or lab.netnode.id
+    record = netlab_run.read(lab.netnode.state_dir)
+    earlier = netlab_run.blocked(record)
+    if earlier:  # this step did not run because of that one: nothing to add
+        return _finish({"result": True, "recorded": None,
+                        "comment": "not run: " + netlab_run.describe(earlier)})
     failures = []
     if sls:
         try:
-            failures = _state_job_failures(target, sls)
+            failures = _state_job_failures(target, sls, since=(record or {}).get("started"))
         except Exception as exc:  # pylint: disable=broad-except
             log.warning("netlab: reading the job cache for %s failed: %s", sls, exc)
     if failures:

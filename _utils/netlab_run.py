@@ -177,3 +177,10 @@ def job_applies(arguments, sls):
         if isinstance(arg, str) and sls in [a.strip() for a in arg.split(",")]:
             return True
     return False
+
+
+def jid_of(timestamp):
+    """The Salt job id a job started at ``timestamp`` (local time, as the master
+    writes jids) would have: jids sort as text, so older jobs sort before it."""
+    return time.strftime("%Y%m%d%H%M%S", time.localtime(timestamp)) + "{:06d}".format(
+        int((timestamp % 1) * 1e6))

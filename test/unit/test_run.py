@@ -84,3 +84,11 @@ def test_job_applies_matches_the_sls_exactly():
     assert netlab_run.job_applies([{"mods": "netlab.image", "__kwarg__": True}], "netlab.image")
     assert not netlab_run.job_applies(["netlab.netnode.nfs"], "netlab.netnode")
     assert not netlab_run.job_applies(None, "netlab.netnode")
+
+
+def test_jid_of_sorts_with_real_jids():
+    import time
+    now = time.time()
+    jid = netlab_run.jid_of(now)
+    assert len(jid) == 20 and jid.isdigit()
+    assert netlab_run.jid_of(now - 60) < jid < netlab_run.jid_of(now + 60)
