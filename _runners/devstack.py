@@ -545,8 +545,8 @@ def _state_job_failures(target, sls, since=None):
     newest = sorted((jid for jid, job in jobs.items() if str(jid) >= first and
                      netlab_run.job_applies(job.get("Arguments"), sls)), reverse=True)
     for jid in newest[:1]:
-        data = __salt__["jobs.lookup_jid"](jid) or {}  # pylint: disable=undefined-variable
-        return netlab_run.state_failures(data.get(target))
+        data = __salt__["jobs.lookup_jid"](jid)  # pylint: disable=undefined-variable
+        return netlab_run.state_failures(netlab_run.job_return(data, target))
     return []
 
 

@@ -184,3 +184,12 @@ def jid_of(timestamp):
     writes jids) would have: jids sort as text, so older jobs sort before it."""
     return time.strftime("%Y%m%d%H%M%S", time.localtime(timestamp)) + "{:06d}".format(
         int((timestamp % 1) * 1e6))
+
+
+def job_return(lookup, target):
+    """``target``'s return from what ``jobs.lookup_jid`` gives: ``{minion: ret}``, or
+    for a state job ``{"outputter": "highstate", "data": {minion: ret}}``."""
+    if isinstance(lookup, dict) and "outputter" in lookup and isinstance(
+            lookup.get("data"), dict):
+        lookup = lookup["data"]
+    return lookup.get(target) if isinstance(lookup, dict) else None

@@ -92,3 +92,12 @@ def test_jid_of_sorts_with_real_jids():
     jid = netlab_run.jid_of(now)
     assert len(jid) == 20 and jid.isdigit()
     assert netlab_run.jid_of(now - 60) < jid < netlab_run.jid_of(now + 60)
+
+
+def test_job_return_unwraps_what_lookup_jid_gives():
+    states = {"a_|-b_|-c_|-d": {"result": False, "comment": "x", "__id__": "b"}}
+    assert netlab_run.job_return({"netnode": states}, "netnode") == states
+    assert netlab_run.job_return({"outputter": "highstate", "data": {"netnode": states}},
+                                 "netnode") == states
+    assert netlab_run.job_return({}, "netnode") is None
+    assert netlab_run.job_return(None, "netnode") is None
