@@ -429,9 +429,9 @@ def test_sls_with_invalid_pillar_only_fails_the_check(salt_local):
     raw["image"]["distro"] = "gentoo"
     raw["image"]["packages"] = "git"
     local.set_pillar({"netlab": raw})
-    for sls, sid in (("netlab.image", "netlab-image-check-test-configurable_test_state"),
+    for sls, sid in (("netlab.image", "netlab-image-check-netlab-invalid_pillar"),
                      ("netlab.image.clean",
-                      "netlab-image-clean-check-test-configurable_test_state")):
+                      "netlab-image-clean-check-netlab-invalid_pillar")):
         for test in (True, False):
             ret = local.apply(sls, test=test)
             assert set(ret) == {sid}

@@ -155,8 +155,8 @@ def test_invalid_pillar_fails_first_and_changes_nothing(salt):
     pillar["netlab"]["nodes"]["nuc1"]["mac"] = "zz"
     salt.set_pillar(pillar)
     ret = salt.apply("netlab.netnode")
-    assert list(ret) == ["netlab-netnode-check-test-configurable_test_state"]
-    comment = ret["netlab-netnode-check-test-configurable_test_state"]["comment"]
+    assert list(ret) == ["netlab-netnode-check-netlab-invalid_pillar"]
+    comment = ret["netlab-netnode-check-netlab-invalid_pillar"]["comment"]
     assert "netlab:nodes:nuc3:ip: 10.1.1.1 is outside network:cidr" in comment
     assert "netlab:nodes:nuc1:mac" in comment
     assert not (root / "etc").exists() and not (root / "srv" / "http").exists()
@@ -167,7 +167,7 @@ def test_boot_problem_is_reported_with_its_key(salt):
     pillar["netlab"]["nodes"]["nuc2"]["boot"] = {"loader": "pxelinux", "firmware": "uefi"}
     salt.set_pillar(pillar)
     ret = salt.apply("netlab.netnode", test=True)   # test=True fails the same way
-    check = ret["netlab-netnode-check-test-configurable_test_state"]
+    check = ret["netlab-netnode-check-netlab-invalid_pillar"]
     assert check["result"] is False
     assert "netlab:nodes:nuc2:boot:loader" in check["comment"]
 
