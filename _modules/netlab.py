@@ -12,6 +12,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     import netlab_lab
+    import netlab_saltcompat
     import netlab_slice
 
     HAS_LIBS = netlab_lab.HAS_NETADDR
@@ -50,13 +51,28 @@ def lab(pillar=None):
         raise CommandExecutionError(str(exc), info={"errors": exc.errors}) from None
 
 
+def _salt_version_errors(raw):
+    """``image:salt_version`` against the Salt running this check (on the networking
+    node: the master's): Salt supports no minion newer than its master."""
+    img = raw.get("image") if isinstance(raw, dict) else None
+    version = img.get("salt_version") if isinstance(img, dict) else None
+    if version is None:
+        version = netlab_lab.DEFAULT_SALT_VERSION
+    elif not isinstance(version, str):
+        return []  # the lab model reports the type
+    problem = netlab_saltcompat.minion_version_problem(version)
+    return [netlab_lab.path("image", "salt_version") + ": " + problem] if problem else []
+
+
 def validate(pillar=None):
     """
     Check the whole ``netlab`` pillar and report every problem at once.
 
     Returns ``{'valid': bool, 'errors': [...]}``; each error names its pillar path.
     With ``--retcode-passthrough`` the command exits non-zero when there is a
-    problem.
+    problem. ``image:salt_version`` (the node image's salt-minion) must be a Salt
+    release from 3006 on and no newer than the Salt running this check, which on
+    the networking node is the master's.
 
     CLI Example:
 
@@ -64,7 +80,8 @@ def validate(pillar=None):
 
         salt-call netlab.validate --retcode-passthrough
     """
-    errors = netlab_lab.validate(_raw(pillar))
+    raw = _raw(pillar)
+    errors = netlab_lab.validate(raw) + _salt_version_errors(raw)
     if errors:
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
     return {"valid": not errors, "errors": errors}
@@ -83,7 +100,10 @@ def check(pillar=None):
 
         salt-call netlab.check
     """
-    lab(pillar)
+    report = validate(pillar)
+    if not report["valid"]:
+        raise CommandExecutionError(str(netlab_lab.LabError(report["errors"])),
+                                    info={"errors": report["errors"]})
     return True
 
 
@@ -162,7 +182,8 @@ def boot_report(params=None, pillar=None):
         salt-call netlab.boot_report
     """
     boot = _boot_libs()
-    errors = netlab_lab.validate(_raw(pillar))
+    raw = _raw(pillar)
+    errors = netlab_lab.validate(raw) + _salt_version_errors(raw)
     if errors:
         return {"valid": False, "errors": errors, "data": None}
     model = netlab_lab.load(_raw(pillar))

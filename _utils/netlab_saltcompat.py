@@ -40,32 +40,32 @@ def salt_version():
 
 def version_tuple(version):
     """``'3006.29'`` -> ``(3006, 29)``; ``None`` when ``version`` is not a release."""
-    match = re.fullmatch(r"(\d{4})(?:\.(\d+))?(?:[.\-+_rc].*)?", str(version).strip())
+    match = re.fullmatch(r"(\d{4})(?:\.(\d+))?(?:rc\d+)?", str(version).strip())
     if not match:
         return None
     return (int(match.group(1)), int(match.group(2) or 0))
 
 
 def minion_version_problem(minion_version, master_version=None):
-    """Why a minion of ``minion_version`` cannot serve under this master, or ``None``.
+    """Why a salt-minion ``minion_version`` cannot serve this master, or ``None``.
 
-    ``master_version`` defaults to the running Salt (the master's, on the
-    networking node). Salt does not support a minion newer than its master, and
-    netlab supports the lines in :data:`SUPPORTED_LINES`.
+    ``master_version`` defaults to the Salt running this code (on the networking
+    node: the master's). Salt supports no minion newer than its master; netlab
+    supports the release lines in :data:`SUPPORTED_LINES`.
     """
     mine = version_tuple(minion_version)
     if mine is None:
-        return "{!r} is not a Salt release version (e.g. '3008.3' or '3006.29')".format(
+        return "{!r} is not a Salt release (e.g. '3008.3' or '3006.29')".format(
             minion_version)
     if mine[0] not in SUPPORTED_LINES:
-        return "Salt {} is not supported by netlab (supported: {})".format(
-            minion_version, ", ".join("{}.x".format(v) for v in SUPPORTED_LINES))
-    master = version_tuple(master_version or salt_version())
+        return "Salt {} is not supported by netlab; use a {} release".format(
+            minion_version, " or ".join("{}.x".format(v) for v in SUPPORTED_LINES))
+    master_version = master_version or salt_version()
+    master = version_tuple(master_version)
     if master is not None and mine > master:
-        return ("Salt {} is newer than the master's Salt {}; Salt supports minions of "
-                "the master's version or older: use at most {} or upgrade the "
-                "master".format(minion_version, master_version or salt_version(),
-                                master_version or salt_version()))
+        return ("salt-minion {} would be newer than the master's Salt {} (Salt supports "
+                "minions of the master's version or older): set it to {} or older, or "
+                "upgrade the master".format(minion_version, master_version, master_version))
     return None
 
 

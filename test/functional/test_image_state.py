@@ -19,6 +19,7 @@ import salt.loader
 
 import netlab_image
 import netlab_lab
+import netlab_saltcompat
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -391,6 +392,8 @@ def salt_local(tmp_path, lab_raw):
 
     raw = copy.deepcopy(lab_raw)
     raw["lookup"] = {"install_packages": False}
+    # the image's salt-minion is this Salt: never newer than the master
+    raw["image"]["salt_version"] = netlab_saltcompat.salt_version()
     local = SaltLocal(tmp_path / "salt-local", REPO, pillar={"netlab": raw})
     local.sync()
     return local, raw

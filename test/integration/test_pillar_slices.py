@@ -7,8 +7,9 @@ node only. A compute sees its own slice and nothing of the other nodes.
 
 import json
 
-import netlab_saltcompat
 import pytest
+
+import netlab_saltcompat
 
 pytestmark = pytest.mark.slow
 
