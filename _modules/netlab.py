@@ -51,17 +51,21 @@ def lab(pillar=None):
         raise CommandExecutionError(str(exc), info={"errors": exc.errors}) from None
 
 
-def _salt_version_errors(raw):
-    """``image:salt_version`` against the Salt running this check (on the networking
-    node: the master's): Salt supports no minion newer than its master."""
+def _errors(raw):
+    """Every problem of the lab pillar ``raw``: the lab model's, and whether Salt
+    supports the image's salt-minion (``image:salt_version``) under this master."""
+    errors = list(netlab_lab.validate(raw))
     img = raw.get("image") if isinstance(raw, dict) else None
     version = img.get("salt_version") if isinstance(img, dict) else None
-    if version is None:
+    if version is None and isinstance(raw, dict):
         version = netlab_lab.DEFAULT_SALT_VERSION
-    elif not isinstance(version, str):
-        return []  # the lab model reports the type
+    if not isinstance(version, str):
+        return errors  # no lab, or not a string: the lab model says so
+    # compared with the Salt running this check: on the networking node, the master's
     problem = netlab_saltcompat.minion_version_problem(version)
-    return [netlab_lab.path("image", "salt_version") + ": " + problem] if problem else []
+    if problem:
+        errors.append(netlab_lab.path("image", "salt_version") + ": " + problem)
+    return errors
 
 
 def validate(pillar=None):
@@ -80,8 +84,7 @@ def validate(pillar=None):
 
         salt-call netlab.validate --retcode-passthrough
     """
-    raw = _raw(pillar)
-    errors = netlab_lab.validate(raw) + _salt_version_errors(raw)
+    errors = _errors(_raw(pillar))
     if errors:
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
     return {"valid": not errors, "errors": errors}
@@ -174,6 +177,7 @@ def boot_report(params=None, pillar=None):
     ``{'valid': bool, 'errors': [...], 'data': {...} | None}``. ``params`` is
     map.jinja's ``mapdata`` (paths, service control). The states turn
     ``errors`` into a failing first state, so nothing changes on bad pillar.
+    ``errors`` are :func:`validate`'s.
 
     CLI Example:
 
@@ -182,8 +186,7 @@ def boot_report(params=None, pillar=None):
         salt-call netlab.boot_report
     """
     boot = _boot_libs()
-    raw = _raw(pillar)
-    errors = netlab_lab.validate(raw) + _salt_version_errors(raw)
+    errors = _errors(_raw(pillar))
     if errors:
         return {"valid": False, "errors": errors, "data": None}
     model = netlab_lab.load(_raw(pillar))
