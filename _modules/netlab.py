@@ -12,6 +12,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     import netlab_lab
+    import netlab_saltcompat
     import netlab_slice
 
     HAS_LIBS = netlab_lab.HAS_NETADDR
@@ -50,13 +51,32 @@ def lab(pillar=None):
         raise CommandExecutionError(str(exc), info={"errors": exc.errors}) from None
 
 
+def _errors(raw):
+    """Every problem of the lab pillar ``raw``: the lab model's, and whether Salt
+    supports the image's salt-minion (``image:salt_version``) under this master."""
+    errors = list(netlab_lab.validate(raw))
+    img = raw.get("image") if isinstance(raw, dict) else None
+    version = img.get("salt_version") if isinstance(img, dict) else None
+    if version is None and isinstance(raw, dict):
+        version = netlab_lab.DEFAULT_SALT_VERSION
+    if not isinstance(version, str):
+        return errors  # no lab, or not a string: the lab model says so
+    # compared with the Salt running this check: on the networking node, the master's
+    problem = netlab_saltcompat.minion_version_problem(version)
+    if problem:
+        errors.append(netlab_lab.path("image", "salt_version") + ": " + problem)
+    return errors
+
+
 def validate(pillar=None):
     """
     Check the whole ``netlab`` pillar and report every problem at once.
 
     Returns ``{'valid': bool, 'errors': [...]}``; each error names its pillar path.
     With ``--retcode-passthrough`` the command exits non-zero when there is a
-    problem.
+    problem. ``image:salt_version`` (the node image's salt-minion) must be a Salt
+    release from 3006 on and no newer than the Salt running this check, which on
+    the networking node is the master's.
 
     CLI Example:
 
@@ -64,7 +84,7 @@ def validate(pillar=None):
 
         salt-call netlab.validate --retcode-passthrough
     """
-    errors = netlab_lab.validate(_raw(pillar))
+    errors = _errors(_raw(pillar))
     if errors:
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
     return {"valid": not errors, "errors": errors}
@@ -83,7 +103,10 @@ def check(pillar=None):
 
         salt-call netlab.check
     """
-    lab(pillar)
+    report = validate(pillar)
+    if not report["valid"]:
+        raise CommandExecutionError(str(netlab_lab.LabError(report["errors"])),
+                                    info={"errors": report["errors"]})
     return True
 
 
@@ -154,6 +177,7 @@ def boot_report(params=None, pillar=None):
     ``{'valid': bool, 'errors': [...], 'data': {...} | None}``. ``params`` is
     map.jinja's ``mapdata`` (paths, service control). The states turn
     ``errors`` into a failing first state, so nothing changes on bad pillar.
+    ``errors`` are :func:`validate`'s.
 
     CLI Example:
 
@@ -162,7 +186,7 @@ def boot_report(params=None, pillar=None):
         salt-call netlab.boot_report
     """
     boot = _boot_libs()
-    errors = netlab_lab.validate(_raw(pillar))
+    errors = _errors(_raw(pillar))
     if errors:
         return {"valid": False, "errors": errors, "data": None}
     model = netlab_lab.load(_raw(pillar))

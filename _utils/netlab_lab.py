@@ -76,6 +76,8 @@ DNS_KEYS = ("enabled", "upstream")
 NETNODE_KEYS = ("id", "ip", "hostname", "storage", "nfs", "http", "salt_master")
 NFS_KEYS = ("server",)
 HTTP_KEYS = ("port",)
+# the node image's salt-minion unless image:salt_version says otherwise
+DEFAULT_SALT_VERSION = "3008.3"
 IMAGE_KEYS = ("distro", "release", "mirror", "packages", "salt_version", "kernel_cmdline",
               "variant", "pip_index")
 ROLE_KEYS = ("devstack", "description")
@@ -468,7 +470,8 @@ def _check_image(c, raw):
         "distro": distro, "release": release,
         "mirror": c.string(img.get("mirror"), DEFAULT_MIRRORS[distro], "image", "mirror"),
         "packages": sorted(set(packages)),
-        "salt_version": c.string(img.get("salt_version"), "3008.3", "image", "salt_version"),
+        "salt_version": c.string(img.get("salt_version"), DEFAULT_SALT_VERSION, "image",
+                                 "salt_version"),
         "kernel_cmdline": c.string(img.get("kernel_cmdline"), "", "image", "kernel_cmdline"),
         "variant": c.choice(img.get("variant"), ("minbase", "apt", "important"), "minbase",
                             "image", "variant"),

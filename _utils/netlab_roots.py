@@ -273,9 +273,9 @@ def gen_ssh_host_keys(root):
 def gen_minion_keys(keysize=2048):
     """A new Salt minion key pair ``(private_pem, public_pem)`` as the master makes them."""
     try:
-        import salt.crypt  # pylint: disable=import-outside-toplevel
+        import netlab_saltcompat  # pylint: disable=import-outside-toplevel
 
-        return salt.crypt.gen_keys(keysize)
+        return netlab_saltcompat.gen_keys(keysize)  # Salt's API differs by release line
     except ImportError:  # pragma: no cover - salt is always there on the master
         from cryptography.hazmat.primitives import serialization  # noqa
         from cryptography.hazmat.primitives.asymmetric import rsa  # noqa

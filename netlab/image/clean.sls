@@ -7,7 +7,7 @@
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- set report = salt['netlab.validate']() %}
 {%- if not report.valid %}
-{{ invalid_pillar('netlab-image-clean-check-test-configurable_test_state', report) }}
+{{ invalid_pillar('netlab-image-clean-check-netlab-invalid_pillar', report) }}
 {%- else %}
 
 netlab-image-clean-netlab_image-absent:

@@ -12,7 +12,7 @@
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- set report = salt['netlab.validate']() %}
 {%- if not report.valid %}
-{{ invalid_pillar('netlab-image-check-test-configurable_test_state', report) }}
+{{ invalid_pillar('netlab-image-check-netlab-invalid_pillar', report) }}
 {%- else %}
 {%- set distro = salt['pillar.get']('netlab:image:distro', 'debian') %}
 {%- set pkgs = mapdata.pkgs.image + (mapdata.pkgs.get('image_' ~ distro, []) or []) %}

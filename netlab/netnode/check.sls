@@ -7,5 +7,5 @@
 {%- from tpldir ~ "/libdata.jinja" import report with context %}
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- if not report.valid %}
-{{ invalid_pillar('netlab-netnode-check-test-configurable_test_state', report) }}
+{{ invalid_pillar('netlab-netnode-check-netlab-invalid_pillar', report) }}
 {%- endif %}

@@ -12,7 +12,7 @@
 {%- set report = salt['netlab.validate']() %}
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- if not report.valid %}
-{{ invalid_pillar('netlab-orch-restack-check-test-configurable_test_state', report) }}
+{{ invalid_pillar('netlab-orch-restack-check-netlab-invalid_pillar', report) }}
 {%- else %}
 {%- set lab = salt['netlab.lab']() %}
 {%- set controller = lab.controller.id %}

@@ -14,6 +14,7 @@ import secrets
 
 import pytest
 
+import netlab_saltcompat
 from lib.saltlocal import SaltLocal, changed, failed
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -34,6 +35,8 @@ def lab_pillar(root, nfs="ganesha", mode="proxy"):
                     "nfs": {"server": nfs},
                     "http": {"port": 20000 + secrets.randbelow(20000)}},
         "nodes": copy.deepcopy(NODES),
+        # the image's salt-minion is this Salt: never newer than the master
+        "image": {"salt_version": netlab_saltcompat.salt_version()},
         "lookup": {
             "service_control": "none", "install_packages": False,
             "run_dir": str(root / "run"),
@@ -155,8 +158,8 @@ def test_invalid_pillar_fails_first_and_changes_nothing(salt):
     pillar["netlab"]["nodes"]["nuc1"]["mac"] = "zz"
     salt.set_pillar(pillar)
     ret = salt.apply("netlab.netnode")
-    assert list(ret) == ["netlab-netnode-check-test-configurable_test_state"]
-    comment = ret["netlab-netnode-check-test-configurable_test_state"]["comment"]
+    assert list(ret) == ["netlab-netnode-check-netlab-invalid_pillar"]
+    comment = ret["netlab-netnode-check-netlab-invalid_pillar"]["comment"]
     assert "netlab:nodes:nuc3:ip: 10.1.1.1 is outside network:cidr" in comment
     assert "netlab:nodes:nuc1:mac" in comment
     assert not (root / "etc").exists() and not (root / "srv" / "http").exists()
@@ -167,9 +170,34 @@ def test_boot_problem_is_reported_with_its_key(salt):
     pillar["netlab"]["nodes"]["nuc2"]["boot"] = {"loader": "pxelinux", "firmware": "uefi"}
     salt.set_pillar(pillar)
     ret = salt.apply("netlab.netnode", test=True)   # test=True fails the same way
-    check = ret["netlab-netnode-check-test-configurable_test_state"]
+    check = ret["netlab-netnode-check-netlab-invalid_pillar"]
     assert check["result"] is False
     assert "netlab:nodes:nuc2:boot:loader" in check["comment"]
+
+
+def test_image_minion_newer_than_the_master_is_refused_before_anything(salt):
+    """Salt supports no minion newer than its master: validate says so with the key,
+    and netlab.netnode fails first (also under test=True), changing nothing."""
+    running = netlab_saltcompat.salt_version()
+    major, minor = netlab_saltcompat.version_tuple(running)
+    newer = "{}.{}".format(major, minor + 1)
+    pillar = salt.pillar
+    pillar["netlab"]["image"]["salt_version"] = newer
+    salt.set_pillar(pillar)
+    assert salt.call("netlab.validate") == {"valid": False, "errors": [
+        "netlab:image:salt_version: salt-minion {0} would be newer than the master's "
+        "Salt {1} (Salt supports minions of the master's version or older): set it to "
+        "{1} or older, or upgrade the master".format(newer, running)]}
+    for test in (True, False):
+        ret = salt.apply("netlab.netnode", test=test)
+        check = ret["netlab-netnode-check-netlab-invalid_pillar"]
+        assert list(ret) == ["netlab-netnode-check-netlab-invalid_pillar"]
+        assert check["result"] is False
+        assert "netlab:image:salt_version: salt-minion " + newer in check["comment"]
+    assert not (salt.root_dir / "etc").exists()
+    pillar["netlab"]["image"]["salt_version"] = "3006.1"   # older is fine on either line
+    salt.set_pillar(pillar)
+    assert salt.call("netlab.validate") == {"valid": True, "errors": []}
 
 
 def test_clean_undoes_everything_but_roots_and_images(salt):

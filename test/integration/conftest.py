@@ -27,6 +27,8 @@ import uuid
 import pytest
 import yaml
 
+import netlab_saltcompat
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 LAB_NODES = ("nuc1", "nuc2", "nuc3")
@@ -121,6 +123,8 @@ def integration_lab(base, stack_user):
     lab["netnode"]["id"] = NETNODE
     lab["netnode"]["storage"] = str(base / "netnode" / "srv" / "netlab")
     lab["devstack"]["user"] = stack_user
+    # the image's salt-minion is the Salt under test: never newer than the master
+    lab["image"]["salt_version"] = netlab_saltcompat.salt_version()
     for node_id, node in lab["nodes"].items():
         node.setdefault("devstack", {})["dest"] = str(base / node_id / "opt" / "stack")
     return lab

@@ -9,12 +9,14 @@ import json
 
 import pytest
 
+import netlab_saltcompat
+
 pytestmark = pytest.mark.slow
 
 
 def _pillar(env, minion_id):
-    # Salt 3008 masks pillar values in output unless asked
-    return env.call(minion_id, "pillar.items", "unmask=True")
+    # Salt 3008 masks pillar values in output unless asked (3006 never masks)
+    return env.call(minion_id, "pillar.items", *netlab_saltcompat.pillar_items_args())
 
 
 def test_networking_node_has_the_whole_lab(netlab_env):
