@@ -226,9 +226,11 @@ def test_virtual_firmware_from_node_boot(example_pillar, tmp_path):
     ("disk", "10G", "netlab:nodes:nuc1:power:disk: virtual nodes are diskless"),
 ])
 def test_virtual_bad_fields_name_pillar_key(example_pillar, tmp_path, field, value, match):
-    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual", field: value})
-    with pytest.raises(netlab_power.PowerError, match=match):
-        netlab_power.driver(lab, "nuc1")
+    # refused when the lab is loaded, before any driver is built
+    raw = copy.deepcopy(example_pillar)
+    raw["nodes"]["nuc1"]["power"] = {"driver": "virtual", field: value}
+    errors = netlab_lab.validate(raw)
+    assert len(errors) == 1 and errors[0].startswith(match), errors
 
 
 def test_virtual_pillar_fields_validated_by_model(example_pillar, tmp_path):
