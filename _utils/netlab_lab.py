@@ -85,7 +85,7 @@ NODE_KEYS = ("mac", "ip", "role", "hostname", "power", "boot", "root", "devstack
 NODE_BOOT_KEYS = ("loader", "firmware")
 NODE_ROOT_KEYS = ("mode",)
 
-SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 # local.conf meta-section file names ($NOVA_CONF, /etc/x.conf), INI sections and keys:
 # DevStack evals them unquoted (inc/meta-config), so only harmless characters
 CONF_FILE_RE = re.compile(r"^(?:\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)"
