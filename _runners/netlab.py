@@ -354,7 +354,10 @@ def enrol(node, pillar=None):
         _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
               .format(node, root, node))
     key = netlab_roots.gen_minion_keys()
-    netlab_roots.write_minion_key(root, key)
+    try:
+        netlab_roots.write_minion_key(root, key)
+    except netlab_roots.RootError as exc:
+        _fail("node {}: {}".format(node, exc))
     netlab_roots.preaccept_key(_pki_dir(), node, key[1])
     return {"node": node, "root": root, "accepted": True}
 
