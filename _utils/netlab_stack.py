@@ -21,6 +21,7 @@ import os
 import time
 
 import netlab_lab
+import netlab_localconf
 import netlab_lock
 
 DEFAULT_REPO = netlab_lab.DEVSTACK_DEFAULTS["repo"]
@@ -182,7 +183,9 @@ def outcome(node_id, ret, role=None):
                 "log": None, "log_tail": "", "retcode": None, "reason": reason}
     out = {"node": node_id, "role": role, "result": bool(ret.get("result")),
            "duration": ret.get("duration"), "log": ret.get("log"),
-           "log_tail": ret.get("log_tail") or "", "retcode": ret.get("retcode")}
+           # masked here too: the tail is kept in devstack.json and shown in summaries
+           "log_tail": netlab_localconf.mask_log(str(ret.get("log_tail") or "")),
+           "retcode": ret.get("retcode")}
     if out["result"]:
         out["reason"] = None
     else:
