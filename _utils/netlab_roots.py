@@ -349,6 +349,22 @@ def write_minion_key(root, minion_key):
 
 
 # --------------------------------------------------------------------------- reset
+def _roots_dir(lab, node_id):
+    """The roots directory, mode 0700 (node roots hold private keys, and nothing on
+    the networking node but root needs to enter it), with ``node_id``'s leftovers
+    of interrupted resets (``.<id>.new-*``, ``.<id>.old-*``, ``.<id>.identity.new-*``)
+    removed. Callers hold the node's lock, so no other run is building them."""
+    roots = lab.netnode.roots_dir
+    os.makedirs(roots, mode=0o700, exist_ok=True)
+    os.chmod(roots, 0o700)
+    prefixes = tuple(".{}.{}-".format(node_id, kind)
+                     for kind in ("new", "old", "identity.new"))
+    for name in os.listdir(roots):
+        if name.startswith(prefixes):
+            remove_tree(os.path.join(roots, name))
+    return roots
+
+
 def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
     """Replace node ``node_id``'s root with a fresh clone of the image + its identity.
 
@@ -365,8 +381,7 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
     start = time.monotonic()
     src = src or image_rootfs(lab)
     final = root_path(lab, node_id)
-    roots = lab.netnode.roots_dir
-    os.makedirs(roots, exist_ok=True)
+    roots = _roots_dir(lab, node_id)
     new = os.path.join(roots, ".{}.new-{}".format(node_id, os.getpid()))
     old = os.path.join(roots, ".{}.old-{}".format(node_id, os.getpid()))
     for leftover in (new, old):
@@ -395,8 +410,7 @@ def reset_identity_tree(lab, node_id, identity, minion_key):
     """A stateless node's identity tree: only the per-node files, no image copy."""
     start = time.monotonic()
     final = identity_path(lab, node_id)
-    roots = lab.netnode.roots_dir
-    os.makedirs(roots, exist_ok=True)
+    roots = _roots_dir(lab, node_id)
     new = os.path.join(roots, ".{}.identity.new-{}".format(node_id, os.getpid()))
     remove_tree(new)
     os.makedirs(new, mode=0o755)
