@@ -116,6 +116,7 @@ IPMI_USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,32}")
 IPMI_INTERFACES = ("lan", "lanplus", "open", "imb", "lipmi", "serial-basic",
                    "serial-terminal", "usb", "bmc", "free")
 GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+~:-]{1,100})?")
 MAX_TEXT = 1024  # any other pillar string (descriptions, instructions, passwords)
 # fixed namespace for ids derived from a node: stable across runs and machines
 NETLAB_NS = uuid.UUID("6c0e4f3e-8a2f-5b1d-9c57-2a6e0b3f4d10")
@@ -592,8 +593,7 @@ def _check_image(c, raw):
         c.err(path("image", "release"), "{!r} is not a release code name".format(release))
     packages = img.get("packages", [])
     if not isinstance(packages, list) or not all(
-            isinstance(p, str) and re.fullmatch(r"[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+~:-]{1,100})?", p)
-            for p in packages):
+            isinstance(p, str) and PACKAGE_RE.fullmatch(p) for p in packages):
         c.err(path("image", "packages"), "must be a list of Debian package names")
         packages = []
     return {

@@ -95,13 +95,24 @@ netlab-netnode-bootfiles-file-managed-{{ name }}:
       - file: netlab-netnode-bootfiles-file-directory-tftp_root
 {%- endfor %}
 
+{%- set tftp_images = dirs.tftp_root ~ '/images' %}
+{%- if salt['file.directory_exists'](tftp_images) and not salt['file.is_link'](tftp_images) %}
+
+# an image build already published its kernel and initrd into tftp_root/images
+# (a directory of its own, kept up to date by netlab.image): pxelinux uses that
+netlab-netnode-bootfiles-file-exists-images:
+  file.exists:
+    - name: {{ (tftp_images ~ '/current/vmlinuz') | json }}
+{%- else %}
+
 # pxelinux fetches kernel and initrd over TFTP: tftp_root/images -> http_root/images
 netlab-netnode-bootfiles-file-symlink-images:
   file.symlink:
-    - name: {{ (dirs.tftp_root ~ '/images') | json }}
+    - name: {{ tftp_images | json }}
     - target: {{ dirs.http_images | json }}
     - require:
       - file: netlab-netnode-bootfiles-file-directory-http_images
+{%- endif %}
 {%- endif %}
 
 {%- for cfg_name, p in boot.pxelinux.items() %}
