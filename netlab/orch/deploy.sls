@@ -24,12 +24,12 @@
 netlab-orch-deploy-salt-function-sync_all-netnode:
   salt.function:
     - name: saltutil.sync_all
-    - tgt: {{ netnode }}
+    - tgt: {{ netnode | json }}
 {%- if options.get('netnode', True) not in (False, 'false', 'False') %}
 
 netlab-orch-deploy-salt-state-netnode:
   salt.state:
-    - tgt: {{ netnode }}
+    - tgt: {{ netnode | json }}
     - sls:
       - {{ tplroot }}.netnode
     - require:
@@ -39,7 +39,7 @@ netlab-orch-deploy-salt-state-netnode:
 
 netlab-orch-deploy-salt-state-image:
   salt.state:
-    - tgt: {{ netnode }}
+    - tgt: {{ netnode | json }}
     - sls:
       - {{ tplroot }}.image
     - require:
@@ -63,13 +63,13 @@ netlab-orch-deploy-salt-runner-bring_up:
 netlab-orch-deploy-salt-function-sync_all-nodes:
   salt.function:
     - name: saltutil.sync_all
-    - tgt: {{ node_ids | join(',') }}
+    - tgt: {{ node_ids | join(',') | json }}
     - tgt_type: list
 
 netlab-orch-deploy-salt-function-refresh_pillar-nodes:
   salt.function:
     - name: saltutil.refresh_pillar
-    - tgt: {{ node_ids | join(',') }}
+    - tgt: {{ node_ids | join(',') | json }}
     - tgt_type: list
     - kwarg:
         wait: true
@@ -77,7 +77,7 @@ netlab-orch-deploy-salt-function-refresh_pillar-nodes:
 # packages, stack user, DevStack checkout at devstack:repo/branch, local.conf
 netlab-orch-deploy-salt-state-node:
   salt.state:
-    - tgt: {{ node_ids | join(',') }}
+    - tgt: {{ node_ids | join(',') | json }}
     - tgt_type: list
     - sls:
       - {{ tplroot }}.node

@@ -24,9 +24,9 @@
 netlab-orch-restack-test-fail_without_changes:
   test.fail_without_changes:
     - name: netlab-orch-restack-check
-    - comment: >-
-        netlab_restack:nodes: not nodes of this lab: {{ unknown | join(', ') }}
-        (known: {{ lab.nodes | join(', ') }}); nothing was changed
+    - comment: {{ ('netlab_restack:nodes: not nodes of this lab: ' ~ (unknown | join(', '))
+                   ~ ' (known: ' ~ (lab.nodes | join(', ')) ~ '); nothing was changed')
+                  | json }}
 {%- else %}
 {%- if wanted %}
 {%- set targets = lab.nodes | select('in', wanted) | list %}
@@ -40,13 +40,13 @@ netlab-orch-restack-test-fail_without_changes:
 netlab-orch-restack-salt-function-sync_all-nodes:
   salt.function:
     - name: saltutil.sync_all
-    - tgt: {{ targets | join(',') }}
+    - tgt: {{ targets | join(',') | json }}
     - tgt_type: list
 
 netlab-orch-restack-salt-function-refresh_pillar-nodes:
   salt.function:
     - name: saltutil.refresh_pillar
-    - tgt: {{ targets | join(',') }}
+    - tgt: {{ targets | join(',') | json }}
     - tgt_type: list
     - kwarg:
         wait: true
@@ -59,7 +59,7 @@ netlab-orch-restack-salt-runner-unstack:
 
 netlab-orch-restack-salt-state-node:
   salt.state:
-    - tgt: {{ targets | join(',') }}
+    - tgt: {{ targets | join(',') | json }}
     - tgt_type: list
     - sls:
       - {{ tplroot }}.node
@@ -68,7 +68,7 @@ netlab-orch-restack-salt-state-node:
 netlab-orch-restack-salt-runner-stack-controller:
   salt.runner:
     - name: devstack.stack
-    - nodes: [{{ controller }}]
+    - nodes: {{ [controller] | json }}
     - force: true
 {%- endif %}
 {%- if computes %}

@@ -102,3 +102,19 @@ def test_minion_config_has_exactly_two_settings(example_pillar):
     text = netlab_roots.minion_conf_text(lab, "nuc2")
     settings = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert settings == ["id: nuc2", "master: netnode.lab.example"]
+
+
+def test_the_validation_report_quotes_a_bad_value_without_running_it(tmp_path,
+                                                                     example_pillar):
+    """The failure state lists every problem, quoting bad values: a value holding
+    YAML must stay inside the comment, not become a state."""
+    raw = copy.deepcopy(example_pillar)
+    raw["netnode"]["ip"] = "192.168.42.2\nnetlab-evil:\n  cmd.run:\n    - name: id"
+    data = _render_sls(tmp_path, "netlab/netnode/check.sls", {"netlab": raw}, {})
+    assert list(data) == ["netlab-netnode-check-test-configurable_test_state"]
+    args = {k: v for d in data["netlab-netnode-check-test-configurable_test_state"][
+        "test.configurable_test_state"] for k, v in d.items()}
+    assert args["result"] is False and args["failhard"] is True
+    assert args["comment"].startswith("invalid netlab pillar (")
+    assert "netlab:netnode:ip: " in args["comment"]
+    assert "netlab-evil:" in args["comment"]
