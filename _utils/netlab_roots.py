@@ -348,6 +348,39 @@ def write_minion_key(root, minion_key):
     return ["etc/salt/pki/minion/minion.pem", "etc/salt/pki/minion/minion.pub"]
 
 
+# --------------------------------------------------------------------------- layout
+def _device(path, stat_fn):
+    """st_dev of ``path``, or of its nearest existing ancestor."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            return stat_fn(path).st_dev
+        except FileNotFoundError:
+            if path == "/":
+                raise
+            path = os.path.dirname(path)
+
+
+def storage_layout(lab, stat_fn=os.stat):
+    """Whether the node roots sit on a filesystem of their own.
+
+    Roots are exported ``no_root_squash`` as subdirectories; an NFS client that
+    crafts file handles can reach anything on the same filesystem as its export.
+    Safe: ``netnode:storage`` (or ``roots/``) is a filesystem of its own, not the
+    one of the directory it sits in (``/`` for the default ``/srv/netlab``).
+    Returns ``{'own_filesystem': bool, 'warning': text or None}``.
+    """
+    storage = lab.netnode.storage
+    roots = lab.netnode.roots_dir
+    own = _device(roots, stat_fn) != _device(os.path.dirname(storage) or "/", stat_fn)
+    warning = None if own else (
+        "WARNING: node roots ({}) are on the same filesystem as {}: a node that "
+        "crafts NFS file handles can reach files outside its export there. Mount a "
+        "filesystem of its own on {} (see docs/networking.rst, 'Storage layout')"
+        .format(roots, os.path.dirname(storage) or "/", storage))
+    return {"own_filesystem": own, "warning": warning}
+
+
 # --------------------------------------------------------------------------- reset
 def _roots_dir(lab, node_id):
     """The roots directory, mode 0700 (node roots hold private keys, and nothing on

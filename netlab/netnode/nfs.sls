@@ -12,6 +12,14 @@ include:
   - .bootfiles
 {%- if report.valid %}
 {%- set nfs = mapdata.nfs %}
+{%- set layout = salt['netlab.storage_layout']() %}
+{%- if layout.warning %}
+
+# roots exported from a filesystem shared with the rest of the networking node
+netlab-netnode-nfs-test-show_notification-storage-layout:
+  test.show_notification:
+    - text: {{ layout.warning | json }}
+{%- endif %}
 
 {%- if boot.nfs_server == 'kernel' %}
 {%-   if mapdata.install_packages %}

@@ -324,3 +324,27 @@ def test_reset_cleans_orphans_of_interrupted_resets_and_keeps_roots_private(
     left = sorted(os.listdir(roots))
     assert left == sorted(keep + ["nuc1", "nuc2.identity"])
     assert stat.S_IMODE(os.stat(roots).st_mode) == 0o700
+
+
+class _St:
+    def __init__(self, dev):
+        self.st_dev = dev
+
+
+def test_storage_layout_warns_when_roots_share_a_filesystem(tmp_path, example_pillar):
+    lab = make_lab(example_pillar, "/srv/netlab")
+    devs = {"/": 1, "/srv": 1, "/srv/netlab": 1, "/srv/netlab/roots": 1}
+
+    def fake_stat(path):
+        if path not in devs:
+            raise FileNotFoundError(path)
+        return _St(devs[path])
+
+    shared = netlab_roots.storage_layout(lab, stat_fn=fake_stat)
+    assert not shared["own_filesystem"]
+    assert "/srv/netlab/roots" in shared["warning"] and "same filesystem" in shared["warning"]
+    devs.update({"/srv/netlab": 2, "/srv/netlab/roots": 2})   # storage mounted
+    assert netlab_roots.storage_layout(lab, stat_fn=fake_stat) == {
+        "own_filesystem": True, "warning": None}
+    del devs["/srv/netlab/roots"]                               # not made yet
+    assert netlab_roots.storage_layout(lab, stat_fn=fake_stat)["own_filesystem"]
