@@ -18,7 +18,10 @@ include:
 # roots exported from a filesystem shared with the rest of the networking node
 netlab-netnode-nfs-test-show_notification-storage-layout:
   test.show_notification:
-    - text: {{ layout.warning | json }}
+    {#- folded, not |json, to keep lines short: the text is netlab's own, around
+        validated paths (letters, digits, _ . + @ / - only) #}
+    - text: >-
+        {{ layout.warning | wordwrap(80) | indent(8) }}
 {%- endif %}
 
 {%- if boot.nfs_server == 'kernel' %}
