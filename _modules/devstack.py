@@ -287,7 +287,11 @@ def _stk_logfile(cfg, path):
     _stk_os.chmod(path, 0o640)
 
 
-def _stk_read_tail(path, lines):
+def _stk_read_tail(path, lines, cfg=None):
+    """The last ``lines`` lines of a log, secrets masked (the tail goes into events,
+    the job cache and the master's devstack.json)."""
+    secrets = netlab_localconf.secret_values(
+        ((cfg or {}).get("devstack") or {}).get("localrc"))
     try:
         with open(path, "rb") as fh:
             fh.seek(0, _stk_os.SEEK_END)
@@ -296,7 +300,7 @@ def _stk_read_tail(path, lines):
             text = fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return _stk.tail(text, int(lines))
+    return netlab_localconf.mask_log(_stk.tail(text, int(lines)), secrets)
 
 
 def _stk_run(cfg, script, log_path, what, timeout=None):
@@ -351,7 +355,7 @@ def stack(lines=25, timeout=None):
         raise CommandExecutionError(
             "{} is missing: apply netlab.node (local.conf) first".format(cfg["local_conf"]))
     out = _stk_run(cfg, "stack.sh", cfg["stack_log"], "stack", timeout=timeout)
-    out["log_tail"] = _stk_read_tail(cfg["stack_log"], lines)
+    out["log_tail"] = _stk_read_tail(cfg["stack_log"], lines, cfg)
     with open(cfg["last"] + ".tmp", "w", encoding="utf-8") as fh:
         _stk_json.dump(out, fh, indent=1, sort_keys=True)
     _stk_os.replace(cfg["last"] + ".tmp", cfg["last"])
@@ -378,7 +382,7 @@ def unstack(lines=25, timeout=None):
     """
     cfg = _stk_settings()
     out = _stk_run(cfg, "unstack.sh", cfg["unstack_log"], "unstack", timeout=timeout)
-    out["log_tail"] = _stk_read_tail(cfg["unstack_log"], lines)
+    out["log_tail"] = _stk_read_tail(cfg["unstack_log"], lines, cfg)
     _stk_event(cfg["node"], "unstack/finished" if out["result"] else "unstack/failed",
                {k: out[k] for k in ("node", "result", "retcode", "duration", "log")})
     if not out["result"]:
@@ -401,7 +405,7 @@ def discover(lines=25, timeout=None):
     cfg = _stk_settings()
     out = _stk_run(cfg, "tools/discover_hosts.sh", cfg["discover_log"], "discover",
                    timeout=timeout)
-    out["log_tail"] = _stk_read_tail(cfg["discover_log"], lines)
+    out["log_tail"] = _stk_read_tail(cfg["discover_log"], lines, cfg)
     _stk_event(cfg["node"], "discover/finished" if out["result"] else "discover/failed",
                {k: out[k] for k in ("node", "result", "retcode", "duration", "log")})
     if not out["result"]:
@@ -442,7 +446,7 @@ def log_tail(lines=25, log="stack"):
     key = {"stack": "stack_log", "unstack": "unstack_log", "discover": "discover_log"}
     if log not in key:
         raise CommandExecutionError("log must be stack, unstack or discover")
-    return _stk_read_tail(cfg[key[log]], lines)
+    return _stk_read_tail(cfg[key[log]], lines, cfg)
 
 
 def checkout_source():

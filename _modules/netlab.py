@@ -217,6 +217,23 @@ def boot_data(params=None, pillar=None):
     return report["data"]
 
 
+def storage_layout(pillar=None):
+    """
+    Whether the node roots are on a filesystem of their own (safe NFS layout):
+    ``{'own_filesystem': bool, 'warning': text or None}``. ``netlab.netnode.nfs``
+    shows the warning on every apply until the layout is safe.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.storage_layout
+    """
+    import netlab_roots  # pylint: disable=import-outside-toplevel
+
+    return netlab_roots.storage_layout(netlab_lab.load(_raw(pillar)))
+
+
 def boot_off_mode(pillar=None):
     """
     The lines to add to an existing DHCP server when ``network:dhcp:mode`` is

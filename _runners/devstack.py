@@ -16,6 +16,7 @@ Events on the master bus: ``netlab/stack/<wave>/started|finished`` here, and
 ``netlab/node/<id>/stack/started|finished|failed`` from each node.
 """
 
+import functools
 import logging
 import os
 import sys
@@ -30,6 +31,7 @@ import salt.wheel
 try:
     import netlab_lab
     import netlab_lifecycle
+    import netlab_lock
     import netlab_run
     import netlab_stack
 
@@ -52,12 +54,14 @@ def _import_libs():
     """Import netlab's _utils from the master's extension_modules (after a sync)."""
     global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
     global netlab_lab, netlab_lifecycle, netlab_run, netlab_stack  # pylint: disable=global-statement,invalid-name
+    global netlab_lock  # pylint: disable=global-statement,invalid-name
     utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
     if os.path.isdir(utils_dir) and utils_dir not in sys.path:
         sys.path.append(utils_dir)
     try:
         import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_lock  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_run  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_stack  # pylint: disable=import-outside-toplevel,redefined-outer-name
     except ImportError as exc:
@@ -108,6 +112,33 @@ def _lab():
     except netlab_lab.LabError as exc:
         _fail(str(exc))
     return None  # pragma: no cover
+
+
+def _lab_locked(func):
+    """Run ``func`` under the lab-wide lock (stack, unstack and bring-up change
+    several nodes; deploy, restack and unstack are made of these steps). Another
+    run holding it: wait ``netlab_lock_wait`` seconds (master option), then refuse
+    naming it."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        lab = _lab()
+        command = "salt-run devstack.{} {}".format(func.__name__, " ".join(
+            ["{}".format(a) for a in args]
+            + ["{}={}".format(k, v) for k, v in sorted(kwargs.items())
+               if not k.startswith("__")])).strip()
+        try:
+            wait = float(__opts__.get("netlab_lock_wait", netlab_lock.DEFAULT_WAIT))  # pylint: disable=undefined-variable
+        except (TypeError, ValueError):
+            wait = netlab_lock.DEFAULT_WAIT
+        try:
+            with netlab_lock.hold(lab.netnode.state_dir, "lab", command, wait=wait):
+                return func(*args, **kwargs)
+        except netlab_lock.LockBusy as exc:
+            _fail(str(exc))
+        return None  # pragma: no cover
+
+    return wrapper
 
 
 def _fire(tag, data):
@@ -223,6 +254,7 @@ def plan(role=None, nodes=None, force=False):
     return {"stack": to_stack, "ready": ready}
 
 
+@_lab_locked
 def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     """
     Run ``stack.sh`` on a wave of nodes at the same time; record the outcomes.
@@ -325,6 +357,7 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     return _finish(ret)
 
 
+@_lab_locked
 def bring_up(timeout=600, ping_timeout=None):
     """
     Get every node of the lab up, as ``netlab.deploy`` needs it: nodes whose
@@ -413,6 +446,7 @@ def forget_removed(dry_run=False):
     return {"removed": removed, "keys_deleted": deleted, "dry_run": dry_run}
 
 
+@_lab_locked
 def unstack(role=None, nodes=None, timeout=None, lines=25):
     """
     Run ``unstack.sh`` on a wave of nodes at the same time (``role``: controller,
@@ -587,6 +621,7 @@ def step_failed(step, sls=None, target=None):
     return _finish({"result": True, "recorded": entry})
 
 
+@_lab_locked
 def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
     """
     The node step of ``netlab.deploy``/``netlab.restack``: sync netlab's modules,

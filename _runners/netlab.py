@@ -23,6 +23,7 @@ CLI examples:
     salt-run netlab.keys
 """
 
+import contextlib
 import functools
 import logging
 import os
@@ -40,6 +41,7 @@ __virtualname__ = "netlab"
 try:
     import netlab_lab
     import netlab_lifecycle
+    import netlab_lock
     import netlab_power
     import netlab_roots
     import netlab_slice
@@ -55,12 +57,14 @@ def _import_libs():
     """Import netlab's _utils from the master's extension_modules (after sync)."""
     global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
     global netlab_lab, netlab_lifecycle, netlab_power, netlab_roots, netlab_slice  # pylint: disable=global-statement,invalid-name
+    global netlab_lock  # pylint: disable=global-statement,invalid-name
     utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
     if os.path.isdir(utils_dir) and utils_dir not in sys.path:
         sys.path.append(utils_dir)
     try:
         import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
+        import netlab_lock  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_power  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_roots  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_slice  # pylint: disable=import-outside-toplevel,redefined-outer-name
@@ -203,6 +207,29 @@ def _driver(lab, node_id):
     if opts.get("netlab_qemu"):
         kw["qemu"] = opts["netlab_qemu"]
     return netlab_power.driver(lab, node_id, **kw)
+
+
+def _lock_wait():
+    """Seconds a run waits for another run's lock (master option netlab_lock_wait)."""
+    try:
+        return float(__opts__.get("netlab_lock_wait", netlab_lock.DEFAULT_WAIT))  # pylint: disable=undefined-variable
+    except (TypeError, ValueError):
+        return netlab_lock.DEFAULT_WAIT
+
+
+def _take_locks(stack, lab, command, nodes, lab_wide=True):
+    """Enter the lab lock (``lab_wide``) and the locks of ``nodes`` on ``stack``
+    (a contextlib.ExitStack); a busy lock refuses the run, naming its holder."""
+    try:
+        if lab_wide:
+            stack.enter_context(netlab_lock.hold_lab(lab.netnode.state_dir, command, nodes,
+                                                     wait=_lock_wait()))
+        else:
+            for n in sorted(set(nodes)):
+                stack.enter_context(netlab_lock.hold(lab.netnode.state_dir, "node-" + n,
+                                                     command, wait=_lock_wait()))
+    except netlab_lock.LockBusy as exc:
+        _fail(str(exc))
 
 
 def _pki_dir():
@@ -354,8 +381,15 @@ def enrol(node, pillar=None):
         _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
               .format(node, root, node))
     key = netlab_roots.gen_minion_keys()
-    netlab_roots.write_minion_key(root, key)
-    netlab_roots.preaccept_key(_pki_dir(), node, key[1])
+    with contextlib.ExitStack() as locks:
+        # the key in the root and the accepted key must come from the same run
+        _take_locks(locks, lab, "salt-run netlab.enrol {}".format(node), [node],
+                    lab_wide=False)
+        try:
+            netlab_roots.write_minion_key(root, key)
+        except netlab_roots.RootError as exc:
+            _fail("node {}: {}".format(node, exc))
+        netlab_roots.preaccept_key(_pki_dir(), node, key[1])
     return {"node": node, "root": root, "accepted": True}
 
 
@@ -456,7 +490,16 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
     except netlab_roots.RootError as exc:
         _fail(str(exc))
 
-    bus = _event_bus(listen=True)
+    locks = contextlib.ExitStack()
+    # the whole reimage (reset, key, pre-accept, power, wait) under the lab lock and
+    # each node's lock: a second run is refused, naming this one
+    _take_locks(locks, lab, "salt-run netlab.reimage {}".format(",".join(node_ids)),
+                node_ids)
+    try:
+        bus = _event_bus(listen=True)
+    except BaseException:
+        locks.close()
+        raise
     results = {}
     powered = {}
     deadline = {}
@@ -534,6 +577,7 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
             res["seconds"] = round(time.monotonic() - res.pop("started"), 1)
     finally:
         bus.destroy()
+        locks.close()
     return _outcome(results)
 
 

@@ -11,7 +11,9 @@ on ``sys.path`` while it loads custom modules); unit tests put ``_utils`` on
 """
 
 import copy
+import posixpath
 import re
+import urllib.parse
 import uuid
 
 try:
@@ -85,18 +87,39 @@ NODE_KEYS = ("mac", "ip", "role", "hostname", "power", "boot", "root", "devstack
 NODE_BOOT_KEYS = ("loader", "firmware")
 NODE_ROOT_KEYS = ("mode",)
 
-SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 # local.conf meta-section file names ($NOVA_CONF, /etc/x.conf), INI sections and keys:
 # DevStack evals them unquoted (inc/meta-config), so only harmless characters
 CONF_FILE_RE = re.compile(r"^(?:\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)"
-                          r"|[A-Za-z0-9_./+@%:,-])+$")
-INI_SECTION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]*$")
-INI_KEY_RE = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_.:@/+-]*$")
+                          r"|[A-Za-z0-9_./+@%:,-])+\Z")
+INI_SECTION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]*\Z")
+INI_KEY_RE = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_.:@/+-]*\Z")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 SHELL_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}\Z")
+INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\Z")
+# Salt minion ids that netlab uses as targets, file names and key names: no glob or
+# compound-matcher characters, no path separators
+MINION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+# absolute paths the networking node creates, exports or renders into config files
+SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9_.+@/-]{0,250}")
+# top-level system directories that can never be netlab's storage or DevStack's DEST
+SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64",
+               "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+               "/opt")
+# URL characters netlab accepts: no whitespace, quotes, backslash, shell or glob syntax
+URL_CHARS_RE = re.compile(r"[A-Za-z0-9._~:/?#@+,=%!-]{1,2048}")
+GIT_REF_RE = re.compile(r"(?!-)(?!.*\.\.)[A-Za-z0-9._/+@-]{1,255}")
+KERNEL_ARG_RE = re.compile(r"[A-Za-z0-9_.,:=/@+-]{1,255}")
+SALT_VERSION_RE = re.compile(r"[0-9]{1,5}(\.[0-9]{1,5}){0,3}(rc[0-9]{1,3})?")
+IPMI_USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,32}")
+IPMI_INTERFACES = ("lan", "lanplus", "open", "imb", "lipmi", "serial-basic",
+                   "serial-terminal", "usb", "bmc", "free")
+GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+~:-]{1,100})?")
+MAX_TEXT = 1024  # any other pillar string (descriptions, instructions, passwords)
 # fixed namespace for ids derived from a node: stable across runs and machines
 NETLAB_NS = uuid.UUID("6c0e4f3e-8a2f-5b1d-9c57-2a6e0b3f4d10")
 
@@ -317,6 +340,83 @@ class _Checker:
             return default
         return value
 
+    def text(self, value, default, *where, pattern=None, what=None, maxlen=MAX_TEXT):
+        """A single-line string: no control characters, at most ``maxlen`` characters,
+        and (with ``pattern``) a full match of ``pattern``; ``default`` when absent."""
+        if value is None:
+            return default
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.err(path(*where), "must be a string")
+            return default
+        value = str(value)
+        if CONTROL_CHARS.search(value) or "\t" in value:
+            self.err(path(*where), "{!r} contains a control character (newline, tab, "
+                     "escape...); it must be one line".format(value[:80]))
+            return default
+        if len(value) > maxlen:
+            self.err(path(*where), "is too long ({} characters, at most {})".format(
+                len(value), maxlen))
+            return default
+        if pattern is not None and not pattern.fullmatch(value):
+            self.err(path(*where), "{!r} is not {}".format(value, what))
+            return default
+        return value
+
+    def url(self, value, default, *where, schemes=("http", "https"), local_path=False):
+        """A URL with a scheme from ``schemes`` and a host (``file:`` a path), no
+        whitespace, quotes or shell syntax; ``local_path``: an absolute path too."""
+        text = self.text(value, None, *where, maxlen=2048)
+        if text is None:
+            return default if value is None else None
+        want = "a URL ({}://...){}".format("|".join(schemes),
+                                           " or an absolute path" if local_path else "")
+        if not URL_CHARS_RE.fullmatch(text):
+            self.err(path(*where), "{!r} is not {} (no spaces, quotes, $, `, ;, &, |, "
+                     "<, >, backslash or brackets)".format(text, want))
+            return None
+        if local_path and text.startswith("/"):
+            return self.abs_path(text, None, *where)
+        try:
+            parts = urllib.parse.urlsplit(text)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in schemes:
+            self.err(path(*where), "{!r} is not {}".format(text, want))
+            return None
+        if parts.scheme == "file":
+            if parts.netloc or not parts.path.startswith("/"):
+                self.err(path(*where), "{!r}: a file URL needs an absolute path "
+                         "(file:///srv/x.git)".format(text))
+                return None
+        elif not parts.hostname:
+            self.err(path(*where), "{!r} has no host".format(text))
+            return None
+        return text
+
+    def abs_path(self, value, default, *where, system_ok=True):
+        """An absolute, normalised path of safe characters (no ``..``, ``//``,
+        trailing ``/``); with ``system_ok=False`` not ``/`` or a top-level system
+        directory."""
+        text = self.text(value, None, *where, maxlen=251)
+        if text is None:
+            return default if value is None else None
+        if not SAFE_PATH_RE.fullmatch(text):
+            self.err(path(*where), "{!r} must be an absolute path of letters, digits "
+                     "and _ . + @ / -".format(text))
+            return None
+        norm = posixpath.normpath(text)
+        if norm.startswith("//"):
+            norm = norm[1:]
+        if norm != text:
+            self.err(path(*where), "{!r} is not a normalised path (no '..', '.', '//' "
+                     "or trailing '/'; did you mean {!r}?)".format(text, norm))
+            return None
+        if not system_ok and text in SYSTEM_DIRS:
+            self.err(path(*where), "{!r} is a system directory; use a directory of its "
+                     "own (e.g. {}/netlab)".format(text, text.rstrip("/")))
+            return None
+        return text
+
     def dns_label(self, value, *where):
         if not isinstance(value, str) or not DNS_LABEL.match(value):
             self.err(path(*where), "{!r} is not a valid DNS label (a-z, 0-9, '-', at most "
@@ -376,7 +476,7 @@ def _check_network(c, raw):
     dhcp = c.mapping(net.get("dhcp"), "network", "dhcp", allowed=DHCP_KEYS)
     out["dhcp_mode"] = c.choice(dhcp.get("mode"), DHCP_MODES, "proxy", "network", "dhcp", "mode")
     out["lease_time"] = c.string(dhcp.get("lease_time"), "12h", "network", "dhcp", "lease_time")
-    if not re.match(r"^(\d+[smhdw]?|infinite)$", out["lease_time"]):
+    if not re.fullmatch(r"(\d{1,9}[smhdw]?|infinite)", out["lease_time"]):
         c.err(path("network", "dhcp", "lease_time"),
               "{!r} is not a lease time (e.g. 12h, 45m, infinite)".format(out["lease_time"]))
     out["allow_other_servers"] = c.boolean(dhcp.get("allow_other_servers"), False,
@@ -427,10 +527,11 @@ def _check_netnode(c, raw, cidr, network):
     hostname = nn.get("hostname", "netnode")
     if not c.dns_label(hostname, "netnode", "hostname"):
         hostname = "netnode"
-    minion_id = c.string(nn.get("id"), hostname, "netnode", "id")
-    storage = c.string(nn.get("storage"), "/srv/netlab", "netnode", "storage")
-    if not storage.startswith("/"):
-        c.err(path("netnode", "storage"), "{!r} must be an absolute path".format(storage))
+    minion_id = c.text(nn.get("id"), hostname, "netnode", "id", pattern=MINION_ID_RE,
+                       what="a Salt minion id netlab can target (letters, digits, _ . -; "
+                       "no glob characters, at most 64)") or hostname
+    storage = c.abs_path(nn.get("storage"), "/srv/netlab", "netnode", "storage",
+                         system_ok=False) or "/srv/netlab"
     nfs = c.mapping(nn.get("nfs"), "netnode", "nfs", allowed=NFS_KEYS)
     http = c.mapping(nn.get("http"), "netnode", "http", allowed=HTTP_KEYS)
     port = http.get("port", 80)
@@ -445,7 +546,7 @@ def _check_netnode(c, raw, cidr, network):
         "nfs_server": c.choice(nfs.get("server"), NFS_SERVERS, "kernel",
                                "netnode", "nfs", "server"),
         "http_port": port,
-        "salt_master": c.string(nn.get("salt_master"), ip, "netnode", "salt_master"),
+        "salt_master": _salt_master(c, nn.get("salt_master"), ip),
         "roots_dir": storage + "/roots",
         "images_dir": storage + "/images",
         "http_root": storage + "/http",
@@ -454,28 +555,61 @@ def _check_netnode(c, raw, cidr, network):
     }
 
 
+def _salt_master(c, value, ip):
+    """netnode:salt_master: an IPv4 address or a DNS name (it goes into every node's
+    minion config)."""
+    if value is None:
+        return ip
+    text = c.text(value, None, "netnode", "salt_master", maxlen=253)
+    if text is None:
+        return ip
+    try:
+        is_ip = netaddr.valid_ipv4(text, flags=netaddr.INET_PTON)
+    except Exception:  # pylint: disable=broad-except
+        is_ip = False
+    if not is_ip and not HOSTNAME_RE.fullmatch(text):
+        c.err(path("netnode", "salt_master"), "{!r} is not an IPv4 address or a DNS "
+              "name".format(text))
+        return ip
+    return text
+
+
+def _kernel_cmdline(c, value):
+    """image:kernel_cmdline: space-separated kernel arguments of safe characters (it
+    goes into iPXE and pxelinux scripts, where a quote or a newline would add a
+    command)."""
+    text = c.text(value, "", "image", "kernel_cmdline")
+    if text and not all(KERNEL_ARG_RE.fullmatch(w) for w in text.split(" ") if w):
+        c.err(path("image", "kernel_cmdline"), "{!r} is not a list of kernel arguments "
+              "(words of letters, digits and _ . , : = / @ + -, separated by spaces; no "
+              "quotes)".format(text))
+        return ""
+    return " ".join(text.split())
+
+
 def _check_image(c, raw):
     img = c.mapping(raw.get("image"), "image", allowed=IMAGE_KEYS)
     distro = c.choice(img.get("distro"), tuple(DISTROS), "debian", "image", "distro")
     release = c.string(img.get("release"), DISTROS[distro], "image", "release")
-    if not re.match(r"^[a-z][a-z0-9-]*$", release):
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", release):
         c.err(path("image", "release"), "{!r} is not a release code name".format(release))
     packages = img.get("packages", [])
     if not isinstance(packages, list) or not all(
-            isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9+.-]*(=[^\s]+)?$", p)
-            for p in packages):
+            isinstance(p, str) and PACKAGE_RE.fullmatch(p) for p in packages):
         c.err(path("image", "packages"), "must be a list of Debian package names")
         packages = []
     return {
         "distro": distro, "release": release,
-        "mirror": c.string(img.get("mirror"), DEFAULT_MIRRORS[distro], "image", "mirror"),
+        "mirror": c.url(img.get("mirror"), DEFAULT_MIRRORS[distro], "image", "mirror")
+        or DEFAULT_MIRRORS[distro],
         "packages": sorted(set(packages)),
-        "salt_version": c.string(img.get("salt_version"), DEFAULT_SALT_VERSION, "image",
-                                 "salt_version"),
-        "kernel_cmdline": c.string(img.get("kernel_cmdline"), "", "image", "kernel_cmdline"),
+        "salt_version": c.text(img.get("salt_version"), DEFAULT_SALT_VERSION, "image",
+                               "salt_version", pattern=SALT_VERSION_RE,
+                               what="a Salt version (e.g. 3008.3)") or DEFAULT_SALT_VERSION,
+        "kernel_cmdline": _kernel_cmdline(c, img.get("kernel_cmdline")),
         "variant": c.choice(img.get("variant"), ("minbase", "apt", "important"), "minbase",
                             "image", "variant"),
-        "pip_index": c.string(img.get("pip_index"), None, "image", "pip_index"),
+        "pip_index": c.url(img.get("pip_index"), None, "image", "pip_index"),
     }
 
 
@@ -492,11 +626,19 @@ def _check_devstack(c, ds, *where):
     for key in ("repo", "branch", "user", "dest", "git_base"):
         if key in ds and ds[key] is not None and not isinstance(ds[key], str):
             c.err(path(*where, key), "must be a string")
-    if "user" in ds and isinstance(ds["user"], str) and not re.match(
-            r"^[a-z_][a-z0-9_-]{0,31}$", ds["user"]):
+    if isinstance(ds.get("repo"), str):
+        c.url(ds["repo"], None, *where, "repo", schemes=GIT_SCHEMES, local_path=True)
+    if isinstance(ds.get("branch"), str):
+        c.text(ds["branch"], None, *where, "branch", pattern=GIT_REF_RE,
+               what="a git branch or tag (letters, digits, _ . / + @ -; no '..', not "
+               "starting with '-')")
+    if isinstance(ds.get("git_base"), str):
+        c.url(ds["git_base"], None, *where, "git_base", schemes=GIT_SCHEMES)
+    if "user" in ds and isinstance(ds["user"], str) and not re.fullmatch(
+            r"[a-z_][a-z0-9_-]{0,31}", ds["user"]):
         c.err(path(*where, "user"), "{!r} is not a valid user name".format(ds["user"]))
-    if "dest" in ds and isinstance(ds["dest"], str) and not ds["dest"].startswith("/"):
-        c.err(path(*where, "dest"), "must be an absolute path")
+    if isinstance(ds.get("dest"), str):
+        c.abs_path(ds["dest"], None, *where, "dest", system_ok=False)
     localrc = c.mapping(ds.get("localrc"), *where, "localrc")
     for name, value in localrc.items():
         if not isinstance(name, str) or not SHELL_NAME.match(name):
@@ -544,28 +686,65 @@ def _check_devstack(c, ds, *where):
     for name, flag in services.items():
         if not isinstance(flag, bool):
             c.err(path(*where, "services", name), "must be true or false")
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
             c.err(path(*where, "services", name), "{!r} is not a service name".format(name))
     plugins = c.mapping(ds.get("plugins"), *where, "plugins")
     for name, spec in plugins.items():
         where_p = where + ("plugins", name)
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
             c.err(path(*where_p), "{!r} is not a plugin name".format(name))
         if spec is None or spec is False:
             continue  # a lower layer's plugin switched off
         if isinstance(spec, str):
-            if not spec.split():
-                c.err(path(*where_p), "must be 'url [branch]'")
+            words = spec.split()
+            if not words or len(words) > 2:
+                c.err(path(*where_p), "{!r} must be 'url [branch]' (one or two words; a "
+                      "mapping {{repo, branch, requires}} for more)".format(spec[:80]))
+            elif c.text(spec, None, *where_p, maxlen=2048) is not None:
+                _plugin_repo(c, words[0], *where_p)
+                if len(words) > 1:
+                    _plugin_branch(c, words[1], *where_p)
         elif isinstance(spec, dict):
             c.mapping(spec, *where_p, allowed=("repo", "branch", "requires"))
             if not isinstance(spec.get("repo"), str):
                 c.err(path(*where_p, "repo"), "is required")
+            else:
+                _plugin_repo(c, spec["repo"], *where_p, "repo")
+            if spec.get("branch") is not None:
+                _plugin_branch(c, spec["branch"], *where_p, "branch")
             req = spec.get("requires", [])
-            if not isinstance(req, list) or not all(isinstance(r, str) for r in req):
+            if not isinstance(req, list) or not all(
+                    isinstance(r, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", r)
+                    for r in req):
                 c.err(path(*where_p, "requires"), "must be a list of plugin names")
         else:
             c.err(path(*where_p), "must be 'url [branch]' or a mapping {repo, branch, requires}")
     return ds
+
+
+def _plugin_repo(c, repo, *where):
+    """A plugin's repository: a URL or ``$GIT_BASE/...`` (DevStack expands it). It
+    only reaches local.conf, whose renderer quotes it, so shell characters in a
+    query string are kept; whitespace and control characters are not."""
+    text = c.text(repo, None, *where, maxlen=2048)
+    if text is None:
+        return
+    if not text or re.search(r"\s", text):
+        c.err(path(*where), "{!r} is not a repository URL (no spaces)".format(text))
+        return
+    if re.match(r"\$(GIT_BASE\b|\{GIT_BASE\})", text):
+        return
+    scheme = text.split(":", 1)[0] if ":" in text else ""
+    if scheme not in GIT_SCHEMES:
+        c.err(path(*where), "{!r} is not a repository URL ({}://... or $GIT_BASE/...)"
+              .format(text, "|".join(GIT_SCHEMES)))
+
+
+def _plugin_branch(c, branch, *where):
+    text = c.text(branch, None, *where, maxlen=255)
+    if text is not None and (not text or re.search(r"\s", text) or text.startswith("-")):
+        c.err(path(*where), "{!r} is not a branch name (no spaces, not starting with "
+              "'-')".format(text))
 
 
 def parse_plugin(spec):
@@ -730,10 +909,38 @@ def _check_power(c, power, *where):
         if field != "driver" and field not in required + optional:
             c.err(path(*where, field), "unknown key for the {} driver (known: {})".format(
                 driver, ", ".join(required + optional) or "none"))
-    if driver == "ipmi" and power.get("address") is not None:
-        c.ipv4(power["address"], *where, "address")
+    if driver == "ipmi":
+        if power.get("address") is not None:
+            c.ipv4(power["address"], *where, "address")
+        if power.get("username") not in (None, ""):
+            c.text(power["username"], None, *where, "username", pattern=IPMI_USER_RE,
+                   what="an IPMI user name (letters, digits, _ . @ -, at most 32)")
+        if power.get("password") not in (None, ""):
+            c.text(power["password"], None, *where, "password", maxlen=64)
+        c.choice(power.get("interface"), IPMI_INTERFACES, None, *where, "interface")
     if driver == "wol" and power.get("broadcast") is not None:
         c.ipv4(power["broadcast"], *where, "broadcast")
+    if driver in ("wol", "ipmi") and power.get("port") is not None:
+        port = power["port"]
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            c.err(path(*where, "port"), "{!r} is not a UDP port (1-65535)".format(port))
+    if driver == "manual":
+        c.text(power.get("instructions"), None, *where, "instructions")
+    if driver == "virtual":
+        for key in ("tap", "netns", "bridge"):
+            c.text(power.get(key), None, *where, key, pattern=INTERFACE_RE,
+                   what="an interface or namespace name (letters, digits, _ . : @ -, at "
+                   "most 15)")
+        for key in ("memory", "cpus"):
+            val = power.get(key)
+            if val is not None and (not isinstance(val, int) or isinstance(val, bool)
+                                    or val <= 0):
+                c.err(path(*where, key), "{!r} is not a positive integer".format(val))
+        c.choice(power.get("firmware"), ("bios", "uefi"), None, *where, "firmware")
+        c.choice(power.get("accel"), ("auto", "kvm", "tcg"), None, *where, "accel")
+        if power.get("disk"):
+            c.err(path(*where, "disk"), "virtual nodes are diskless (they boot from the "
+                  "network); remove the key")
     return dict(power)
 
 
@@ -754,6 +961,10 @@ def _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles):
         spec = nodes_raw[node_id]
         where = ("nodes", node_id)
         if not isinstance(node_id, str) or not c.dns_label(node_id, *where):
+            continue
+        if node_id == netnode["id"]:
+            c.err(path(*where), "{} is the networking node's minion id (netlab:netnode:id); "
+                  "a lab node needs an id of its own".format(node_id))
             continue
         spec = c.mapping(spec, *where, allowed=NODE_KEYS, required=True)
         hostname = spec.get("hostname", node_id)
@@ -872,12 +1083,55 @@ def _check(raw):
         spec = c.mapping(spec, "roles", role, allowed=ROLE_KEYS)
         roles[role] = {"devstack": _check_devstack(c, spec.get("devstack"),
                                                    "roles", role, "devstack"),
-                       "description": spec.get("description", "")}
+                       "description": c.text(spec.get("description"), "",
+                                             "roles", role, "description")}
         _check_layer_cycles(
             c, deep_merge(DEVSTACK_DEFAULTS, lab_ds, roles[role]["devstack"]),
             deep_merge(DEVSTACK_DEFAULTS, lab_ds), "roles", role, "devstack")
     nodes = _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles)
+    _check_all_strings(c, raw)
     return c.errors, network, netnode, image, lab_ds, roles, nodes
+
+
+def _walk_strings(value, where):
+    """Every string key and value under ``value`` with its pillar path (a tuple)."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if isinstance(key, str):
+                yield where + (key,), key
+            yield from _walk_strings(sub, where + (key,))
+    elif isinstance(value, (list, tuple)):
+        for i, sub in enumerate(value):
+            yield from _walk_strings(sub, where + (i,))
+    elif isinstance(value, str):
+        yield where, value
+
+
+def _is_localrc_value(where):
+    """localrc values may hold anything: the local.conf renderer quotes every byte
+    (see netlab_localconf.shell_word)."""
+    return len(where) >= 2 and where[-2] == "localrc"
+
+
+def _check_all_strings(c, raw):
+    """The net under the specific checks: no pillar string (key or value) anywhere
+    holds a control character or is overlong, whatever reads it later. A path that
+    has a problem reported already is not reported twice."""
+    reported = [e.split(": ", 1)[0] for e in c.errors]
+    for where, text in _walk_strings(raw, ()):
+        here = path(*where)
+        if any(r == here or r.startswith(here + ":") or here.startswith(r + ":")
+               for r in reported):
+            continue
+        problem = None
+        if CONTROL_CHARS.search(text) and not _is_localrc_value(where):
+            problem = "{!r} contains a control character (newline, escape...); it must " \
+                      "be one line".format(text[:80])
+        elif len(text) > (65536 if _is_localrc_value(where) else 4096):
+            problem = "is too long ({} characters)".format(len(text))
+        if problem:
+            c.err(here, problem)
+            reported.append(here)
 
 
 def validate(raw):

@@ -73,7 +73,10 @@ def _read(state_dir):
 def _write(state_dir, data):
     path = db_path(state_dir)
     tmp = "{}.tmp-{}".format(path, os.getpid())
-    with open(tmp, "w", encoding="utf-8") as fh:
+    # the lifecycle holds failure reasons: readable by root only
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.write("\n")
         fh.flush()

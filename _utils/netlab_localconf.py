@@ -347,3 +347,36 @@ def mask_line(line):
 def mask(text):
     """Every line of ``text`` through :func:`mask_line`."""
     return "\n".join(mask_line(line) for line in text.split("\n"))
+
+
+# a secret-named assignment anywhere in a line (stack.sh's xtrace prefixes lines
+# with timestamps and '+' signs): NAME=value, NAME: value, --name value is left to
+# the literal values below
+_ASSIGN_ANYWHERE = re.compile(
+    r"(?i)\b([A-Za-z_][A-Za-z0-9_.-]*(?:password|passwd|secret|token|credential)"
+    r"[A-Za-z0-9_.-]*)(\s*[=:]\s*)(['\"]?)([^\s'\"]+)")
+
+
+def secret_values(localrc):
+    """The literal values of the secret-named variables of a localrc mapping (those
+    without references; a reference is masked where its target is)."""
+    out = set()
+    for name, value in (localrc or {}).items():
+        if (isinstance(name, str) and SECRET_NAME.search(name) and isinstance(value, str)
+                and "$" not in value and len(value) >= 4):
+            out.add(value)
+    return out
+
+
+def mask_log(text, secrets=()):
+    """A log excerpt (stack.sh, unstack.sh) with secrets hidden: every literal value
+    in ``secrets`` (longest first), secret-named assignments anywhere in a line, and
+    URL credentials."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "******")
+    lines = []
+    for line in text.split("\n"):
+        line = _ASSIGN_ANYWHERE.sub(lambda m: m.group(1) + m.group(2) + m.group(3)
+                                    + "******", line)
+        lines.append(_URL_CREDENTIALS.sub(r"\1******@", line))
+    return "\n".join(lines)

@@ -158,15 +158,15 @@ class Wol(Driver):
         try:
             ret = self._via_minion("off", "system.poweroff")
         except PowerError:
-            rc, _, _ = self._run(["ping", "-c", "2", "-W", "1", self.node.ip], timeout=10)
-            if rc != 0:  # no minion, no answer on its IP: it is off already
+            rc = self._ping(2, 10)
+            if rc == 1:  # no minion, no answer on its IP: it is off already
                 return self._ret("off", message="already off (neither its minion nor {} "
                                  "answers)".format(self.node.ip))
             raise
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            rc, _, _ = self._run(["ping", "-c", "1", "-W", "1", self.node.ip], timeout=5)
-            if rc != 0:
+            rc = self._ping(1, 5)
+            if rc == 1:
                 time.sleep(5)  # the NIC goes into WoL standby after the last packet
                 return dict(ret, message=ret["message"] + "; {} no longer answers ping"
                             .format(self.node.ip))
@@ -176,6 +176,17 @@ class Wol(Driver):
 
     def cycle(self):
         return self._via_minion("cycle", "system.reboot")
+
+    def _ping(self, count, timeout):
+        """ping's exit status: 0 answers, 1 no answer. Anything else (ping missing:
+        127, not permitted, bad address: 2) is an error: taking it for "off" would
+        reset the root under a running node."""
+        rc, out, err = self._run(["ping", "-c", str(count), "-W", "1", self.node.ip],
+                                 timeout=timeout)
+        if rc not in (0, 1):
+            raise self.error("off", "cannot tell whether {} is off: ping exit {}: {}".format(
+                self.node.ip, rc, (err or out).strip() or "no output"))
+        return rc
 
 
 # --------------------------------------------------------------------------- ipmi
@@ -192,8 +203,9 @@ class Ipmi(Driver):
         env = dict(os.environ, IPMI_PASSWORD=str(p["password"]))
         rc, out, err = self._run(cmd, env=env, timeout=30)
         if rc != 0:
-            raise self.error(action, "BMC {}: {}".format(
-                p["address"], (err or out).strip() or "ipmitool exit {}".format(rc)))
+            # the BMC's address stays out of the text: it reaches events and job returns
+            text = (err or out).strip().replace(str(p["address"]), "<bmc>")
+            raise self.error(action, "BMC: {}".format(text or "ipmitool exit {}".format(rc)))
         return out.strip()
 
     def on(self):

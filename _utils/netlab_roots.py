@@ -35,6 +35,8 @@ import subprocess
 import tempfile
 import time
 
+import netlab_safefs
+
 METHODS = ("snapshot", "reflink", "copy")
 BTRFS_SUBVOL_INO = 256  # BTRFS_FIRST_FREE_OBJECTID: the root inode of every subvolume
 SSH_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
@@ -218,18 +220,13 @@ def image_rootfs(lab):
 
 # --------------------------------------------------------------------------- identity
 def _write(root, rel, text, mode=0o644):
-    """Write ``text`` to ``root``/``rel`` (replacing a symlink there, never following it)."""
-    target = os.path.join(root, rel.lstrip("/"))
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    if os.path.islink(target):
-        os.unlink(target)
-    tmp = target + ".netlab-tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, target)
-    return target
+    """Write ``text`` to ``root``/``rel``: a symlink at ``rel`` is replaced, a symlink
+    on any directory of the path is refused (the node owns its root; see
+    netlab_safefs)."""
+    try:
+        return netlab_safefs.write_file(root, rel.lstrip("/"), text, mode)
+    except netlab_safefs.UnsafePath as exc:
+        raise RootError("refusing to write {} into {}: {}".format(rel, root, exc)) from exc
 
 
 def hosts_text(lab, node_id):
@@ -252,21 +249,31 @@ def minion_conf_text(lab, node_id):
 
 
 def gen_ssh_host_keys(root):
-    """Fresh SSH host keys in ``root``/etc/ssh (old ones are removed first)."""
-    sshdir = os.path.join(root, "etc", "ssh")
-    os.makedirs(sshdir, exist_ok=True)
-    for name in os.listdir(sshdir):
-        if name.startswith("ssh_host_") and ("_key" in name):
-            os.unlink(os.path.join(sshdir, name))
+    """Fresh SSH host keys in ``root``/etc/ssh (old ones are removed first).
+
+    ssh-keygen writes into a private directory of the networking node; the keys
+    are then copied into the root without following its symlinks."""
+    try:
+        netlab_safefs.makedirs(root, "etc/ssh", 0o755)
+        for name in netlab_safefs.listdir(root, "etc/ssh"):
+            if name.startswith("ssh_host_") and ("_key" in name):
+                netlab_safefs.unlink(root, "etc/ssh/" + name)
+    except netlab_safefs.UnsafePath as exc:
+        raise RootError("refusing to write SSH host keys into {}: {}".format(
+            root, exc)) from exc
     files = []
-    for ktype in SSH_KEY_TYPES:
-        key = os.path.join(sshdir, "ssh_host_{}_key".format(ktype))
-        cmd = ["ssh-keygen", "-q", "-t", ktype, "-N", "", "-C", "", "-f", key]
-        if ktype == "rsa":
-            cmd[4:4] = ["-b", "3072"]
-        _run(cmd, "ssh host key in " + root)
-        os.chmod(key, 0o600)
-        files.append(key)
+    with tempfile.TemporaryDirectory(prefix="netlab-hostkeys-") as work:
+        for ktype in SSH_KEY_TYPES:
+            name = "ssh_host_{}_key".format(ktype)
+            key = os.path.join(work, name)
+            cmd = ["ssh-keygen", "-q", "-t", ktype, "-N", "", "-C", "", "-f", key]
+            if ktype == "rsa":
+                cmd[4:4] = ["-b", "3072"]
+            _run(cmd, "ssh host key in " + root)
+            for src, mode in ((key, 0o600), (key + ".pub", 0o644)):
+                with open(src, encoding="utf-8") as fh:
+                    _write(root, "etc/ssh/" + os.path.basename(src), fh.read(), mode)
+            files.append(os.path.join(root, "etc", "ssh", name))
     return files
 
 
@@ -298,7 +305,7 @@ def write_identity(lab, node_id, root, identity, minion_key):
     Returns the list of files written (relative to ``root``).
     """
     node = lab.node(node_id)
-    if not os.path.isdir(root):
+    if os.path.islink(root) or not os.path.isdir(root):
         raise RootError("node {}: root {} does not exist".format(node_id, root))
     written = []
 
@@ -309,8 +316,11 @@ def write_identity(lab, node_id, root, identity, minion_key):
     put("etc/hostname", node.hostname + "\n")
     put("etc/hosts", hosts_text(lab, node_id))
     put("etc/machine-id", identity["machine_id"] + "\n", 0o444)
-    dbus_id = os.path.join(root, "var/lib/dbus/machine-id")
-    if os.path.lexists(dbus_id) and not os.path.islink(dbus_id):
+    try:
+        dbus_id = netlab_safefs.is_regular_file(root, "var/lib/dbus/machine-id")
+    except netlab_safefs.UnsafePath as exc:
+        raise RootError("node {}: {}".format(node_id, exc)) from exc
+    if dbus_id:
         put("var/lib/dbus/machine-id", identity["machine_id"] + "\n", 0o444)
     put("etc/openvswitch/system-id.conf", identity["ovn_uuid"] + "\n")
     put("etc/salt/minion_id", node_id + "\n")
@@ -325,19 +335,69 @@ def write_identity(lab, node_id, root, identity, minion_key):
 def write_minion_key(root, minion_key):
     """Put the key pair ``(private_pem, public_pem)`` in ``root``'s minion pki dir."""
     priv, pub = minion_key
-    pki = os.path.join(root, "etc/salt/pki/minion")
-    os.makedirs(pki, mode=0o700, exist_ok=True)
-    os.chmod(pki, 0o700)
-    # a master key cached from an earlier life would not match after a master rebuild
-    stale = os.path.join(pki, "minion_master.pub")
-    if os.path.lexists(stale):
-        os.unlink(stale)
+    try:
+        # every directory on the way is checked: the node may have planted symlinks
+        netlab_safefs.makedirs(root, "etc/salt/pki/minion", 0o700)
+        # a master key cached from an earlier life would not match after a master rebuild
+        netlab_safefs.unlink(root, "etc/salt/pki/minion/minion_master.pub")
+    except netlab_safefs.UnsafePath as exc:
+        raise RootError("refusing to write the minion key into {}: {}".format(
+            root, exc)) from exc
     _write(root, "etc/salt/pki/minion/minion.pem", priv, 0o400)
     _write(root, "etc/salt/pki/minion/minion.pub", pub, 0o644)
     return ["etc/salt/pki/minion/minion.pem", "etc/salt/pki/minion/minion.pub"]
 
 
+# --------------------------------------------------------------------------- layout
+def _device(path, stat_fn):
+    """st_dev of ``path``, or of its nearest existing ancestor."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            return stat_fn(path).st_dev
+        except FileNotFoundError:
+            if path == "/":
+                raise
+            path = os.path.dirname(path)
+
+
+def storage_layout(lab, stat_fn=os.stat):
+    """Whether the node roots sit on a filesystem of their own.
+
+    Roots are exported ``no_root_squash`` as subdirectories; an NFS client that
+    crafts file handles can reach anything on the same filesystem as its export.
+    Safe: ``netnode:storage`` (or ``roots/``) is a filesystem of its own, not the
+    one of the directory it sits in (``/`` for the default ``/srv/netlab``).
+    Returns ``{'own_filesystem': bool, 'warning': text or None}``.
+    """
+    storage = lab.netnode.storage
+    roots = lab.netnode.roots_dir
+    own = _device(roots, stat_fn) != _device(os.path.dirname(storage) or "/", stat_fn)
+    warning = None if own else (
+        "WARNING: node roots ({}) are on the same filesystem as {}: a node that "
+        "crafts NFS file handles can reach files outside its export there. Mount a "
+        "filesystem of its own on {} (see docs/networking.rst, 'Storage layout')"
+        .format(roots, os.path.dirname(storage) or "/", storage))
+    return {"own_filesystem": own, "warning": warning}
+
+
 # --------------------------------------------------------------------------- reset
+def _roots_dir(lab, node_id):
+    """The roots directory, mode 0700 (node roots hold private keys, and nothing on
+    the networking node but root needs to enter it), with ``node_id``'s leftovers
+    of interrupted resets (``.<id>.new-*``, ``.<id>.old-*``, ``.<id>.identity.new-*``)
+    removed. Callers hold the node's lock, so no other run is building them."""
+    roots = lab.netnode.roots_dir
+    os.makedirs(roots, mode=0o700, exist_ok=True)
+    os.chmod(roots, 0o700)
+    prefixes = tuple(".{}.{}-".format(node_id, kind)
+                     for kind in ("new", "old", "identity.new"))
+    for name in os.listdir(roots):
+        if name.startswith(prefixes):
+            remove_tree(os.path.join(roots, name))
+    return roots
+
+
 def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
     """Replace node ``node_id``'s root with a fresh clone of the image + its identity.
 
@@ -354,8 +414,7 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
     start = time.monotonic()
     src = src or image_rootfs(lab)
     final = root_path(lab, node_id)
-    roots = lab.netnode.roots_dir
-    os.makedirs(roots, exist_ok=True)
+    roots = _roots_dir(lab, node_id)
     new = os.path.join(roots, ".{}.new-{}".format(node_id, os.getpid()))
     old = os.path.join(roots, ".{}.old-{}".format(node_id, os.getpid()))
     for leftover in (new, old):
@@ -384,8 +443,7 @@ def reset_identity_tree(lab, node_id, identity, minion_key):
     """A stateless node's identity tree: only the per-node files, no image copy."""
     start = time.monotonic()
     final = identity_path(lab, node_id)
-    roots = lab.netnode.roots_dir
-    os.makedirs(roots, exist_ok=True)
+    roots = _roots_dir(lab, node_id)
     new = os.path.join(roots, ".{}.identity.new-{}".format(node_id, os.getpid()))
     remove_tree(new)
     os.makedirs(new, mode=0o755)
@@ -411,14 +469,17 @@ def read_identity(root):
     """The ``/etc/netlab-identity`` record of a root as a dict ({} when absent)."""
     out = {}
     try:
-        with open(os.path.join(root, "etc/netlab-identity"), encoding="utf-8") as fh:
-            for line in fh:
-                if "=" in line:
-                    k, v = line.strip().split("=", 1)
-                    out[k] = v
+        text = netlab_safefs.read_text(root, "etc/netlab-identity")
+    except netlab_safefs.UnsafePath:
+        return out  # the node replaced it by a symlink: no record, nothing read
     except OSError as exc:
         if exc.errno != errno.ENOENT:
             raise
+        return out
+    for line in text.splitlines():
+        if "=" in line:
+            k, v = line.strip().split("=", 1)
+            out[k] = v
     return out
 
 

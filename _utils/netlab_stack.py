@@ -21,6 +21,8 @@ import os
 import time
 
 import netlab_lab
+import netlab_localconf
+import netlab_lock
 
 DEFAULT_REPO = netlab_lab.DEVSTACK_DEFAULTS["repo"]
 RESULTS_NAME = "devstack.json"
@@ -181,7 +183,9 @@ def outcome(node_id, ret, role=None):
                 "log": None, "log_tail": "", "retcode": None, "reason": reason}
     out = {"node": node_id, "role": role, "result": bool(ret.get("result")),
            "duration": ret.get("duration"), "log": ret.get("log"),
-           "log_tail": ret.get("log_tail") or "", "retcode": ret.get("retcode")}
+           # masked here too: the tail is kept in devstack.json and shown in summaries
+           "log_tail": netlab_localconf.mask_log(str(ret.get("log_tail") or "")),
+           "retcode": ret.get("retcode")}
     if out["result"]:
         out["reason"] = None
     else:
@@ -209,15 +213,20 @@ def load_results(state_dir):
 def save_results(state_dir, outcomes, now=None):
     """Merge ``outcomes`` (list of :func:`outcome` dicts) into the results file."""
     now = time.time() if now is None else now
-    os.makedirs(state_dir, exist_ok=True)
-    data = load_results(state_dir)
-    for out in outcomes:
-        data[out["node"]] = dict(out, finished=now)
-    path = os.path.join(state_dir, RESULTS_NAME)
-    tmp = "{}.tmp-{}".format(path, os.getpid())
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    # read-modify-write: two waves saving at once would drop each other's outcomes
+    with netlab_lock.hold(state_dir, "devstack-results", "save stack results", wait=60):
+        data = load_results(state_dir)
+        for out in outcomes:
+            data[out["node"]] = dict(out, finished=now)
+        path = os.path.join(state_dir, RESULTS_NAME)
+        tmp = "{}.tmp-{}".format(path, os.getpid())
+        # log tails and reasons stay readable by root only
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
     return data
 
 

@@ -16,7 +16,7 @@ include:
 
 netlab-init-test-fail_without_changes:
   test.fail_without_changes:
-    - name: >-
-        {{ grains['id'] }} is neither the networking node (pillar netlab) nor a lab
-        node (pillar netlab_node from netlab's ext_pillar); see docs/pillar.rst.
+    - name: {{ (grains['id'] ~ " is neither the networking node (pillar netlab) nor a lab"
+                ~ " node (pillar netlab_node from netlab's ext_pillar); see docs/pillar.rst.")
+               | json }}
 {%- endif %}

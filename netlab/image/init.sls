@@ -29,6 +29,6 @@ netlab-image-netlab_image-built:
   netlab_image.built:
     - name: netlab-node-image
     - files: salt://{{ tplroot }}/files/image
-    - keep: {{ mapdata.image.keep }}
-    - lock_wait: {{ mapdata.image.lock_wait }}
+    - keep: {{ mapdata.image.keep | json }}
+    - lock_wait: {{ mapdata.image.lock_wait | json }}
 {%- endif %}

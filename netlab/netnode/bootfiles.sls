@@ -24,7 +24,7 @@ netlab-netnode-bootfiles-pkg-installed:
 
 netlab-netnode-bootfiles-file-directory-{{ d }}:
   file.directory:
-    - name: {{ dirs[d] }}
+    - name: {{ dirs[d] | json }}
     - makedirs: true
 {%- endfor %}
 
@@ -32,8 +32,8 @@ netlab-netnode-bootfiles-file-directory-{{ d }}:
 
 netlab-netnode-bootfiles-file-managed-{{ name }}:
   file.managed:
-    - name: {{ dirs.tftp_root }}/{{ name }}
-    - source: file://{{ mapdata.ipxe[kind] }}
+    - name: {{ (dirs.tftp_root ~ '/' ~ name) | json }}
+    - source: {{ ('file://' ~ mapdata.ipxe[kind]) | json }}
     - mode: '0644'
     - require:
       - file: netlab-netnode-bootfiles-file-directory-tftp_root
@@ -43,8 +43,8 @@ netlab-netnode-bootfiles-file-managed-{{ name }}:
 
 netlab-netnode-bootfiles-file-managed-{{ s_name }}:
   file.managed:
-    - name: {{ dirs.boot_dir }}/{{ s_name }}
-    - source: {{ files }}/node.ipxe.jinja
+    - name: {{ (dirs.boot_dir ~ '/' ~ s_name) | json }}
+    - source: {{ (files ~ '/node.ipxe.jinja') | json }}
     - template: jinja
     - mode: '0644'
     - makedirs: true
@@ -57,8 +57,8 @@ netlab-netnode-bootfiles-file-managed-{{ s_name }}:
 
 netlab-netnode-bootfiles-file-managed-boot.ipxe:
   file.managed:
-    - name: {{ dirs.boot_dir }}/boot.ipxe
-    - source: {{ files }}/boot.ipxe.jinja
+    - name: {{ (dirs.boot_dir ~ '/boot.ipxe') | json }}
+    - source: {{ (files ~ '/boot.ipxe.jinja') | json }}
     - template: jinja
     - context:
         tpldir: {{ tpldir }}
@@ -74,7 +74,7 @@ netlab-netnode-bootfiles-file-managed-boot.ipxe:
 # removes the scripts of nodes that left the pillar
 netlab-netnode-bootfiles-file-directory-clean-boot_dir:
   file.directory:
-    - name: {{ dirs.boot_dir }}
+    - name: {{ dirs.boot_dir | json }}
     - clean: true
     - require:
       - file: netlab-netnode-bootfiles-file-managed-boot.ipxe
@@ -88,28 +88,39 @@ netlab-netnode-bootfiles-file-directory-clean-boot_dir:
 
 netlab-netnode-bootfiles-file-managed-{{ name }}:
   file.managed:
-    - name: {{ dirs.tftp_root }}/{{ mapdata.pxelinux[name].split('/')[-1] }}
-    - source: file://{{ mapdata.pxelinux[name] }}
+    - name: {{ (dirs.tftp_root ~ '/' ~ mapdata.pxelinux[name].split('/')[-1]) | json }}
+    - source: {{ ('file://' ~ mapdata.pxelinux[name]) | json }}
     - mode: '0644'
     - require:
       - file: netlab-netnode-bootfiles-file-directory-tftp_root
 {%- endfor %}
 
+{%- set tftp_images = dirs.tftp_root ~ '/images' %}
+{%- if salt['file.directory_exists'](tftp_images) and not salt['file.is_link'](tftp_images) %}
+
+# an image build already published its kernel and initrd into tftp_root/images
+# (a directory of its own, kept up to date by netlab.image): pxelinux uses that
+netlab-netnode-bootfiles-file-exists-images:
+  file.exists:
+    - name: {{ (tftp_images ~ '/current/vmlinuz') | json }}
+{%- else %}
+
 # pxelinux fetches kernel and initrd over TFTP: tftp_root/images -> http_root/images
 netlab-netnode-bootfiles-file-symlink-images:
   file.symlink:
-    - name: {{ dirs.tftp_root }}/images
-    - target: {{ dirs.http_images }}
+    - name: {{ tftp_images | json }}
+    - target: {{ dirs.http_images | json }}
     - require:
       - file: netlab-netnode-bootfiles-file-directory-http_images
+{%- endif %}
 {%- endif %}
 
 {%- for cfg_name, p in boot.pxelinux.items() %}
 
 netlab-netnode-bootfiles-file-managed-pxelinux-{{ cfg_name }}:
   file.managed:
-    - name: {{ dirs.pxelinux_cfg }}/{{ cfg_name }}
-    - source: {{ files }}/pxelinux.cfg.jinja
+    - name: {{ (dirs.pxelinux_cfg ~ '/' ~ cfg_name) | json }}
+    - source: {{ (files ~ '/pxelinux.cfg.jinja') | json }}
     - template: jinja
     - mode: '0644'
     - makedirs: true
@@ -124,7 +135,7 @@ netlab-netnode-bootfiles-file-managed-pxelinux-{{ cfg_name }}:
 # removes the pxelinux configs of nodes that left the pillar (or switched to iPXE)
 netlab-netnode-bootfiles-file-directory-clean-pxelinux_cfg:
   file.directory:
-    - name: {{ dirs.pxelinux_cfg }}
+    - name: {{ dirs.pxelinux_cfg | json }}
     - clean: true
 {%-   if boot.pxelinux %}
     - require:

@@ -16,7 +16,7 @@ include:
 
 netlab-netnode-clean-nfs-service-dead-ganesha:
   service.dead:
-    - name: {{ nfs.ganesha_service }}
+    - name: {{ nfs.ganesha_service | json }}
     - enable: false
     - require_in:
       - file: netlab-netnode-clean-nfs-file-absent
@@ -26,7 +26,7 @@ netlab-netnode-clean-nfs-service-dead-ganesha:
 
 netlab-netnode-clean-nfs-netlab_daemon-dead-{{ name }}:
   netlab_daemon.dead:
-    - name: {{ name }}
+    - name: {{ name | json }}
     - pidfile: {{ run_dir }}/{{ 'ganesha' if name == 'nfs-ganesha' else name }}.pid
     - require_in:
       - file: netlab-netnode-clean-nfs-file-absent
@@ -52,7 +52,7 @@ netlab-netnode-clean-nfs-cmd-run-exportfs:
 netlab-netnode-clean-http-netlab_daemon-dead:
   netlab_daemon.dead:
     - name: nginx
-    - pidfile: {{ run_dir }}/nginx.pid
+    - pidfile: {{ (run_dir ~ '/nginx.pid') | json }}
     - require:
       - file: netlab-netnode-clean-nfs-file-absent
 {%- endif %}
@@ -75,7 +75,7 @@ netlab-netnode-clean-http-file-absent:
 # nginx keeps running for other sites; it reloads without netlab's server block
 netlab-netnode-clean-http-service-running:
   service.running:
-    - name: {{ mapdata.nginx.service }}
+    - name: {{ mapdata.nginx.service | json }}
     - reload: true
     - watch:
       - file: netlab-netnode-clean-http-file-absent
@@ -86,7 +86,7 @@ netlab-netnode-clean-http-service-running:
 
 netlab-netnode-clean-dnsmasq-service-dead:
   service.dead:
-    - name: {{ mapdata.dnsmasq.service }}
+    - name: {{ mapdata.dnsmasq.service | json }}
     - enable: false
     - require:
       - file: netlab-netnode-clean-http-file-absent
@@ -97,7 +97,7 @@ netlab-netnode-clean-dnsmasq-service-dead:
 netlab-netnode-clean-dnsmasq-netlab_daemon-dead:
   netlab_daemon.dead:
     - name: dnsmasq
-    - pidfile: {{ run_dir }}/dnsmasq.pid
+    - pidfile: {{ (run_dir ~ '/dnsmasq.pid') | json }}
     - require:
       - file: netlab-netnode-clean-http-file-absent
     - require_in:

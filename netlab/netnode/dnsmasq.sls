@@ -26,11 +26,11 @@ netlab-netnode-dnsmasq-pkg-installed:
 
 netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard:
   netlab_daemon.dhcp_guard:
-    - name: rogue-DHCP guard on {{ boot.interface }}
-    - interface: {{ boot.interface }}
-    - timeout: {{ boot.probe_timeout }}
-    - own: [{{ boot.netnode_ip }}]
-    - allow_other_servers: {{ boot.allow_other_servers }}
+    - name: {{ ('rogue-DHCP guard on ' ~ boot.interface) | json }}
+    - interface: {{ boot.interface | json }}
+    - timeout: {{ boot.probe_timeout | json }}
+    - own: {{ [boot.netnode_ip] | json }}
+    - allow_other_servers: {{ boot.allow_other_servers | json }}
     - require_in:
       - file: netlab-netnode-dnsmasq-file-managed-conf
 {%- endif %}
@@ -40,15 +40,15 @@ netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard:
 # leases of machines that left the pillar go with their dhcp-host line
 netlab-netnode-dnsmasq-netlab_daemon-leases_pruned:
   netlab_daemon.leases_pruned:
-    - name: {{ d.leasefile }}
+    - name: {{ d.leasefile | json }}
     - require:
       - file: netlab-netnode-dnsmasq-file-managed-conf
 {%- endif %}
 
 netlab-netnode-dnsmasq-file-managed-conf:
   file.managed:
-    - name: {{ conf }}
-    - source: {{ files }}/dnsmasq.conf.jinja
+    - name: {{ conf | json }}
+    - source: {{ (files ~ '/dnsmasq.conf.jinja') | json }}
     - template: jinja
     - context:
         tpldir: {{ tpldir }}
@@ -62,7 +62,7 @@ netlab-netnode-dnsmasq-file-managed-conf:
 
 netlab-netnode-dnsmasq-service-running:
   service.running:
-    - name: {{ mapdata.dnsmasq.service }}
+    - name: {{ mapdata.dnsmasq.service | json }}
     - enable: true
     - watch:
       - file: netlab-netnode-dnsmasq-file-managed-conf
@@ -76,9 +76,9 @@ netlab-netnode-dnsmasq-netlab_daemon-running:
     - name: dnsmasq
     # the state keeps the pid file; dnsmasq writes none (--pid-file= empty): its own
     # unlink + O_EXCL create would race with the state's write
-    - cmd: [{{ mapdata.dnsmasq.binary }}, -k, -C, {{ conf }}, --pid-file=]
-    - pidfile: {{ run_dir }}/dnsmasq.pid
-    - log: {{ run_dir }}/dnsmasq.out
+    - cmd: {{ [mapdata.dnsmasq.binary, '-k', '-C', conf, '--pid-file='] | json }}
+    - pidfile: {{ (run_dir ~ '/dnsmasq.pid') | json }}
+    - log: {{ (run_dir ~ '/dnsmasq.out') | json }}
     - watch:
       - file: netlab-netnode-dnsmasq-file-managed-conf
 {%-   if boot.dhcp_mode != 'off' %}

@@ -22,8 +22,8 @@ netlab-netnode-http-pkg-installed:
 
 netlab-netnode-http-file-managed-conf:
   file.managed:
-    - name: {{ mapdata.nginx.conf }}
-    - source: {{ files }}/nginx-server.conf.jinja
+    - name: {{ mapdata.nginx.conf | json }}
+    - source: {{ (files ~ '/nginx-server.conf.jinja') | json }}
     - template: jinja
     - context:
         tpldir: {{ tpldir }}
@@ -35,16 +35,16 @@ netlab-netnode-http-file-managed-conf:
 # no init system: nginx runs with its own main config that includes the server block
 netlab-netnode-http-file-managed-main:
   file.managed:
-    - name: {{ main_conf }}
-    - source: {{ files }}/nginx-main.conf.jinja
+    - name: {{ main_conf | json }}
+    - source: {{ (files ~ '/nginx-main.conf.jinja') | json }}
     - template: jinja
     - mode: '0644'
     - makedirs: true
     - context:
         tpldir: {{ tpldir }}
         user: {{ mapdata.nginx.user | json }}
-        run_dir: {{ run_dir }}
-        server_conf: {{ mapdata.nginx.conf }}
+        run_dir: {{ run_dir | json }}
+        server_conf: {{ mapdata.nginx.conf | json }}
 {%- endif %}
 
 netlab-netnode-http-cmd-run-check:
@@ -64,7 +64,7 @@ netlab-netnode-http-cmd-run-check:
 
 netlab-netnode-http-service-running:
   service.running:
-    - name: {{ mapdata.nginx.service }}
+    - name: {{ mapdata.nginx.service | json }}
     - enable: true
     - require:
       - cmd: netlab-netnode-http-cmd-run-check
@@ -76,9 +76,9 @@ netlab-netnode-http-service-running:
 netlab-netnode-http-netlab_daemon-running:
   netlab_daemon.running:
     - name: nginx
-    - cmd: [{{ mapdata.nginx.binary }}, -c, {{ main_conf }}, -g, 'daemon off;']
-    - pidfile: {{ run_dir }}/nginx.pid
-    - log: {{ run_dir }}/nginx.out
+    - cmd: {{ [mapdata.nginx.binary, '-c', main_conf, '-g', 'daemon off;'] | json }}
+    - pidfile: {{ (run_dir ~ '/nginx.pid') | json }}
+    - log: {{ (run_dir ~ '/nginx.out') | json }}
     - require:
       - cmd: netlab-netnode-http-cmd-run-check
       - sls: {{ tpldir | replace('/', '.') }}.bootfiles

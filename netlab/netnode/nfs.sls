@@ -12,6 +12,17 @@ include:
   - .bootfiles
 {%- if report.valid %}
 {%- set nfs = mapdata.nfs %}
+{%- set layout = salt['netlab.storage_layout']() %}
+{%- if layout.warning %}
+
+# roots exported from a filesystem shared with the rest of the networking node
+netlab-netnode-nfs-test-show_notification-storage-layout:
+  test.show_notification:
+    {#- folded, not |json, to keep lines short: the text is netlab's own, around
+        validated paths (letters, digits, _ . + @ / - only) #}
+    - text: >-
+        {{ layout.warning | wordwrap(80) | indent(8) }}
+{%- endif %}
 
 {%- if boot.nfs_server == 'kernel' %}
 {%-   if mapdata.install_packages %}
@@ -25,8 +36,8 @@ netlab-netnode-nfs-pkg-installed:
 
 netlab-netnode-nfs-file-managed-exports:
   file.managed:
-    - name: {{ nfs.exports }}
-    - source: {{ files }}/exports.jinja
+    - name: {{ nfs.exports | json }}
+    - source: {{ (files ~ '/exports.jinja') | json }}
     - template: jinja
     - context:
         tpldir: {{ tpldir }}
@@ -39,7 +50,7 @@ netlab-netnode-nfs-file-managed-exports:
 
 netlab-netnode-nfs-service-running:
   service.running:
-    - name: {{ nfs.kernel_service }}
+    - name: {{ nfs.kernel_service | json }}
     - enable: true
     - require:
       - file: netlab-netnode-nfs-file-managed-exports
@@ -66,19 +77,19 @@ netlab-netnode-nfs-pkg-installed:
 
 netlab-netnode-nfs-file-directory-recovery:
   file.directory:
-    - name: {{ recovery }}
+    - name: {{ recovery | json }}
     - makedirs: true
 
 netlab-netnode-nfs-file-managed-ganesha:
   file.managed:
-    - name: {{ nfs.ganesha_conf }}
-    - source: {{ files }}/ganesha.conf.jinja
+    - name: {{ nfs.ganesha_conf | json }}
+    - source: {{ (files ~ '/ganesha.conf.jinja') | json }}
     - template: jinja
     - mode: '0644'
     - makedirs: true
     - context:
         tpldir: {{ tpldir }}
-        recovery_root: {{ recovery }}
+        recovery_root: {{ recovery | json }}
     - require:
       - file: netlab-netnode-nfs-file-directory-recovery
       - sls: {{ tpldir | replace('/', '.') }}.bootfiles
@@ -87,12 +98,12 @@ netlab-netnode-nfs-file-managed-ganesha:
 
 netlab-netnode-nfs-service-running-rpcbind:
   service.running:
-    - name: {{ nfs.rpcbind_service }}
+    - name: {{ nfs.rpcbind_service | json }}
     - enable: true
 
 netlab-netnode-nfs-service-running-ganesha:
   service.running:
-    - name: {{ nfs.ganesha_service }}
+    - name: {{ nfs.ganesha_service | json }}
     - enable: true
     - require:
       - service: netlab-netnode-nfs-service-running-rpcbind
@@ -104,18 +115,18 @@ netlab-netnode-nfs-service-running-ganesha:
 netlab-netnode-nfs-netlab_daemon-running-rpcbind:
   netlab_daemon.running:
     - name: rpcbind
-    - cmd: [{{ nfs.rpcbind_binary }}, -f, -w]
-    - pidfile: {{ run_dir }}/rpcbind.pid
-    - log: {{ run_dir }}/rpcbind.out
+    - cmd: {{ [nfs.rpcbind_binary, '-f', '-w'] | json }}
+    - pidfile: {{ (run_dir ~ '/rpcbind.pid') | json }}
+    - log: {{ (run_dir ~ '/rpcbind.out') | json }}
     - unless: rpcinfo -p 127.0.0.1
 
 netlab-netnode-nfs-netlab_daemon-running-ganesha:
   netlab_daemon.running:
     - name: nfs-ganesha
-    - cmd: [{{ nfs.ganesha_binary }}, -F, -f, {{ nfs.ganesha_conf }},
-            -L, {{ run_dir }}/ganesha.log, -p, {{ run_dir }}/ganesha.daemon.pid]
-    - pidfile: {{ run_dir }}/ganesha.pid
-    - log: {{ run_dir }}/ganesha.out
+    - cmd: {{ [nfs.ganesha_binary, '-F', '-f', nfs.ganesha_conf, '-L', run_dir ~ '/ganesha.log',
+              '-p', run_dir ~ '/ganesha.daemon.pid'] | json }}
+    - pidfile: {{ (run_dir ~ '/ganesha.pid') | json }}
+    - log: {{ (run_dir ~ '/ganesha.out') | json }}
     - settle: 2
     - stop_timeout: 30
     - require:

@@ -8,4 +8,4 @@
 
 netlab-node-check-devstack-node_valid:
   devstack.node_valid:
-    - name: {{ grains['id'] }}
+    - name: {{ grains['id'] | json }}

@@ -15,8 +15,8 @@ include:
 
 netlab-node-localconf-file-directory-dest:
   file.directory:
-    - name: {{ dest }}
-    - user: {{ user }}
+    - name: {{ dest | json }}
+    - user: {{ user | json }}
     - mode: '0755'
     - makedirs: true
     - require:
@@ -24,15 +24,15 @@ netlab-node-localconf-file-directory-dest:
 
 netlab-node-localconf-file-directory-devstack:
   file.directory:
-    - name: {{ dest }}/devstack
-    - user: {{ user }}
+    - name: {{ (dest ~ '/devstack') | json }}
+    - user: {{ user | json }}
     - require:
       - file: netlab-node-localconf-file-directory-dest
 
 netlab-node-localconf-devstack-local_conf_managed:
   devstack.local_conf_managed:
-    - name: {{ dest }}/devstack/local.conf
-    - user: {{ user }}
+    - name: {{ (dest ~ '/devstack/local.conf') | json }}
+    - user: {{ user | json }}
     - mode: '0600'
     - require:
       - devstack: netlab-node-check-devstack-node_valid

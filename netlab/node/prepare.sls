@@ -28,22 +28,21 @@ netlab-node-prepare-pkg-installed:
 
 netlab-node-prepare-user-present:
   user.present:
-    - name: {{ user }}
+    - name: {{ user | json }}
     - shell: /bin/bash
-    - home: {{ src.dest }}
+    - home: {{ src.dest | json }}
     - createhome: false
     - usergroup: true
     # a stack user that exists already (the node image creates one) is kept as is
-    - unless: id -u {{ user }}
+    - unless: {{ ('id -u ' ~ user) | json }}
     - require:
       - devstack: netlab-node-check-devstack-node_valid
 
 netlab-node-prepare-file-managed-sudoers:
   file.managed:
-    - name: {{ mapdata.node.sudoers_dir }}/50_netlab_{{ user }}
-    - contents: |
-        # managed by netlab (netlab.node.prepare): DevStack's stack user
-        {{ user }} ALL=(ALL) NOPASSWD: ALL
+    - name: {{ (mapdata.node.sudoers_dir ~ '/50_netlab_' ~ user) | json }}
+    - contents: {{ ("# managed by netlab (netlab.node.prepare): DevStack's stack user\n"
+                    ~ user ~ " ALL=(ALL) NOPASSWD: ALL\n") | json }}
     - user: root
     - group: root
     - mode: '0440'
@@ -54,8 +53,8 @@ netlab-node-prepare-file-managed-sudoers:
 
 netlab-node-prepare-file-directory-dest:
   file.directory:
-    - name: {{ src.dest }}
-    - user: {{ user }}
+    - name: {{ src.dest | json }}
+    - user: {{ user | json }}
     - mode: '0755'
     - makedirs: true
     - require:
@@ -63,8 +62,8 @@ netlab-node-prepare-file-directory-dest:
 
 netlab-node-prepare-file-directory-logs:
   file.directory:
-    - name: {{ src.dest }}/logs
-    - user: {{ user }}
+    - name: {{ (src.dest ~ '/logs') | json }}
+    - user: {{ user | json }}
     - mode: '0755'
     - require:
       - file: netlab-node-prepare-file-directory-dest
@@ -73,11 +72,11 @@ netlab-node-prepare-file-directory-logs:
 
 netlab-node-prepare-git-latest:
   git.latest:
-    - name: {{ src.repo }}
-    - target: {{ src.target }}
-    - rev: {{ src.branch }}
-    - branch: {{ src.branch }}
-    - user: {{ user }}
+    - name: {{ src.repo | json }}
+    - target: {{ src.target | json }}
+    - rev: {{ src.branch | json }}
+    - branch: {{ src.branch | json }}
+    - user: {{ user | json }}
     # follow the remote when it moved (new branch, force-push); keep local edits otherwise
     - force_reset: remote-changes
     - force_fetch: true

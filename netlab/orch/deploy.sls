@@ -47,7 +47,7 @@ netlab-orch-deploy-salt-runner-preflight:
 netlab-orch-deploy-salt-function-sync_all-netnode:
   salt.function:
     - name: saltutil.sync_all
-    - tgt: {{ netnode }}
+    - tgt: {{ netnode | json }}
     - require:
       - salt: netlab-orch-deploy-salt-runner-preflight
 {%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('image', tplroot ~ '.image')] %}
@@ -56,7 +56,7 @@ netlab-orch-deploy-salt-function-sync_all-netnode:
 
 netlab-orch-deploy-salt-state-{{ step }}:
   salt.state:
-    - tgt: {{ netnode }}
+    - tgt: {{ netnode | json }}
     - sls:
       - {{ sls }}
     - require:

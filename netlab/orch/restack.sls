@@ -24,9 +24,9 @@
 netlab-orch-restack-test-fail_without_changes:
   test.fail_without_changes:
     - name: netlab-orch-restack-check
-    - comment: >-
-        netlab_restack:nodes: not nodes of this lab: {{ unknown | join(', ') }}
-        (known: {{ lab.nodes | join(', ') }}); nothing was changed
+    - comment: {{ ('netlab_restack:nodes: not nodes of this lab: ' ~ (unknown | join(', '))
+                   ~ ' (known: ' ~ (lab.nodes | join(', ')) ~ '); nothing was changed')
+                  | json }}
 {%- else %}
 {%- if wanted %}
 {%- set targets = lab.nodes | select('in', wanted) | list %}
@@ -47,7 +47,7 @@ netlab-orch-restack-salt-runner-begin:
 netlab-orch-restack-salt-function-sync_all-nodes:
   salt.function:
     - name: saltutil.sync_all
-    - tgt: {{ targets | join(',') }}
+    - tgt: {{ targets | join(',') | json }}
     - tgt_type: list
 
 # unstack.sh of the checkout that stacked the node (before it moves)
@@ -67,7 +67,7 @@ netlab-orch-restack-salt-runner-prepare:
 netlab-orch-restack-salt-runner-stack-controller:
   salt.runner:
     - name: devstack.stack
-    - nodes: [{{ controller }}]
+    - nodes: {{ [controller] | json }}
     - force: true
 {%- endif %}
 {%- if computes %}

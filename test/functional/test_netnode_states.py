@@ -267,3 +267,24 @@ def test_service_control_service_renders_service_states(salt):
     assert args["name"] == "nfs-ganesha"
     assert {"file": "netlab-netnode-nfs-file-managed-ganesha"} in args["watch"]
     assert not [sid for sid in show if "netlab_daemon-running" in sid]
+
+
+def test_pxelinux_enabled_after_the_first_image_build(tmp_path):
+    """An image build publishes kernel and initrd into tftp_root/images (a real
+    directory); enabling a pxelinux node afterwards must use it, not fail on it."""
+    pillar = lab_pillar(tmp_path)
+    pillar["nodes"]["nuc2"]["boot"] = {"loader": "ipxe"}
+    s = SaltLocal(tmp_path / "salt", REPO, {"netlab": pillar})
+    s.sync()
+    assert not failed(s.apply("netlab.netnode"))
+    images = tmp_path / "srv" / "tftp" / "images"
+    assert not images.exists()
+    (images / "b1").mkdir(parents=True)       # what netlab.image's publish leaves
+    (images / "b1" / "vmlinuz").write_text("kernel")
+    (images / "current").symlink_to("b1")
+    pillar["nodes"]["nuc2"]["boot"] = {"loader": "pxelinux"}
+    s = SaltLocal(tmp_path / "salt", REPO, {"netlab": pillar})
+    ret = s.apply("netlab.netnode")
+    assert not failed(ret), failed(ret)
+    assert images.is_dir() and not images.is_symlink()
+    assert (images / "current" / "vmlinuz").read_text() == "kernel"

@@ -109,3 +109,10 @@ def test_lock_serialises_concurrent_writers(lab):
     with multiprocessing.get_context("fork").Pool(4) as pool:
         pool.map(_bump, [(lab.netnode.state_dir, 25)] * 4)
     assert lc.generation(lab, "nuc1") == 100
+
+
+def test_state_file_is_private(lab):
+    """Failure reasons may quote logs: the lifecycle file is readable by root only."""
+    lc.set_state(lab, "nuc2", "reimaging")
+    mode = os.stat(lc.db_path(lab.netnode.state_dir)).st_mode & 0o777
+    assert mode == 0o600

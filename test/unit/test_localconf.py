@@ -182,7 +182,7 @@ def test_localrc_sourced_in_bash_gives_back_every_value_and_runs_nothing(raw, tm
     raw["devstack"]["localrc"].update(tricky)
     raw["roles"]["compute"]["devstack"] = {"localrc": {"SELF_BASE": "b a s e"}}
     raw["devstack"]["plugins"] = {
-        "weird": {"repo": "https://example.invalid/a?b=1&c=$(touch {})#frag".format(canary),
+        "weird": {"repo": "https://example.invalid/a?b=1&c=$({{touch,{}}})#frag".format(canary),
                   "branch": "stable/`x`"},
         "plain": {"repo": "$GIT_BASE/openstack/plain", "branch": "master"},
     }
@@ -212,7 +212,7 @@ def test_localrc_sourced_in_bash_gives_back_every_value_and_runs_nothing(raw, tm
         assert values["SELF"] == ("b a s e-suffix" if node_id != "nuc1" else "-suffix")
         assert plugins == [
             ["plain", "https://opendev.org/openstack/plain", "master"],
-            ["weird", "https://example.invalid/a?b=1&c=$(touch {})#frag".format(canary),
+            ["weird", "https://example.invalid/a?b=1&c=$({{touch,{}}})#frag".format(canary),
              "stable/`x`"],
         ]
         if node_id == "nuc1":

@@ -122,13 +122,14 @@ def test_ipmi_status_and_cycle_when_off(example_pillar, tmp_path):
     assert [c["cmd"][-1] for c in run.calls] == ["status", "status", "on"]
 
 
-def test_ipmi_error_names_node_and_bmc(example_pillar, tmp_path):
+def test_ipmi_error_names_node_not_the_bmc_address(example_pillar, tmp_path):
     lab = lab_with(example_pillar, tmp_path)
     run = FakeRun((1, "", "Error: Unable to establish IPMI v2 / RMCP+ session\n"))
     with pytest.raises(netlab_power.PowerError) as exc:
         netlab_power.power(lab, "nuc3", "off", run=run)
     text = str(exc.value)
-    assert "node nuc3" in text and "192.168.43.13" in text and "RMCP+" in text
+    # the BMC's address stays on the networking node (errors reach events)
+    assert "node nuc3" in text and "192.168.43.13" not in text and "RMCP+" in text
     assert "ipmi-secret" not in text
 
 
@@ -226,9 +227,11 @@ def test_virtual_firmware_from_node_boot(example_pillar, tmp_path):
     ("disk", "10G", "netlab:nodes:nuc1:power:disk: virtual nodes are diskless"),
 ])
 def test_virtual_bad_fields_name_pillar_key(example_pillar, tmp_path, field, value, match):
-    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual", field: value})
-    with pytest.raises(netlab_power.PowerError, match=match):
-        netlab_power.driver(lab, "nuc1")
+    # refused when the lab is loaded, before any driver is built
+    raw = copy.deepcopy(example_pillar)
+    raw["nodes"]["nuc1"]["power"] = {"driver": "virtual", field: value}
+    errors = netlab_lab.validate(raw)
+    assert len(errors) == 1 and errors[0].startswith(match), errors
 
 
 def test_virtual_pillar_fields_validated_by_model(example_pillar, tmp_path):
@@ -252,3 +255,27 @@ def test_kvm_detection_is_a_boolean():
     args = netlab_power.accel_args("auto")
     assert args in (["-accel", "kvm", "-cpu", "host"], ["-accel", "tcg", "-cpu", "qemu64"])
     assert netlab_power.accel_args("tcg") == ["-accel", "tcg", "-cpu", "qemu64"]
+
+
+@pytest.mark.parametrize("rc, err", [(127, "ping is not installed"),
+                                     (2, "ping: socket: Operation not permitted")])
+def test_wol_off_a_ping_that_cannot_run_is_an_error_not_off(example_pillar, tmp_path,
+                                                            rc, err):
+    lab = lab_with(example_pillar, tmp_path)
+
+    def dead(n, f):
+        raise RuntimeError("minion nuc2 did not answer test.ping within 30 s")
+
+    with pytest.raises(netlab_power.PowerError, match="cannot tell whether 192.168.42.12 "
+                       "is off: ping exit {}".format(rc)):
+        netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((rc, "", err)))
+
+
+def test_ipmi_error_text_has_no_bmc_address(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path)
+    run = FakeRun((1, "", "Error: Unable to establish IPMI v2 / RMCP+ session to "
+                   "192.168.43.13"))
+    with pytest.raises(netlab_power.PowerError) as exc:
+        netlab_power.power(lab, "nuc3", "status", run=run)
+    assert "192.168.43.13" not in str(exc.value)
+    assert "ipmi-secret" not in str([c["cmd"] for c in run.calls])

@@ -304,3 +304,47 @@ def test_write_minion_key_only_touches_the_key(tmp_path, example_pillar):
     assert not os.path.exists(os.path.join(root, "etc/salt/pki/minion/minion_master.pub"))
     assert open(os.path.join(root, "etc/ssh/ssh_host_ed25519_key.pub")).read() == ssh
     assert open(os.path.join(root, "etc/machine-id")).read() == mid
+
+
+def test_reset_cleans_orphans_of_interrupted_resets_and_keeps_roots_private(
+        tmp_path, example_pillar):
+    lab = make_lab(example_pillar, tmp_path / "srv")
+    publish_image(lab.netnode.images_dir, "b1")
+    roots = lab.netnode.roots_dir
+    # what a reset killed half-way leaves behind (other pids), for nuc1 and others
+    orphans = [".nuc1.new-4242", ".nuc1.old-4243", ".nuc2.identity.new-17"]
+    keep = [".nuc10.new-1", "nuc3"]
+    for name in orphans + keep:
+        os.makedirs(os.path.join(roots, name, "etc"))
+    os.chmod(roots, 0o755)
+    netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1),
+                            ("PRIV", "PUB"), method="copy")
+    netlab_roots.reset_root(lab, "nuc2", netlab_slice.identity(lab, "nuc2", 1),
+                            ("PRIV", "PUB"))
+    left = sorted(os.listdir(roots))
+    assert left == sorted(keep + ["nuc1", "nuc2.identity"])
+    assert stat.S_IMODE(os.stat(roots).st_mode) == 0o700
+
+
+class _St:
+    def __init__(self, dev):
+        self.st_dev = dev
+
+
+def test_storage_layout_warns_when_roots_share_a_filesystem(tmp_path, example_pillar):
+    lab = make_lab(example_pillar, "/srv/netlab")
+    devs = {"/": 1, "/srv": 1, "/srv/netlab": 1, "/srv/netlab/roots": 1}
+
+    def fake_stat(path):
+        if path not in devs:
+            raise FileNotFoundError(path)
+        return _St(devs[path])
+
+    shared = netlab_roots.storage_layout(lab, stat_fn=fake_stat)
+    assert not shared["own_filesystem"]
+    assert "/srv/netlab/roots" in shared["warning"] and "same filesystem" in shared["warning"]
+    devs.update({"/srv/netlab": 2, "/srv/netlab/roots": 2})   # storage mounted
+    assert netlab_roots.storage_layout(lab, stat_fn=fake_stat) == {
+        "own_filesystem": True, "warning": None}
+    del devs["/srv/netlab/roots"]                               # not made yet
+    assert netlab_roots.storage_layout(lab, stat_fn=fake_stat)["own_filesystem"]

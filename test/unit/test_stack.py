@@ -101,3 +101,33 @@ def test_summary_lists_ready_and_failed_with_log_tail(lab, tmp_path):
 def test_tail():
     assert netlab_stack.tail("1\n2\n3\n", 2) == "2\n3"
     assert netlab_stack.tail("", 2) == ""
+
+
+# --------------------------------------------------------------------------- masking
+STACK_LOG = """2026-11-30 10:00:01.123 | + lib/keystone:main:12 : local ADMIN_PASSWORD=s3cret-Admin
+2026-11-30 10:00:02.456 | ++ export OS_PASSWORD=s3cret-Admin
+2026-11-30 10:00:03.000 | + mysql -uroot -ps3cret-DB -h 127.0.0.1
+2026-11-30 10:00:04.000 | connection = mysql+pymysql://root:s3cret-DB@192.168.42.11/nova
+2026-11-30 10:00:05.000 | service_token: abcdef123456
+2026-11-30 10:00:06.000 | stack.sh failed: keystone did not start"""
+
+
+def test_log_tails_are_masked_like_local_conf_diffs():
+    import netlab_localconf
+
+    secrets = netlab_localconf.secret_values({
+        "ADMIN_PASSWORD": "s3cret-Admin", "DATABASE_PASSWORD": "s3cret-DB",
+        "RABBIT_PASSWORD": "$ADMIN_PASSWORD", "LOGFILE": "/opt/stack/logs/stack.sh.log"})
+    assert secrets == {"s3cret-Admin", "s3cret-DB"}
+    text = netlab_localconf.mask_log(STACK_LOG, secrets)
+    assert "s3cret" not in text
+    assert "abcdef123456" not in text
+    assert "ADMIN_PASSWORD=******" in text and "root:******@192.168.42.11" in text
+    assert text.splitlines()[-1].endswith("stack.sh failed: keystone did not start")
+
+
+def test_outcome_masks_the_tail_the_master_keeps():
+    out = netlab_stack.outcome("nuc2", {"result": False, "retcode": 1, "duration": 3,
+                                        "log_tail": "OS_PASSWORD=hunter22\nboom"},
+                               "compute")
+    assert "hunter22" not in out["log_tail"] and "hunter22" not in out["reason"]
