@@ -111,10 +111,10 @@ def test_the_validation_report_quotes_a_bad_value_without_running_it(tmp_path,
     raw = copy.deepcopy(example_pillar)
     raw["netnode"]["ip"] = "192.168.42.2\nnetlab-evil:\n  cmd.run:\n    - name: id"
     data = _render_sls(tmp_path, "netlab/netnode/check.sls", {"netlab": raw}, {})
-    assert list(data) == ["netlab-netnode-check-test-configurable_test_state"]
-    args = {k: v for d in data["netlab-netnode-check-test-configurable_test_state"][
-        "test.configurable_test_state"] for k, v in d.items()}
-    assert args["result"] is False and args["failhard"] is True
-    assert args["comment"].startswith("invalid netlab pillar (")
-    assert "netlab:netnode:ip: " in args["comment"]
-    assert "netlab-evil:" in args["comment"]
+    assert list(data) == ["netlab-netnode-check-netlab-invalid_pillar"]
+    args = {k: v for d in data["netlab-netnode-check-netlab-invalid_pillar"][
+        "netlab.invalid_pillar"] for k, v in d.items()}
+    assert args["failhard"] is True
+    text = "\n".join(args["errors"])
+    assert "netlab:netnode:ip: " in text
+    assert "netlab-evil:" in text
