@@ -11,7 +11,9 @@ import logging
 from salt.exceptions import CommandExecutionError
 
 try:
+    # imported while the loader loads this module: _utils is importable only then
     import netlab_lab
+    import netlab_roots
     import netlab_saltcompat
     import netlab_slice
 
@@ -229,8 +231,6 @@ def storage_layout(pillar=None):
 
         salt-call netlab.storage_layout
     """
-    import netlab_roots  # pylint: disable=import-outside-toplevel
-
     return netlab_roots.storage_layout(netlab_lab.load(_raw(pillar)))
 
 
