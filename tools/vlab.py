@@ -638,7 +638,9 @@ class Vlab:
         rc = self._deploy(options, verbose)
         rows = self._status_rows()
         self._print_table(rows)
-        record = _read_json(os.path.join(lab.netnode.state_dir, "run.json")) or {}
+        import netlab_run  # pylint: disable=import-outside-toplevel
+
+        record = netlab_run.read(lab.netnode.state_dir) or {}
         failures = record.get("failures") or []
         if rc == 0 and not failures:
             want = "ready" if reachable else "up"
@@ -699,11 +701,12 @@ class Vlab:
         sys.stdout.flush()
 
     def _print_failure(self, record, rc):
+        import netlab_run  # pylint: disable=import-outside-toplevel
+
         failures = record.get("failures") or []
-        if failures:
-            first = min(failures, key=lambda f: f.get("at", 0))
-            where = "node " + first["node"] if first.get("node") else "the networking node"
-            _say("FAILED: {} failed on {}: {}".format(first["step"], where, first["cause"]))
+        first = netlab_run.first_failure(record)
+        if first:
+            _say("FAILED: " + netlab_run.describe(first))
             if first.get("log"):
                 _say("  log: {}".format(first["log"]))
             for line in (first.get("log_tail") or "").splitlines()[-10:]:
@@ -847,14 +850,6 @@ def _pump(stream):
                     sls, len(ret), "{} FAILED".format(len(bad)) if bad else "all ok"))
             else:
                 _say("networking node: {}: FAILED (no state results)".format(sls))
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
 
 
 def _read_pid(path):
