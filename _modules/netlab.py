@@ -319,7 +319,11 @@ def status(as_table=True, pillar=None):
     """
     mod = _lifecycle()
     model = lab(pillar)
-    return mod.status_table(model) if as_table else mod.status(model)
+    if not as_table:
+        return mod.status(model)
+    # resets by copy cost time and space per node: say so under the table
+    note = netlab_roots.reset_cost(model)["note"]
+    return mod.status_table(model) + ("\n\n" + note if note else "")
 
 
 def reimage(nodes, timeout=600):

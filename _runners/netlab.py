@@ -314,7 +314,9 @@ def status(as_table=True, pillar=None):
     """
     lab = _lab(pillar)
     if as_table:
-        return netlab_lifecycle.status_table(lab)
+        note = netlab_roots.reset_cost(lab)["note"]
+        table = netlab_lifecycle.status_table(lab)
+        return table + "\n\n" + note if note else table
     return netlab_lifecycle.status(lab)
 
 

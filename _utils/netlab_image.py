@@ -45,11 +45,13 @@ import shutil
 import subprocess
 import time
 
+import netlab_roots
+
 log = logging.getLogger(__name__)
 
 # Bump when the Python side of the build changes the image (the files under
 # netlab/files/image are hashed by content and need no bump).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 DEFAULT_FILES_DIR = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), os.pardir, "netlab", "files", "image"))
@@ -73,6 +75,26 @@ BASE_PACKAGES = [
 # purged again at the end of configure.sh.
 BUILD_PACKAGES = ["gcc", "libc6-dev", "python3-dev"]
 PIP_EXTRA = ["netaddr"]
+# Files dpkg never unpacks into the node root (dpkg's path-exclude, kept in the
+# image so DevStack's own packages skip them too): documentation, manual pages
+# and translations nobody reads on a lab node, and kernel modules for hardware
+# a diskless DevStack node does not use (sound, cameras/TV, Wi-Fi, Bluetooth,
+# graphics cards whose firmware the image lacks anyway). Patterns match the
+# paths packages ship (Debian's kernel ships /lib/modules, not /usr/lib).
+# Every node root is a copy of the image: each MB here is a MB per node reset.
+PATH_EXCLUDES = [
+    "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
+    "/lib/modules/*/kernel/sound/*", "/lib/modules/*/kernel/drivers/media/*",
+    "/lib/modules/*/kernel/drivers/net/wireless/*",
+    "/lib/modules/*/kernel/drivers/bluetooth/*",
+    "/lib/modules/*/kernel/net/bluetooth/*",
+    "/lib/modules/*/kernel/drivers/gpu/drm/amd/*",
+    "/lib/modules/*/kernel/drivers/gpu/drm/nouveau/*",
+    "/lib/modules/*/kernel/drivers/gpu/drm/radeon/*",
+    "/lib/modules/*/kernel/drivers/staging/*",
+]
+# ... except what licences and tools rely on
+PATH_INCLUDES = ["/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias"]
 VENV = "/opt/salt"
 STAGE_IN_ROOT = "/tmp/netlab-build"
 # overlay files that must be executable (the Salt fileserver does not keep modes)
@@ -115,6 +137,8 @@ def recipe(lab):
         "packages": packages,
         "extra_packages": sorted(img.packages),
         "build_packages": sorted(BUILD_PACKAGES),
+        "path_excludes": list(PATH_EXCLUDES),
+        "path_includes": list(PATH_INCLUDES),
         "salt_version": img.salt_version,
         "pip_requirements": ["salt=={}".format(img.salt_version)] + PIP_EXTRA,
         "pip_index": img.pip_index,
@@ -463,6 +487,8 @@ def mmdebstrap_command(rec, rootfs, stage_dir, links, mmdebstrap="mmdebstrap"):
         # build() syncs once before the build becomes visible
         "--dpkgopt=force-unsafe-io",
         "--aptopt=Acquire::Languages \"none\"",
+    ] + ["--dpkgopt=path-exclude={}".format(p) for p in rec.get("path_excludes", [])] + [
+        "--dpkgopt=path-include={}".format(p) for p in rec.get("path_includes", [])] + [
         "--essential-hook={}".format(essential),
         "--customize-hook={}".format(binds),
         "--customize-hook={}".format(configure),
@@ -577,9 +603,17 @@ def _mounts_under(path):
     return sorted(found, key=len, reverse=True)
 
 
+def _make_rootfs_dir(rootfs):
+    """On btrfs the rootfs is a subvolume of its own: node roots are then reset
+    by snapshot (netlab_roots), in constant time, instead of copied."""
+    if netlab_roots.fs_type(os.path.dirname(rootfs)) == "btrfs":
+        subprocess.run(["btrfs", "subvolume", "create", rootfs], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 def remove_tree(path):
     """Remove a build tree safely: unmount anything below it first, never cross
-    into another file system."""
+    into another file system (btrfs subvolumes in it are deleted as such)."""
     if not os.path.lexists(path):
         return
     if os.path.islink(path):
@@ -594,6 +628,12 @@ def remove_tree(path):
             path, ", ".join(left)))
     if not os.path.isdir(path):
         os.unlink(path)
+        return
+    if netlab_roots.fs_type(path) == "btrfs":
+        try:  # rm --one-file-system would refuse the rootfs subvolume
+            netlab_roots.remove_tree(path)
+        except netlab_roots.RootError as exc:
+            raise ImageError("cannot delete {}: {}".format(path, exc)) from exc
         return
     subprocess.run(["rm", "-rf", "--one-file-system", path], check=True)
 
@@ -739,6 +779,7 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
             stage = os.path.join(tmp, "inputs")
             links = stage_inputs(lab, rec, digest, stage, files_dir, pip_settings)
             rootfs = os.path.join(tmp, "rootfs")
+            _make_rootfs_dir(rootfs)
             builder(rec, rootfs, stage, links, logfile)
             version, kernel, initrd = _kernel_files(rootfs)
             for src, name in ((kernel, "vmlinuz"), (initrd, "initrd.img")):
@@ -751,7 +792,8 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
                 "kernel_version": version,
                 "built_at": started.isoformat(), "duration": round(time.monotonic() - t0, 1),
                 "sizes": {"vmlinuz": os.path.getsize(os.path.join(tmp, "vmlinuz")),
-                          "initrd.img": os.path.getsize(os.path.join(tmp, "initrd.img"))},
+                          "initrd.img": os.path.getsize(os.path.join(tmp, "initrd.img")),
+                          "rootfs_mb": _size_mb(rootfs)},
                 "packages": _package_list(rootfs),
             }
             with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as fh:
@@ -790,6 +832,15 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
                       pruned=prune(lab, keep=keep, protect=protect),
                       current=current_build(lab))
         return result
+
+
+def _size_mb(path):
+    """Disk usage of ``path`` in MB (what each copied node root costs), or None."""
+    proc = subprocess.run(["du", "-sxm", path], capture_output=True, text=True, check=False)
+    try:
+        return int(proc.stdout.split()[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _package_list(rootfs):

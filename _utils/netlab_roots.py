@@ -381,6 +381,53 @@ def storage_layout(lab, stat_fn=os.stat):
     return {"own_filesystem": own, "warning": warning}
 
 
+def _image_mb(rootfs):
+    """The image's size in MB from its build manifest (``sizes.rootfs_mb``), or None."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(os.path.join(os.path.dirname(rootfs), "manifest.json"),
+                  encoding="utf-8") as fh:
+            return (json.load(fh).get("sizes") or {}).get("rootfs_mb")
+    except (OSError, ValueError):
+        return None
+
+
+def reset_cost(lab):
+    """How a persistent node's root reset clones the current image here.
+
+    ``{'method': 'snapshot'|'reflink'|'copy'|None, 'image_mb': int|None,
+    'note': text|None}``: ``note`` is set when resets are full copies (their
+    time and space grow with the image) and says what to do about it; ``method``
+    is None when there is no image yet or no persistent node.
+    """
+    out = {"method": None, "image_mb": None, "note": None}
+    if not any(n.root_mode == "persistent" for n in lab.nodes.values()):
+        return out
+    try:
+        src = image_rootfs(lab)
+    except RootError:
+        return out
+    parent = lab.netnode.roots_dir
+    while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    try:
+        out["method"] = detect_method(src, parent)
+    except OSError:
+        return out
+    out["image_mb"] = _image_mb(src)
+    if out["method"] == "copy":
+        size = " ({} MB)".format(out["image_mb"]) if out["image_mb"] else ""
+        out["note"] = (
+            "NOTE: node root resets are full copies of the image{} on this storage "
+            "({}, {}): every reimage reads and writes the whole image per node, and "
+            "takes longer as the image grows. Put netnode:storage on btrfs (the image "
+            "is then built as a subvolume and resets are snapshots, well under a "
+            "second) or on XFS with reflink (docs/lifecycle.rst, 'Per-node roots')"
+            .format(size, fs_type(parent), parent))
+    return out
+
+
 # --------------------------------------------------------------------------- reset
 def _roots_dir(lab, node_id):
     """The roots directory, mode 0700 (node roots hold private keys, and nothing on

@@ -64,7 +64,13 @@ COMMANDS = {"qemu-system-x86_64": "qemu-system-x86", "dnsmasq": "dnsmasq-base",
             "nginx": "nginx-light", "ganesha.nfsd": "nfs-ganesha", "rpcbind": "rpcbind",
             "mmdebstrap": "mmdebstrap", "zstd": "zstd", "git": "git", "ip": "iproute2",
             "nsenter": "util-linux", "unshare": "util-linux", "nft": "nftables",
-            "sysctl": "procps"}
+            "sysctl": "procps", "mkfs.btrfs": "btrfs-progs", "btrfs": "btrfs-progs"}
+# The networking node's storage (images, node roots) is a btrfs filesystem in a
+# sparse file under the lab directory: the image rootfs is a subvolume, so a
+# node's root reset is a snapshot (constant time, no copy of the image). The
+# file only takes the space the lab writes (DevStack: a few GB per node).
+STORAGE_IMAGE = "storage.btrfs"
+STORAGE_SIZE = "64G"
 APT_PACKAGES = tuple(sorted(set(COMMANDS.values()) | {
     "ipxe-qemu", "ipxe", "ovmf", "nfs-ganesha-vfs", "python3-venv"}))
 
@@ -469,6 +475,25 @@ class Vlab:
         return None
 
     # ------------------------------------------------------------------ salt
+    def _storage(self, lab):
+        """``netnode:storage`` on a loop-mounted btrfs (see :data:`STORAGE_IMAGE`)."""
+        storage = lab.netnode.storage
+        if _fs_type(storage) == "btrfs":
+            return storage
+        if os.path.isdir(storage) and os.listdir(storage):
+            raise VlabError("{} is not empty and not on btrfs: remove the lab first "
+                            "(./vlab down)".format(storage))
+        image = os.path.join(self.base, STORAGE_IMAGE)
+        os.makedirs(storage, exist_ok=True)
+        if not os.path.exists(image):
+            with open(image, "wb") as fh:
+                fh.truncate(_size_bytes(STORAGE_SIZE))
+            _sh(["mkfs.btrfs", "-q", "-L", "netlab-vlab", image])
+        _sh(["mount", "-o", "loop", image, storage])
+        _say("networking node storage: btrfs in {} (sparse, up to {}) on {}: node root "
+             "resets are snapshots".format(image, STORAGE_SIZE, storage))
+        return storage
+
     def _configure(self, raw):
         import yaml  # pylint: disable=import-outside-toplevel
 
@@ -619,6 +644,7 @@ class Vlab:
                                "have no way out (--uplink to give them one)"))
         if local_repo:
             raw["devstack"]["repo"] = self._serve_repo(lab, repo)
+        self._storage(lab)
         self._configure(raw)
         _say("salt-master + networking node minion in namespace {}".format(self.names["ns"]))
         self._start_master()
@@ -746,6 +772,21 @@ class Vlab:
                 image_dir))
         build_id = os.path.basename(image_dir)
         link = os.path.join(images, build_id)
+        if not os.path.lexists(link) and _fs_type(images) == "btrfs":
+            # imported once as a subvolume on the lab's btrfs, so that every node
+            # root reset is a snapshot of it (a link to a tree elsewhere is copied
+            # on each reset)
+            _say("importing the image {} into the lab's btrfs storage".format(image_dir))
+            tmp = os.path.join(images, ".import-" + build_id)
+            _sh(["rm", "-rf", "--one-file-system", tmp], check=False)
+            os.makedirs(tmp)
+            _sh(["btrfs", "subvolume", "create", os.path.join(tmp, "rootfs")])
+            _sh(["cp", "-a", "--reflink=auto", "-T", os.path.join(image_dir, "rootfs"),
+                 os.path.join(tmp, "rootfs")])
+            for name in os.listdir(image_dir):
+                if name != "rootfs" and os.path.isfile(os.path.join(image_dir, name)):
+                    shutil.copy2(os.path.join(image_dir, name), os.path.join(tmp, name))
+            os.rename(tmp, link)
         if not os.path.lexists(link):
             os.symlink(image_dir, link)
         cur = os.path.join(images, "current")
@@ -810,7 +851,10 @@ class Vlab:
         if forward is not None and not _other_labs_up():
             _sh(["sysctl", "-qw", "net.ipv4.ip_forward={}".format(forward)], check=False)
         for mnt in reversed(_mounts_under(self.base)):
-            _sh(["umount", "-l", mnt], check=False)
+            # (the storage btrfs among them: a plain umount frees its loop device at
+            # once; lazy only when something still holds it)
+            if _sh(["umount", mnt], check=False).returncode != 0:
+                _sh(["umount", "-l", mnt], check=False)
         if not keep and os.path.isdir(self.base):
             _sh(["rm", "-rf", "--one-file-system", self.base], check=False)
         elif os.path.isdir(self.base):
@@ -822,6 +866,19 @@ class Vlab:
 
 
 # --------------------------------------------------------------------------- helpers
+def _fs_type(path):
+    """Filesystem type of ``path`` (or of its nearest existing parent)."""
+    while not os.path.exists(path) and path not in ("", "/"):
+        path = os.path.dirname(path)
+    res = _sh(["stat", "-f", "-c", "%T", path or "/"], check=False)
+    return res.stdout.strip() if res.returncode == 0 else "unknown"
+
+
+def _size_bytes(text):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
 def _pump(stream):
     """One line per netlab event and per state run of the networking node."""
     for line in stream:

@@ -348,3 +348,34 @@ def test_storage_layout_warns_when_roots_share_a_filesystem(tmp_path, example_pi
         "own_filesystem": True, "warning": None}
     del devs["/srv/netlab/roots"]                               # not made yet
     assert netlab_roots.storage_layout(lab, stat_fn=fake_stat)["own_filesystem"]
+
+
+# --------------------------------------------------------------------------- reset cost
+def test_reset_cost_notes_copies_with_the_image_size(tmp_path, example_pillar):
+    lab = make_lab(example_pillar, tmp_path / "srv")
+    assert netlab_roots.reset_cost(lab)["method"] is None  # no image yet: nothing said
+    src = publish_image(lab.netnode.images_dir, "b1")
+    with open(os.path.join(os.path.dirname(src), "manifest.json"), "w") as fh:
+        fh.write('{"sizes": {"rootfs_mb": 742}}')
+    cost = netlab_roots.reset_cost(lab)
+    assert cost["method"] == "copy" and cost["image_mb"] == 742
+    assert "full copies of the image (742 MB)" in cost["note"]
+    assert "netnode:storage on btrfs" in cost["note"]
+    assert str(tmp_path / "srv") in cost["note"]  # where: the roots' parent that exists
+
+
+def test_reset_cost_is_quiet_for_snapshots(btrfs_mount, example_pillar):
+    lab = make_lab(example_pillar, btrfs_mount / "srv")
+    publish_image(lab.netnode.images_dir, "b1", subvolume=True)
+    cost = netlab_roots.reset_cost(lab)
+    assert cost["method"] == "snapshot" and cost["note"] is None
+
+
+def test_reset_cost_is_quiet_without_persistent_nodes(tmp_path, example_pillar):
+    raw = copy.deepcopy(example_pillar)
+    raw["netnode"]["storage"] = str(tmp_path / "srv")
+    for node in raw["nodes"].values():
+        node["root"] = {"mode": "stateless"}
+    lab = netlab_lab.load(raw)
+    publish_image(lab.netnode.images_dir, "b1")
+    assert netlab_roots.reset_cost(lab) == {"method": None, "image_mb": None, "note": None}

@@ -40,12 +40,23 @@ chmod 0700 /etc/salt/pki/minion
 if [ -n "${NETLAB_BUILD_PACKAGES:-}" ]; then
 	step "remove build-only packages: $NETLAB_BUILD_PACKAGES"
 	apt-get purge -y -q $NETLAB_BUILD_PACKAGES
-	apt-get autoremove --purge -y -q
+	# python3.11 "Suggests" binutils: without this, apt keeps binutils (~35 MB)
+	apt-get autoremove --purge -y -q -o APT::AutoRemove::SuggestsImportant=false
 fi
 
 step "services"
 systemctl enable salt-minion.service netlab-netconf.service
 systemctl enable ssh.service 2>/dev/null || true
+# Boot time: units a diskless lab node does not need, each costs CPU while the
+# minion starts. No local ext4 to scrub or trim (e2scrub, fstrim); no EFI
+# pstore to save; dm_mod, loop and drm load on demand when something opens
+# /dev/mapper/control or /dev/loop-control (LVM, DevStack's loop devices) and
+# no node drives a display.
+for unit in e2scrub_reap.service e2scrub_all.timer fstrim.timer systemd-pstore.service \
+	modprobe@dm_mod.service modprobe@loop.service modprobe@drm.service; do
+	systemctl disable "$unit" 2>/dev/null || true
+	systemctl mask "$unit"
+done
 
 step "initramfs (NFS root, netlab stateless script)"
 for initrd in /boot/initrd.img-*; do

@@ -1,0 +1,435 @@
+#!/opt/netlab-venv/bin/python
+"""
+Boot timeline benchmark (a script, not a test): where a node's boot time goes.
+
+Boots lab VMs for real (the e2e harness of test/e2e/test_vms.py: the formula's
+netnode services applied by the networking node's own minion in a namespace,
+a salt-master there, ``salt-run netlab.reimage`` powering ``virtual`` nodes),
+first one node alone, then all nodes of a 1+2 lab at once, and prints one row
+per stage with the seconds since power-on, each read from what a daemon or the
+node records:
+
+=====================  ==================================================
+stage                  source
+=====================  ==================================================
+power on               ``booting`` transition in lifecycle.json (runner)
+DHCP offer (PXE)       dnsmasq's log: first DHCPOFFER to the node's MAC
+iPXE script fetched    nginx access log: ``GET /...ipxe``
+kernel+initrd fetched  nginx access log: ``GET .../initrd.img`` (logged
+                       when the transfer ends)
+kernel started         serial console: ``Linux version`` (time the line
+                       appeared; the bench polls the log every 0.1 s)
+NFS root mounted       serial console: ``Running /scripts/nfs-bottom``
+systemd userspace      serial console: systemd's ``Welcome to`` banner
+salt-minion started    serial console: ``Started salt-minion.service``
+start event at master  ``up`` transition in lifecycle.json (the runner
+                       records it when ``salt/minion/<id>/start`` arrives)
+first test.ping        ``salt <id> test.ping`` answered (polled from the
+                       moment the runner returns)
+=====================  ==================================================
+
+Each scenario runs ``--runs`` times (default 3); the table shows the median.
+After the last run the node's own view is printed (``systemd-analyze``,
+``blame``, the minion's critical chain).
+
+Run as root, under the shared e2e lock (VM boots are CPU-heavy)::
+
+    flock /work/wt/e2e.lock /opt/netlab-venv/bin/python bench/boot_timeline.py
+
+``--single-only`` / ``--all-only`` pick one scenario. Needs the test image
+(built on first use by test/lib/image.py). Everything it creates
+(namespaces, daemons, VMs, temp dirs) is removed, also on failure.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+for _p in (REPO / "_utils", REPO / "test", REPO / "test" / "e2e"):
+    sys.path.insert(0, str(_p))
+
+import netlab_lab  # noqa: E402
+
+CIDR = "10.96.0.0/24"
+NETNODE_IP = "10.96.0.2"
+NODES = (("n1", "52:54:00:96:00:11", "10.96.0.11", "controller"),
+         ("n2", "52:54:00:96:00:12", "10.96.0.12", "compute"),
+         ("n3", "52:54:00:96:00:13", "10.96.0.13", "compute"))
+STAGES = ("DHCP offer (PXE)", "iPXE script fetched", "kernel+initrd fetched",
+          "kernel started", "NFS root mounted", "systemd userspace",
+          "salt-minion started", "start event at master", "first test.ping")
+SERIAL_MARKS = (("kernel started", re.compile(r"Linux version ")),
+                ("NFS root mounted", re.compile(r"Running /scripts/nfs-bottom")),
+                ("systemd userspace", re.compile(r"Welcome to ")),
+                ("salt-minion started", re.compile(r"Started .*salt-minion\.service")))
+BOOT_TIMEOUT = 900
+MEMORY = 1024
+
+
+def lab_pillar(base):
+    """1 controller + 2 computes, BIOS, persistent roots (the virtual lab's shape)."""
+    run = str(base / "run")
+    virtual = {"driver": "virtual", "bridge": "br0", "memory": MEMORY, "cpus": 1,
+               "firmware": "bios"}
+    return {
+        "network": {"interface": "br0", "cidr": CIDR, "domain": "lab.test",
+                    "dhcp": {"mode": "full", "lease_time": "1h"},
+                    "dns": {"enabled": True, "upstream": []}},
+        "netnode": {"id": "netnode", "ip": NETNODE_IP, "storage": str(base / "srv"),
+                    "nfs": {"server": "ganesha"}, "http": {"port": 80}},
+        "devstack": {"user": "stack"},
+        "nodes": {n: {"mac": mac, "ip": ip, "role": role, "power": dict(virtual)}
+                  for n, mac, ip, role in NODES},
+        "lookup": {
+            "service_control": "process", "run_dir": run, "install_packages": False,
+            "dnsmasq": {"conf": str(base / "etc" / "dnsmasq.conf"),
+                        "leasefile": run + "/dnsmasq.leases", "ra": True},
+            "nginx": {"conf": str(base / "etc" / "nginx-netlab.conf")},
+            "nfs": {"ganesha_conf": str(base / "etc" / "ganesha.conf")},
+        },
+    }
+
+
+class SerialWatch(threading.Thread):
+    """Records the wall time at which each marker first shows in a node's
+    serial log (qemu writes it as the guest prints)."""
+
+    def __init__(self, path, after):
+        super().__init__(daemon=True)
+        self.path, self.after = path, after
+        self.seen = {}
+        self.lines = []  # (wall time first seen, line)
+        self.stop = threading.Event()
+        try:  # the previous boot's log: power on moves it to serial.log.prev
+            self.old = os.stat(path).st_ino
+        except OSError:
+            self.old = None
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                st = os.stat(self.path)
+                if st.st_ino != self.old and st.st_mtime >= self.after:
+                    with open(self.path, "rb") as fh:
+                        text = fh.read().decode("utf-8", "replace")
+                    now = time.time()
+                    lines = text.split("\n")[:-1]  # the last one may be incomplete
+                    for line in lines[len(self.lines):]:
+                        self.lines.append((now, line))
+                    for stage, rx in SERIAL_MARKS:
+                        if stage not in self.seen and rx.search(text):
+                            self.seen[stage] = now
+            except OSError:
+                pass
+            self.stop.wait(0.1)
+
+
+def _log_lines(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read().splitlines()
+    except OSError:
+        return []
+
+
+def dnsmasq_offer(path, mac, after):
+    """Wall time of the first DHCPOFFER to ``mac`` at or after ``after`` (1 s steps)."""
+    year = datetime.datetime.now().year
+    for line in _log_lines(path):
+        if "DHCPOFFER" in line and mac in line.lower():
+            try:
+                ts = datetime.datetime.strptime("{} {}".format(year, line[:15]),
+                                                "%Y %b %d %H:%M:%S").timestamp()
+            except ValueError:
+                continue
+            if ts >= int(after):
+                return ts
+    return None
+
+
+NGINX_RE = re.compile(r'^(\S+) \S+ \S+ \[([^\]]+)\] "GET (\S+)')
+
+
+def nginx_fetches(path, ip, after):
+    """{'ipxe': t, 'initrd': t, 'kernel': t}: first fetch of each by ``ip``."""
+    out = {}
+    for line in _log_lines(path):
+        m = NGINX_RE.match(line)
+        if not m:
+            continue
+        try:
+            ts = datetime.datetime.strptime(m.group(2), "%d/%b/%Y:%H:%M:%S %z").timestamp()
+        except ValueError:
+            continue
+        if ts < int(after):
+            continue
+        url = m.group(3)
+        kind = ("ipxe" if url.endswith(".ipxe") else "initrd" if url.endswith("initrd.img")
+                else "kernel" if url.endswith("vmlinuz") else None)
+        # the firmware fetches the script before it has the node's final IP:
+        # any client counts for the script, the node's IP for kernel/initrd
+        if kind and kind not in out and (kind == "ipxe" or m.group(1) == ip):
+            out[kind] = ts
+    return out
+
+
+def lifecycle_times(lab, node):
+    path = os.path.join(lab.netnode.state_dir, "lifecycle.json")
+    with open(path, encoding="utf-8") as fh:
+        hist = json.load(fh)["nodes"][node]["history"]
+    booting = [h["at"] for h in hist if h["state"] == "booting"]
+    up = [h["at"] for h in hist if h["state"] == "up"]
+    return (booting[-1] if booting else None), (up[-1] if up else None)
+
+
+def one_run(env, nodes):
+    lab, master = env["lab"], env["master"]
+    run_dir = env["base"] / "run"
+    t_start = time.time()
+    watches = {}
+    for n in nodes:
+        w = SerialWatch(os.path.join(lab.netnode.state_dir, "vms", n, "serial.log"),
+                        t_start)
+        w.start()
+        watches[n] = w
+    data, proc = master.run_json("salt-run", "netlab.reimage", ",".join(nodes),
+                                 "timeout={}".format(BOOT_TIMEOUT), check=False,
+                                 timeout=BOOT_TIMEOUT + 600)
+    if not data or data.get("failed") or proc.returncode:
+        for w in watches.values():
+            w.stop.set()
+        raise RuntimeError("reimage {} failed: {}\n{}".format(
+            nodes, proc.stdout[-3000:], proc.stderr[-2000:]))
+    pinged = {}
+    for _ in range(3):  # one job per try, answered when the node runs it
+        left = [n for n in nodes if n not in pinged]
+        if not left:
+            break
+        got, _ = master.run_json("salt", "-t", "120", "-L", ",".join(left), "test.ping",
+                                 check=False, timeout=300)
+        now = time.time()
+        for n, ok in (got or {}).items():
+            if ok is True and n not in pinged:
+                pinged[n] = now
+    rows = {}
+    for n in nodes:
+        watches[n].stop.set()
+        watches[n].join(2)
+        power, up = lifecycle_times(lab, n)
+        node = lab.node(n)
+        fetch = nginx_fetches(str(run_dir / "nginx-access.log"), node.ip, power)
+        marks = {
+            "DHCP offer (PXE)": dnsmasq_offer(str(run_dir / "dnsmasq.log"), node.mac, power),
+            "iPXE script fetched": fetch.get("ipxe"),
+            "kernel+initrd fetched": max(filter(None, (fetch.get("initrd"),
+                                                       fetch.get("kernel"))), default=None),
+            "start event at master": up,
+            "first test.ping": pinged.get(n),
+        }
+        marks.update(watches[n].seen)
+        rows[n] = {s: (marks[s] - power if marks.get(s) else None) for s in STAGES}
+        if env.get("logs"):
+            name = "{}-{}nodes-{}.serial".format(n, len(nodes), int(t_start))
+            with open(os.path.join(env["logs"], name), "w", encoding="utf-8") as fh:
+                for ts, line in watches[n].lines:
+                    fh.write("{:7.2f} {}\n".format(ts - power, line.rstrip("\r")))
+        rows[n]["reset s"] = data["nodes"][n].get("reset_seconds")
+        rows[n]["method"] = data["nodes"][n].get("method")
+    return rows
+
+
+def node_view(master, node):
+    """The node's own account: systemd-analyze, blame, the minion's critical chain."""
+    cmd = ("systemd-analyze; echo; systemd-analyze blame --no-pager | head -n 12; echo; "
+           "systemd-analyze critical-chain --no-pager salt-minion.service; echo; "
+           "ls -l /boot/initrd.img* /initrd.img 2>/dev/null; du -sx --block-size=1M / "
+           "2>/dev/null | tail -n 1")
+    try:
+        return master.cmd(node, cmd, timeout=120)
+    except AssertionError as exc:
+        return "(no answer: {})".format(exc)
+
+
+def use_image(lab, img):
+    """Make ``img`` the lab's current image (the next reset clones it)."""
+    import netlab_image  # pylint: disable=import-outside-toplevel
+
+    images = lab.netnode.images_dir
+    os.makedirs(images, exist_ok=True)
+    link = os.path.join(images, img["build_id"])
+    if not os.path.lexists(link):
+        os.symlink(img["dir"], link)
+    netlab_image._atomic_symlink(img["build_id"], os.path.join(images, "current"))  # noqa
+    netlab_image.publish(lab, img["build_id"])
+
+
+def load_image(path):
+    """A finished build directory (``.../images/<build_id>``) as current_build() shows it."""
+    import netlab_image  # pylint: disable=import-outside-toplevel
+
+    path = os.path.realpath(path)
+    img = netlab_image._describe(os.path.dirname(path), os.path.basename(path))  # noqa
+    if not img or not img["intact"]:
+        sys.exit("{} is not a finished image build (rootfs, vmlinuz, initrd.img, "
+                 "manifest.json)".format(path))
+    return img
+
+
+def setup(base, img):
+    import test_vms as T  # pylint: disable=import-outside-toplevel
+    from lib.netns import Segment  # pylint: disable=import-outside-toplevel
+    from lib.vm import Master  # pylint: disable=import-outside-toplevel
+
+    env = {"base": base, "seg": None, "lab": None, "master": None}
+    env["seg"] = seg = Segment(cidr=CIDR, server_ip=NETNODE_IP, bridge="br0", ipv6=True)
+    raw = lab_pillar(base)
+    env["lab"] = lab = netlab_lab.load(raw)
+    use_image(lab, img)
+    stop = base / "stop-ganesha.sh"
+    stop.write_text("#!/bin/sh\npid=$(cat {0}/ganesha.pid 2>/dev/null) || exit 0\n"
+                    "kill -TERM \"$pid\" 2>/dev/null || exit 0\n"
+                    "while kill -0 \"$pid\" 2>/dev/null; do sleep 0.1; done\n"
+                    "rm -f {0}/ganesha.pid\n".format(base / "run"))
+    env["master"] = master = Master(seg.server, base / "master", T.REPO, raw,
+                                    extra={"netlab_exports_refresh": [["sh", str(stop)]]})
+    master.start()
+    T.start_netnode_minion(seg, base, master)
+    master.run("salt", "-t", "600", "netnode", "saltutil.sync_all")
+    master.run("salt", "-t", "900", "netnode", "state.apply", "netlab.netnode",
+               timeout=1200)
+    return env
+
+
+def teardown(env):
+    from lib.vm import stop_lab_vms  # pylint: disable=import-outside-toplevel
+
+    try:
+        if env.get("lab") is not None:
+            stop_lab_vms(env["lab"])
+        if env.get("master") is not None:
+            env["master"].stop()
+    finally:
+        if env.get("seg") is not None:
+            env["seg"].destroy()
+        subprocess.run(["rm", "-rf", "--one-file-system", str(env["base"])], check=False)
+
+
+def du_mb(path):
+    out = subprocess.run(["du", "-sxm", path], capture_output=True, text=True,
+                         check=False).stdout.split()
+    return out[0] if out else "?"
+
+
+def fmt(v):
+    return "-" if v is None else "{:.1f}".format(v)
+
+
+def median(values):
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def print_table(title, columns):
+    """``columns``: [(header, {stage: [values per run]})]."""
+    print("\n" + title)
+    head = ["stage (s since power on)"] + [h for h, _ in columns]
+    rows = [[s] + [fmt(median(c.get(s, []))) for _, c in columns] for s in STAGES]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    for i, row in enumerate([head] + rows):
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        if i == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--single-only", action="store_true")
+    ap.add_argument("--all-only", action="store_true")
+    ap.add_argument("--json", help="also write every run's numbers to this file")
+    ap.add_argument("--image", action="append", default=[],
+                    help="a build directory (<images_dir>/<build_id>) to boot; given "
+                    "twice or more, every run boots each image in turn (A/B under the "
+                    "same load); default: the test image")
+    ap.add_argument("--logs", help="keep each boot's serial console here, every line "
+                    "prefixed with the seconds since power on at which it appeared")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (namespaces, NFS server, qemu)")
+    from lib.image import ensure_test_image  # pylint: disable=import-outside-toplevel
+    import netlab_power  # pylint: disable=import-outside-toplevel
+
+    images = [load_image(p) for p in args.image] or [ensure_test_image()]
+    img = images[0]
+    base = pathlib.Path(tempfile.mkdtemp(prefix="bench-boot-", dir="/tmp"))
+    os.chmod(base, 0o755)  # nginx (www-data) reads the http tree under it
+    scenarios = []
+    if not args.all_only:
+        scenarios.append(("1 node alone", [NODES[0][0]]))
+    if not args.single_only:
+        scenarios.append(("1+2 lab at once", [n[0] for n in NODES]))
+    results = {}
+    views = {}
+    env = {"base": base}
+    try:
+        env = setup(base, img)
+        if args.logs:
+            os.makedirs(args.logs, exist_ok=True)
+            env["logs"] = args.logs
+
+        for label, nodes in scenarios:
+            for i in range(args.runs):
+                for k, image in enumerate(images):
+                    use_image(env["lab"], image)
+                    t0 = time.monotonic()
+                    rows = one_run(env, nodes)
+                    key = label if len(images) == 1 else "{} [{}]".format(label, "AB"[k])
+                    print("{} run {}: {:.0f} s; {}".format(
+                        key, i + 1, time.monotonic() - t0, json.dumps(
+                            {n: {s: fmt(r[s]) for s in STAGES} for n, r in rows.items()})),
+                        flush=True)
+                    for n, r in rows.items():
+                        results.setdefault(key, {}).setdefault(n, []).append(r)
+                    if i == args.runs - 1 and label == scenarios[0][0]:
+                        views[k] = node_view(env["master"], NODES[0][0])
+    finally:
+        teardown(env)
+    columns = []
+    for key, per_node in results.items():
+        for n, runs in per_node.items():
+            tag = key.split(" ")[0] + (key[-4:] if key.endswith("]") else "")
+            columns.append(("{}: {}".format(tag, n), {s: [r[s] for r in runs] for s in STAGES}))
+    accel = " ".join(netlab_power.accel_args("auto"))
+    print_table("Boot timeline, median of {} runs ({}, {} MiB, 1 vCPU; 1 = one node alone, "
+                "1+2 = all three nodes at once)".format(args.runs, accel, MEMORY), columns)
+    for k, image in enumerate(images):
+        print("  image {}{}: initrd {:.1f} MB, root {} MB".format(
+            "AB"[k] + " " if len(images) > 1 else "", image["build_id"],
+            os.path.getsize(image["initrd"]) / 1e6, du_mb(image["rootfs"])))
+    resets = [r["reset s"] for lab_runs in results.values() for runs in lab_runs.values()
+              for r in runs if r.get("reset s") is not None]
+    methods = sorted({r["method"] for lab_runs in results.values()
+                      for runs in lab_runs.values() for r in runs})
+    if resets:
+        print("\n  root reset ({}): median {:.2f} s over {} resets".format(
+            ", ".join(methods), statistics.median(resets), len(resets)))
+    for k, view in sorted(views.items()):
+        print("\nThe node's own view ({}, last single boot{}):\n{}".format(
+            NODES[0][0], " of image " + "AB"[k] if len(images) > 1 else "", view))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
