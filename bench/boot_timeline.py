@@ -313,6 +313,12 @@ def setup(base, img):
 def teardown(env):
     from lib.vm import stop_lab_vms  # pylint: disable=import-outside-toplevel
 
+    if env.get("logs"):  # the daemons' side of every boot, for a closer look
+        for name in ("dnsmasq.log", "nginx-access.log"):
+            src = env["base"] / "run" / name
+            if src.exists():
+                subprocess.run(["cp", str(src), env["logs"]], check=False)
+
     try:
         if env.get("lab") is not None:
             stop_lab_vms(env["lab"])

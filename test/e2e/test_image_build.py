@@ -87,20 +87,26 @@ def test_initramfs_mounts_nfs_root_and_has_the_stateless_script(image, in_image)
     for path in ("scripts/nfs", "scripts/init-bottom/netlab-stateless",
                  "conf/conf.d/netlab", "usr/bin/nfsmount", "usr/bin/busybox"):
         assert path in listing, path
-    for module in ("virtio_net.ko", "e1000.ko", "e1000e.ko", "overlay.ko", "r8169.ko"):
+    for module in ("virtio_net.ko", "e1000.ko", "e1000e.ko", "igb.ko", "r8169.ko",
+                   "r8152.ko", "overlay.ko", "nfs.ko", "nfsv3.ko"):
         assert any(p.endswith("/" + module) for p in listing), module
+    # only what an NFS root needs (MODULES=list): no storage, wireless or the
+    # long tail of network drivers that MODULES=netboot brings
+    modules = [p for p in listing if p.endswith(".ko")]
+    for absent in ("/ath9k.ko", "/iwlwifi.ko", "/ahci.ko", "/usb-storage.ko", "/ppp_generic.ko"):
+        assert not any(p.endswith(absent) for p in modules), absent
+    assert len(modules) < 250, len(modules)
     conf = in_image(
         "d=$(mktemp -d); cd $d; unmkinitramfs /boot/initrd.img-{} . >/dev/null; "
         "r=$(ls -d main 2>/dev/null || echo .); cat $r/conf/conf.d/netlab; "
-        "echo ---; cat $r/scripts/init-bottom/netlab-stateless; echo ---; "
-        "cat $r/conf/modules".format(image["kernel_version"])).stdout
-    netlab_conf, script, modules = conf.split("---\n")
+        "echo ---; cat $r/scripts/init-bottom/netlab-stateless".format(
+            image["kernel_version"])).stdout
+    netlab_conf, script = conf.split("---\n")
     assert "BOOT=nfs" in netlab_conf.split()
-    assert "MODULES=netboot" in netlab_conf.split()
+    assert "MODULES=list" in netlab_conf.split()
+    assert "COMPRESS=zstd" in netlab_conf.split()
     assert "netlab.root=stateless" in script
     assert "lowerdir=" in script and "upperdir=" in script
-    for module in ("virtio_net", "e1000", "overlay"):
-        assert module in modules.split()
 
 
 def test_salt_minion_runs_in_the_image(in_image):
@@ -121,6 +127,43 @@ def test_salt_minion_service_enabled(image):
     with open(_root(image, "etc", "systemd", "system", "salt-minion.service"),
               encoding="utf-8") as fh:
         assert "ExecStart=/opt/salt/bin/salt-minion -c /etc/salt" in fh.read()
+
+
+def test_boot_path_is_lean(image):
+    """What a node does not need before its minion is masked; the minion starts
+    early, without the grains that ask the network."""
+    for unit in ("e2scrub_reap.service", "e2scrub_all.timer", "fstrim.timer",
+                 "systemd-pstore.service", "modprobe@dm_mod.service",
+                 "modprobe@loop.service", "modprobe@drm.service"):
+        assert os.readlink(_root(image, "etc", "systemd", "system", unit)) == "/dev/null", unit
+    with open(_root(image, "etc", "systemd", "system", "salt-minion.service"),
+              encoding="utf-8") as fh:
+        unit = fh.read()
+    assert "DefaultDependencies=no" in unit and "Conflicts=shutdown.target" in unit
+    assert "After=netlab-netconf.service" in unit
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(_root(image, "etc", "salt", "minion"), encoding="utf-8") as fh:
+        minion = yaml.safe_load(fh)
+    assert minion["enable_fqdns_grains"] is False and minion["enable_gpu_grains"] is False
+
+
+def test_slim_root(image):
+    """No build tools, docs, manual pages, translations or modules for hardware a
+    diskless lab node does not have; copyright files stay."""
+    with open(image["manifest"], encoding="utf-8") as fh:
+        import json  # pylint: disable=import-outside-toplevel
+        pkgs = json.load(fh)["packages"]
+    for pkg in ("binutils", "binutils-x86-64-linux-gnu", "libbinutils"):
+        assert pkg not in pkgs, pkg
+    assert os.path.isfile(_root(image, "usr", "share", "doc", "bash", "copyright"))
+    assert not os.path.exists(_root(image, "usr", "share", "man", "man1", "bash.1.gz"))
+    assert not os.path.exists(_root(image, "usr", "share", "doc", "bash", "changelog.Debian.gz"))
+    kernel = _root(image, "usr", "lib", "modules", image["kernel_version"], "kernel")
+    for gone in (("sound",), ("drivers", "media"), ("drivers", "net", "wireless")):
+        assert [f for _, _, files in os.walk(os.path.join(kernel, *gone))
+                for f in files] == [], gone
+    assert os.path.isdir(os.path.join(kernel, "drivers", "net", "ethernet"))
+    assert os.path.isdir(os.path.join(kernel, "fs", "nfs"))
 
 
 def test_stack_user_with_passwordless_sudo(image, in_image):
