@@ -412,3 +412,17 @@ def test_reimage_of_node_that_never_comes_back_fails_in_time(vmlab, booted):
     st = vmlab.status()
     assert st["vma"]["state"] == "up" and st["vmb"]["state"] == "up"
     print("failed reimage (timeout 20 s) returned after {:.0f} s".format(took))
+
+
+def test_status_table_says_when_resets_are_copies(vmlab, booted):  # noqa: F811
+    """The test's storage is a plain directory: resets copy the image, and the
+    status table says so (with the image's size); on btrfs/XFS it says nothing."""
+    del booted
+    cost = netlab_roots.reset_cost(vmlab.lab)
+    table = vmlab.master.run("salt-run", "netlab.status").stdout
+    assert "vma" in table and "vmb" in table
+    if cost["method"] == "copy":
+        assert "NOTE: node root resets are full copies of the image" in table, table
+        assert "netnode:storage on btrfs" in table
+    else:
+        assert "NOTE" not in table, table
