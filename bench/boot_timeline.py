@@ -386,6 +386,7 @@ def main():
         scenarios.append(("1+2 lab at once", [n[0] for n in NODES]))
     results = {}
     views = {}
+    loads = []  # the host's 1-minute load average after each run (a shared machine)
     env = {"base": base}
     try:
         env = setup(base, img)
@@ -400,8 +401,9 @@ def main():
                     t0 = time.monotonic()
                     rows = one_run(env, nodes)
                     key = label if len(images) == 1 else "{} [{}]".format(label, "AB"[k])
-                    print("{} run {}: {:.0f} s; {}".format(
-                        key, i + 1, time.monotonic() - t0, json.dumps(
+                    loads.append(os.getloadavg()[0])
+                    print("{} run {}: {:.0f} s, host load {:.1f}; {}".format(
+                        key, i + 1, time.monotonic() - t0, loads[-1], json.dumps(
                             {n: {s: fmt(r[s]) for s in STAGES} for n, r in rows.items()})),
                         flush=True)
                     for n, r in rows.items():
@@ -418,6 +420,9 @@ def main():
     accel = " ".join(netlab_power.accel_args("auto"))
     print_table("Boot timeline, median of {} runs ({}, {} MiB, 1 vCPU; 1 = one node alone, "
                 "1+2 = all three nodes at once)".format(args.runs, accel, MEMORY), columns)
+    if loads:
+        print("  host load average (1 min) after the runs: {} (2 cores here: above 2, the "
+              "VMs waited for CPU)".format(", ".join("{:.1f}".format(x) for x in loads)))
     for k, image in enumerate(images):
         print("  image {}{}: initrd {:.1f} MB, root {} MB".format(
             "AB"[k] + " " if len(images) > 1 else "", image["build_id"],
