@@ -229,7 +229,6 @@ def masked(text):
 
 
 # --- stack lifecycle (stack, unstack, discover) ---
-# (engineer H5: stack, unstack, discover and their helpers go below this line)
 
 # Runs on a lab node. Everything comes from the node's slice (pillar
 # ``netlab_node``): the stack user and DevStack's ``dest``. The scripts run as the

@@ -6,6 +6,8 @@ in ``_utils/netlab_*.py``; this module only reads pillar, calls it and turns its
 errors into ``CommandExecutionError``.
 """
 
+import copy
+import json
 import logging
 
 from salt.exceptions import CommandExecutionError
@@ -156,7 +158,7 @@ def _lab_with_node(node_id, pillar=None):
 
 
 # --------------------------------------------------------------------------- boot (netnode)
-# (engineer H2) the networking node's boot services: prepared data for the
+# the networking node's boot services: prepared data for the
 # netlab.netnode states, and the rogue-DHCP guard.
 try:
     import netlab_boot
@@ -187,6 +189,21 @@ def boot_report(params=None, pillar=None):
 
         salt-call netlab.boot_report
     """
+    # One state run renders every netlab.netnode SLS (each asks for the report):
+    # it is prepared once per run. Salt gives each state run a context of its own
+    # holding that run's file client, which keys the cached copy.
+    run = __context__.get("fileclient")  # pylint: disable=undefined-variable
+    key = (id(run), json.dumps([params, _raw(pillar)], sort_keys=True, default=str))
+    cached = __context__.get("netlab.boot_report")  # pylint: disable=undefined-variable
+    if run is not None and cached and cached[0] == key:
+        return copy.deepcopy(cached[1])
+    report = _boot_report(params, pillar)
+    if run is not None:
+        __context__["netlab.boot_report"] = (key, copy.deepcopy(report))  # pylint: disable=undefined-variable
+    return report
+
+
+def _boot_report(params, pillar):
     boot = _boot_libs()
     errors = _errors(_raw(pillar))
     if errors:
@@ -280,7 +297,7 @@ def dhcp_probe(interface=None, timeout=None, pillar=None):
 
 
 # --------------------------------------------------------------------------- lifecycle
-# (engineer H4) the lifecycle itself runs on the master: _runners/netlab.py. These
+# the lifecycle itself runs on the master: _runners/netlab.py. These
 # read the state kept on the networking node (whose minion runs this module).
 def _lifecycle():
     try:
