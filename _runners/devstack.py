@@ -17,101 +17,64 @@ Events on the master bus: ``netlab/stack/<wave>/started|finished`` here, and
 """
 
 import functools
+import importlib
 import logging
 import os
 import sys
 import time
 
 import salt.client
-import salt.exceptions
-import salt.pillar
 import salt.utils.event
 import salt.wheel
 
 try:
-    import netlab_lab
     import netlab_lifecycle
     import netlab_lock
+    import netlab_master
     import netlab_run
     import netlab_stack
-
-    HAS_LIBS = True
-    IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on sync state
-    HAS_LIBS = False
-    IMPORT_ERROR = exc
+except ImportError:  # pragma: no cover - synced after this master started: __virtual__
+    pass
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "devstack"
+
+_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master", "netlab_run",
+         "netlab_stack")
 
 # lifecycle states from which a node is first marked ``up`` (its minion answered)
 # before it can go to ``stacking``
 _NOT_YET_UP = ("registered", "booting", "reimaging")
 
 
-def _import_libs():
-    """Import netlab's _utils from the master's extension_modules (after a sync)."""
-    global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
-    global netlab_lab, netlab_lifecycle, netlab_run, netlab_stack  # pylint: disable=global-statement,invalid-name
-    global netlab_lock  # pylint: disable=global-statement,invalid-name
-    utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
-    if os.path.isdir(utils_dir) and utils_dir not in sys.path:
-        sys.path.append(utils_dir)
-    try:
-        import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_lock  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_run  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_stack  # pylint: disable=import-outside-toplevel,redefined-outer-name
-    except ImportError as exc:
-        IMPORT_ERROR = exc
-        return False
-    HAS_LIBS = True
-    return True
-
-
 def __virtual__():
-    if not HAS_LIBS and not _import_libs():
+    utils = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
+    if os.path.isdir(utils) and utils not in sys.path:
+        sys.path.append(utils)  # _utils synced after this master started
+    try:
+        globals().update(importlib.import_module("netlab_master").import_utils(_LIBS))
+    except ImportError as exc:
         return (False, "netlab's _utils are not synced to the master ({}); run "
-                       "'salt-run saltutil.sync_all'".format(IMPORT_ERROR))
+                       "'salt-run saltutil.sync_all'".format(exc))
     return __virtualname__
 
 
 # --------------------------------------------------------------------------- helpers
-def _fail(message):
-    __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    raise salt.exceptions.SaltInvocationError(message)
-
-
 def _lab():
-    """The lab model from the master-side pillar; the full report when invalid.
+    """The lab model from the master-side pillar (netlab_master.load_lab: the same
+    rule as ``salt-run netlab.*``); a refusal with the full report when invalid."""
+    return netlab_master.load_lab(__opts__)  # pylint: disable=undefined-variable
 
-    Compiled for the master's own id and, when that has no ``netlab``, for the
-    networking node's minion id (master option ``netlab_pillar_id``, default the
-    master id without ``_master``) -- the same rule as ``salt-run netlab.*``.
-    """
-    opts = __opts__  # pylint: disable=undefined-variable
-    my_id = opts.get("id", "")
-    ids = [i for i in (
-        my_id, opts.get("netlab_pillar_id"),
-        my_id[:-len("_master")] if my_id.endswith("_master") else my_id + "_master",
-    ) if i]
-    raw = None
-    for minion_id in dict.fromkeys(ids):
-        raw = salt.pillar.get_pillar(
-            opts, opts.get("grains", {}), minion_id, saltenv=opts.get("saltenv"),
-            pillarenv=opts.get("pillarenv")).compile_pillar().get("netlab")
-        if raw is not None:
-            break
-    if raw is None:
-        _fail("no 'netlab' pillar for the master (compiled for {}); target the lab SLS "
-              "to '<netnode id>_master' too".format(", ".join(ids)))
-    try:
-        return netlab_lab.load(raw)
-    except netlab_lab.LabError as exc:
-        _fail(str(exc))
-    return None  # pragma: no cover
+
+def _guard(func):
+    """A refusal returns ``{'Error': message, 'retcode': 1}`` (netlab_master.guard)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return netlab_master.guard(func, (netlab_stack.StackError,))(*args, **kwargs)
+
+    return wrapper
 
 
 def _lab_locked(func):
@@ -128,15 +91,11 @@ def _lab_locked(func):
             + ["{}={}".format(k, v) for k, v in sorted(kwargs.items())
                if not k.startswith("__")])).strip()
         try:
-            wait = float(__opts__.get("netlab_lock_wait", netlab_lock.DEFAULT_WAIT))  # pylint: disable=undefined-variable
-        except (TypeError, ValueError):
-            wait = netlab_lock.DEFAULT_WAIT
-        try:
-            with netlab_lock.hold(lab.netnode.state_dir, "lab", command, wait=wait):
+            with netlab_lock.hold(lab.netnode.state_dir, "lab", command,
+                                  wait=netlab_master.lock_wait(__opts__)):  # pylint: disable=undefined-variable
                 return func(*args, **kwargs)
         except netlab_lock.LockBusy as exc:
-            _fail(str(exc))
-        return None  # pragma: no cover
+            return netlab_master.refuse(exc)
 
     return wrapper
 
@@ -160,12 +119,8 @@ def _progress(text):
 
 
 def _finish(ret):
-    """Both exit channels: ``__context__['retcode']`` fails the orchestration's
-    ``salt.runner`` state, ``retcode`` in the return sets ``salt-run``'s exit status."""
-    ret["retcode"] = 0 if ret.get("result", True) else 1
-    if ret["retcode"]:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return ret
+    """Both exit channels (netlab_master.finish)."""
+    return netlab_master.finish(__context__, ret)  # pylint: disable=undefined-variable
 
 
 def _run_failure(lab, step, cause, node=None, log=None, log_tail=None):
@@ -238,6 +193,7 @@ def _publish(targets, fun, kwarg, timeout):
 
 
 # --------------------------------------------------------------------------- steps
+@_guard
 def plan(role=None, nodes=None, force=False):
     """
     What ``devstack.stack`` would do: ``{stack: [...], ready: [...]}``.
@@ -254,6 +210,7 @@ def plan(role=None, nodes=None, force=False):
     return {"stack": to_stack, "ready": ready}
 
 
+@_guard
 @_lab_locked
 def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     """
@@ -284,7 +241,7 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     """
     lab = _lab()
     timeout = _timeout(timeout)
-    force = force in (True, "True", "true", 1, "1")
+    force = netlab_master.flag(force, name="force")
     targets = netlab_stack.wave(lab, role=role, nodes=nodes)
     states = _states(lab)
     to_stack, ready = netlab_stack.plan(targets, states, force=force)
@@ -357,6 +314,7 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     return _finish(ret)
 
 
+@_guard
 @_lab_locked
 def bring_up(timeout=600, ping_timeout=None):
     """
@@ -416,6 +374,7 @@ def bring_up(timeout=600, ping_timeout=None):
     return _finish(ret)
 
 
+@_guard
 def forget_removed(dry_run=False):
     """
     Nodes removed from pillar: delete their minion keys from this master, so a
@@ -436,7 +395,7 @@ def forget_removed(dry_run=False):
         netlab_stack.load_results(lab.netnode.state_dir))
     removed = sorted(n for n in known if n not in lab.nodes and n != lab.netnode.id)
     deleted = [n for n in removed if n in _keys()["all"]]
-    dry_run = dry_run in (True, "True", "true", 1, "1")
+    dry_run = netlab_master.flag(dry_run, name="dry_run")
     if deleted and not dry_run:
         with salt.wheel.WheelClient(__opts__) as wheel:  # pylint: disable=undefined-variable
             for node_id in deleted:
@@ -446,6 +405,7 @@ def forget_removed(dry_run=False):
     return {"removed": removed, "keys_deleted": deleted, "dry_run": dry_run}
 
 
+@_guard
 @_lab_locked
 def unstack(role=None, nodes=None, timeout=None, lines=25):
     """
@@ -479,12 +439,11 @@ def unstack(role=None, nodes=None, timeout=None, lines=25):
     _progress("unstacked {}{}".format(", ".join(ret["unstacked"]) or "nothing",
                                       "; failed: " + ", ".join(ret["failed"])
                                       if ret["failed"] else ""))
-    if ret["failed"]:
-        ret["result"] = False
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return ret
+    ret["result"] = not ret["failed"]
+    return _finish(ret)
 
 
+@_guard
 def discover(timeout=None, lines=25):
     """
     Run ``tools/discover_hosts.sh`` on the controller (nova maps new computes
@@ -508,11 +467,10 @@ def discover(timeout=None, lines=25):
     _progress("host discovery on {}: {}".format(ctl, "done" if ok else "FAILED"))
     _fire("netlab/stack/discover/{}".format("finished" if ok else "failed"),
           {"node": ctl, "result": ok})
-    if not ok:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return {"result": ok, "node": ctl, "return": data}
+    return _finish({"result": ok, "node": ctl, "return": data})
 
 
+@_guard
 def summary(fail=True, stacked=True):
     """
     The run summary: which nodes are ready (or up, when stack.sh was not run),
@@ -528,7 +486,7 @@ def summary(fail=True, stacked=True):
         salt-run devstack.summary
     """
     lab = _lab()
-    stacked = stacked in (True, "True", "true", 1, "1")
+    stacked = netlab_master.flag(stacked, True, name="stacked")
     out = netlab_stack.summary(lab, netlab_lifecycle.status(lab),
                                netlab_stack.load_results(lab.netnode.state_dir))
     record = netlab_run.read(lab.netnode.state_dir)
@@ -545,12 +503,13 @@ def summary(fail=True, stacked=True):
         _progress(line)
     _fire("netlab/deploy/summary", {k: out[k] for k in ("ready", "failed", "pending")})
     bad = out["failed"] or out["pending"] or out["first_failure"]
-    out["result"] = not (fail in (True, "True", "true", 1, "1") and bad)
+    out["result"] = not (netlab_master.flag(fail, True, name="fail") and bad)
     out["comment"] = "first failure: " + netlab_run.describe(out["first_failure"]) \
         if out["first_failure"] else lines[0]
     return _finish(out)
 
 
+@_guard
 def begin(kind="deploy"):
     """
     Start a new orchestration run (``deploy`` or ``restack``): later steps leave
@@ -584,6 +543,7 @@ def _state_job_failures(target, sls, since=None):
     return []
 
 
+@_guard
 def step_failed(step, sls=None, target=None):
     """
     Record that a whole-lab step (the networking node's states, the image) failed,
@@ -621,6 +581,7 @@ def step_failed(step, sls=None, target=None):
     return _finish({"result": True, "recorded": entry})
 
 
+@_guard
 @_lab_locked
 def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
     """
@@ -640,7 +601,7 @@ def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
     """
     lab = _lab()
     timeout = _timeout(timeout)
-    checkout = checkout not in (False, "False", "false", 0, "0")
+    checkout = netlab_master.flag(checkout, True, name="checkout")
     targets = netlab_stack.wave(lab, nodes=nodes)
     excluded = _excluded(lab)
     left_out = [n for n in targets if n in excluded]

@@ -25,13 +25,13 @@ CLI examples:
 
 import contextlib
 import functools
+import importlib
 import logging
 import os
 import sys
 import time
 
 import salt.client
-import salt.pillar
 import salt.utils.event
 
 log = logging.getLogger(__name__)
@@ -42,117 +42,55 @@ try:
     import netlab_lab
     import netlab_lifecycle
     import netlab_lock
+    import netlab_master
     import netlab_power
     import netlab_roots
     import netlab_slice
+except ImportError:  # pragma: no cover - synced after this master started: __virtual__
+    pass
 
-    HAS_LIBS = True
-    IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on sync state
-    HAS_LIBS = False
-    IMPORT_ERROR = exc
-
-
-def _import_libs():
-    """Import netlab's _utils from the master's extension_modules (after sync)."""
-    global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
-    global netlab_lab, netlab_lifecycle, netlab_power, netlab_roots, netlab_slice  # pylint: disable=global-statement,invalid-name
-    global netlab_lock  # pylint: disable=global-statement,invalid-name
-    utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
-    if os.path.isdir(utils_dir) and utils_dir not in sys.path:
-        sys.path.append(utils_dir)
-    try:
-        import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_lock  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_power  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_roots  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_slice  # pylint: disable=import-outside-toplevel,redefined-outer-name
-    except ImportError as exc:
-        IMPORT_ERROR = exc
-        return False
-    HAS_LIBS = True
-    return True
+_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master", "netlab_power",
+         "netlab_roots", "netlab_slice")
 
 
 def __virtual__():
-    if not HAS_LIBS and not _import_libs():
+    utils = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
+    if os.path.isdir(utils) and utils not in sys.path:
+        sys.path.append(utils)  # _utils synced after this master started
+    try:
+        globals().update(importlib.import_module("netlab_master").import_utils(_LIBS))
+    except ImportError as exc:
         return (False, "netlab's _utils are not synced to the master ({}); run "
-                       "'salt-run saltutil.sync_all'".format(IMPORT_ERROR))
+                       "'salt-run saltutil.sync_all'".format(exc))
     return __virtualname__
 
 
 # --------------------------------------------------------------------------- plumbing
-class _Refused(Exception):
-    """A request netlab refuses (bad node, bad pillar, no image): reported, not a crash."""
-
-
 def _fail(message):
-    raise _Refused(message)
+    netlab_master.refuse(message)
 
 
 def _guard(func):
-    """Public runner functions: a refusal returns ``{'Error': message, 'retcode': 1}``
-    (salt-run prints it and exits 1; an orchestration's ``salt.runner`` fails)."""
+    """A refusal returns ``{'Error': message, 'retcode': 1}`` (netlab_master.guard)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except _Refused as exc:
-            __context__["retcode"] = 1  # pylint: disable=undefined-variable
-            return {"Error": str(exc), "retcode": 1}
+        return netlab_master.guard(func)(*args, **kwargs)
 
     return wrapper
 
 
-def _compile_pillar(minion_id):
-    opts = __opts__  # pylint: disable=undefined-variable
-    pil = salt.pillar.get_pillar(opts, opts.get("grains", {}), minion_id,
-                                 saltenv=opts.get("saltenv"),
-                                 pillarenv=opts.get("pillarenv"))
-    return pil.compile_pillar()
-
-
 def _lab(pillar=None):
     """The lab model, from ``pillar`` or the master-side pillar."""
-    if pillar is not None:
-        raw = pillar.get("netlab") if isinstance(pillar, dict) and "netlab" in pillar \
-            else pillar
-    else:
-        raw = None
-        my_id = __opts__.get("id", "")  # pylint: disable=undefined-variable
-        ids = [i for i in (
-            my_id,
-            __opts__.get("netlab_pillar_id"),  # pylint: disable=undefined-variable
-            my_id[:-len("_master")] if my_id.endswith("_master") else my_id + "_master",
-        ) if i]
-        for minion_id in dict.fromkeys(ids):
-            raw = _compile_pillar(minion_id).get("netlab")
-            if raw is not None:
-                break
-        if raw is None:
-            _fail("no 'netlab' pillar for the master (compiled for {}); target the lab "
-                  "SLS to '<netnode id>_master' too, or pass pillar=".format(", ".join(ids)))
-    try:
-        return netlab_lab.load(raw)
-    except netlab_lab.LabError as exc:
-        _fail(str(exc))
-    return None  # pragma: no cover
+    return netlab_master.load_lab(__opts__, pillar)  # pylint: disable=undefined-variable
 
 
 def _node_list(lab, nodes):
-    if nodes is None or nodes == "":
-        _fail("name the nodes (a list or comma-separated ids; 'all' for every node)")
-    if isinstance(nodes, str):
-        nodes = [n.strip() for n in nodes.split(",") if n.strip()]
-    if nodes == ["all"]:
-        return list(lab.nodes)
-    unknown = [n for n in nodes if n not in lab.nodes]
-    if unknown:
-        _fail("not nodes of this lab: {} (known: {})".format(
-            ", ".join(unknown), ", ".join(lab.nodes)))
-    return list(dict.fromkeys(nodes))
+    return netlab_master.node_list(lab, nodes)
+
+
+def _refusal(message):
+    return netlab_master.refusal(__context__, message)  # pylint: disable=undefined-variable
 
 
 def _event_bus(listen=True):
@@ -209,25 +147,17 @@ def _driver(lab, node_id):
     return netlab_power.driver(lab, node_id, **kw)
 
 
-def _lock_wait():
-    """Seconds a run waits for another run's lock (master option netlab_lock_wait)."""
-    try:
-        return float(__opts__.get("netlab_lock_wait", netlab_lock.DEFAULT_WAIT))  # pylint: disable=undefined-variable
-    except (TypeError, ValueError):
-        return netlab_lock.DEFAULT_WAIT
-
-
 def _take_locks(stack, lab, command, nodes, lab_wide=True):
     """Enter the lab lock (``lab_wide``) and the locks of ``nodes`` on ``stack``
     (a contextlib.ExitStack); a busy lock refuses the run, naming its holder."""
     try:
         if lab_wide:
             stack.enter_context(netlab_lock.hold_lab(lab.netnode.state_dir, command, nodes,
-                                                     wait=_lock_wait()))
+                                                     wait=netlab_master.lock_wait(__opts__)))
         else:
             for n in sorted(set(nodes)):
                 stack.enter_context(netlab_lock.hold(lab.netnode.state_dir, "node-" + n,
-                                                     command, wait=_lock_wait()))
+                                                     command, wait=netlab_master.lock_wait(__opts__)))
     except netlab_lock.LockBusy as exc:
         _fail(str(exc))
 
@@ -651,23 +581,12 @@ def boot(nodes=None, timeout=600, pillar=None):
 # --------------------------------------------------------------------------- first contact
 def _utils_module(name):
     """Import one of netlab's _utils (synced to the master's extension_modules)."""
-    import importlib  # pylint: disable=import-outside-toplevel
-
-    _import_libs()
-    return importlib.import_module(name)
+    return netlab_master.import_utils([name])[name]
 
 
 def _netlab_raw():
     """The ``netlab`` pillar value compiled for the master (see :func:`_lab`)."""
-    my_id = __opts__.get("id", "")  # pylint: disable=undefined-variable
-    for minion_id in dict.fromkeys(i for i in (
-            my_id, __opts__.get("netlab_pillar_id"),  # pylint: disable=undefined-variable
-            my_id[:-len("_master")] if my_id.endswith("_master") else my_id + "_master")
-            if i):
-        raw = _compile_pillar(minion_id).get("netlab")
-        if raw is not None:
-            return raw
-    return None
+    return netlab_master.raw_lab(__opts__)  # pylint: disable=undefined-variable
 
 
 def _fileserver_module_hashes():
@@ -737,11 +656,9 @@ def preflight(checks=None, deploy=None, pillar=None):
     import salt.version  # pylint: disable=import-outside-toplevel
 
     try:
-        lab = netlab_lab.load(_netlab_raw() if pillar is None else (
-            pillar.get("netlab", pillar) if isinstance(pillar, dict) else pillar))
+        lab = netlab_lab.load(netlab_master.raw_lab(__opts__, pillar))  # pylint: disable=undefined-variable
     except netlab_lab.LabError as exc:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-        return {"Error": "preflight: invalid netlab pillar\n" + str(exc), "retcode": 1}
+        return _refusal("preflight: invalid netlab pillar\n" + str(exc))
     opts = __opts__  # pylint: disable=undefined-variable
     if deploy is not None:
         wanted = pf.deploy_checks(deploy, pf.image_published(lab))
@@ -752,9 +669,8 @@ def preflight(checks=None, deploy=None, pillar=None):
         wanted = pf.CHECKS if not checks else [c.strip() for c in str(checks).split(",")]
     unknown = [c for c in wanted if c not in pf.CHECKS]
     if unknown:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-        return {"Error": "unknown check(s) {} (known: {})".format(
-            ", ".join(unknown), ", ".join(pf.CHECKS)), "retcode": 1}
+        return _refusal("unknown check(s) {} (known: {})".format(
+            ", ".join(unknown), ", ".join(pf.CHECKS)))
     netnode = lab.netnode.id
     master_id = opts.get("id", "")
     run = pf.command_runner()
@@ -807,10 +723,9 @@ def preflight(checks=None, deploy=None, pillar=None):
         "outside": lambda: pf.check_reachable(lab, pf.http_ok),
     }
     report = pf.run([(c, available[c]) for c in wanted])
-    out = {"retcode": 0 if report["ok"] else 1, "passed": report["passed"],
-           "problems": report["problems"]}
+    out = netlab_master.finish(__context__, {"passed": report["passed"],  # pylint: disable=undefined-variable
+                                             "problems": report["problems"]}, ok=report["ok"])
     if not report["ok"]:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
         out["Error"] = "preflight found {} problem(s); nothing was changed".format(
             len(report["problems"]))
         if deploy is not None:
@@ -841,13 +756,11 @@ def discover(log=None, since=None, all_clients=False, pillar=None):
         salt-run netlab.discover log=/var/log/syslog
     """
     disc = _utils_module("netlab_discover")
-    raw = _netlab_raw() if pillar is None else (
-        pillar.get("netlab", pillar) if isinstance(pillar, dict) else pillar)
+    raw = netlab_master.raw_lab(__opts__, pillar)  # pylint: disable=undefined-variable
     try:
         lab = netlab_lab.load(raw)
     except netlab_lab.LabError as exc:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-        return {"Error": str(exc), "retcode": 1}
+        return _refusal(exc)
     lookup = (raw or {}).get("lookup") or {}
     if not log and lookup.get("service_control") == "process":
         log = os.path.join(lookup.get("run_dir") or "/run/netlab", "dnsmasq.log")
@@ -856,17 +769,14 @@ def discover(log=None, since=None, all_clients=False, pillar=None):
             with open(log, encoding="utf-8", errors="replace") as fh:
                 lines = fh.readlines()
         except OSError as exc:
-            __context__["retcode"] = 1  # pylint: disable=undefined-variable
-            return {"Error": "cannot read dnsmasq's log {}: {}".format(log, exc),
-                    "retcode": 1}
+            return _refusal("cannot read dnsmasq's log {}: {}".format(log, exc))
         source = log
     else:
         cmd = disc.journal_command(since)
         rc, out, err = _utils_module("netlab_preflight").command_runner(60)(cmd)
         if rc != 0:
-            __context__["retcode"] = 1  # pylint: disable=undefined-variable
-            return {"Error": "cannot read dnsmasq's log from the journal ({}): {}; pass "
-                             "log=<file>".format(" ".join(cmd), err.strip()), "retcode": 1}
+            return _refusal("cannot read dnsmasq's log from the journal ({}): {}; pass "
+                            "log=<file>".format(" ".join(cmd), err.strip()))
         lines, source = out.splitlines(), "journal"
     machines = disc.unknown(disc.parse_log(lines, pxe_only=not all_clients), lab)
     return {"retcode": 0, "source": source, "unknown": machines,
