@@ -29,7 +29,6 @@ import importlib
 import logging
 import os
 import sys
-import time
 
 import salt.client
 import salt.utils.event
@@ -39,6 +38,7 @@ log = logging.getLogger(__name__)
 __virtualname__ = "netlab"
 
 try:
+    import netlab_bringup
     import netlab_lab
     import netlab_lifecycle
     import netlab_lock
@@ -49,7 +49,7 @@ try:
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
     pass
 
-_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master", "netlab_power",
+_LIBS = ("netlab_bringup", "netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master", "netlab_power",
          "netlab_roots", "netlab_slice")
 
 
@@ -345,35 +345,57 @@ def power(node, action="status", pillar=None):
 
 
 # --------------------------------------------------------------------------- reimage
-def _wait_for_starts(bus, pending, deadline_for):
-    """Wait for ``salt/minion/<id>/start`` of every node in ``pending``.
+def _next_start(bus, wait):
+    """The node id of the next ``salt/minion/<id>/start`` event within ``wait`` s."""
+    ev = bus.get_event(wait=wait, tag="salt/minion/", match_type="startswith", full=True)
+    parts = (ev or {}).get("tag", "").split("/")
+    return parts[2] if len(parts) == 4 and parts[3] == "start" else None
 
-    ``deadline_for[node]`` is the monotonic deadline. Returns
-    ``{node: seconds-after-power-on}`` for the nodes that started.
-    """
-    started = {}
-    waiting = set(pending)
-    while waiting:
-        now = time.monotonic()
-        remaining = min(deadline_for[n] for n in waiting) - now
-        if remaining <= 0:
-            break
-        ev = bus.get_event(wait=min(remaining, 5), tag="salt/minion/",
-                           match_type="startswith", full=True)
-        if not ev:
-            continue
-        parts = ev.get("tag", "").split("/")
-        if len(parts) == 4 and parts[3] == "start" and parts[2] in waiting:
-            node = parts[2]
-            # a start event after the deadline does not count
-            if time.monotonic() <= deadline_for[node]:
-                started[node] = time.monotonic()
-                waiting.discard(node)
-        now = time.monotonic()
-        for node in list(waiting):
-            if now > deadline_for[node]:
-                waiting.discard(node)
-    return started
+
+def _bringup_master(lab, bus, method="auto", src=None):
+    """The master's side of netlab_bringup: lifecycle + events, roots and keys,
+    the NFS exports, minion start events."""
+
+    def reset(node, generation):
+        key = netlab_roots.gen_minion_keys()
+        out = netlab_roots.reset_root(lab, node, netlab_slice.identity(lab, node, generation),
+                                      key, method=method, src=src)
+        netlab_roots.preaccept_key(_pki_dir(), node, key[1])
+        return out
+
+    return netlab_bringup.Master(
+        record=lambda node, state, **kw: _set(lab, bus, node, state, **kw),
+        fire=lambda node, state, **data: _fire(bus, node, state, **data),
+        next_start=lambda wait: _next_start(bus, wait),
+        hint=lambda node: _hint(lab, node),
+        reset=reset,
+        commit=lambda node, gen, text: netlab_lifecycle.set_state(
+            lab, node, "reimaging", generation=gen, result=text),
+        generation=lambda node: netlab_lifecycle.generation(lab, node),
+        refresh_exports=lambda: _refresh_exports(lab))
+
+
+def _drivers(lab, node_ids):
+    """Every node's power driver, all checked before anything changes."""
+    try:
+        return {n: _driver(lab, n) for n in node_ids}
+    except netlab_power.PowerError as exc:
+        return _fail(str(exc))
+
+
+def _bring_up(lab, pipeline, drivers, timeout, locks_for=None, **kw):
+    """Run ``pipeline`` (netlab_bringup.reimage or boot) with the master's bus,
+    under the locks of ``locks_for`` (a command line) when given."""
+    with contextlib.ExitStack() as locks:
+        if locks_for:
+            _take_locks(locks, lab, locks_for, list(drivers))
+        bus = _event_bus(listen=True)
+        try:
+            bus.subscribe("salt/minion/")
+            ret = pipeline(_bringup_master(lab, bus, **kw), drivers, timeout)
+        finally:
+            bus.destroy()
+    return netlab_master.finish(__context__, ret, ok=not ret["failed"])  # pylint: disable=undefined-variable
 
 
 @_guard
@@ -401,126 +423,18 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
     """
     lab = _lab(pillar)
     node_ids = _node_list(lab, nodes)
-    try:
-        timeout = float(timeout)
-    except (TypeError, ValueError):
-        _fail("timeout must be a number of seconds, not {!r}".format(timeout))
-    if timeout <= 0:
-        _fail("timeout must be positive")
-    # validate every driver before anything changes
-    drivers = {}
-    for n in node_ids:
-        try:
-            drivers[n] = _driver(lab, n)
-        except netlab_power.PowerError as exc:
-            _fail(str(exc))
+    timeout = netlab_master.seconds(timeout)
+    drivers = _drivers(lab, node_ids)
     try:
         src = netlab_roots.image_rootfs(lab) if any(
             lab.node(n).root_mode == "persistent" for n in node_ids) else None
     except netlab_roots.RootError as exc:
         _fail(str(exc))
-
-    locks = contextlib.ExitStack()
     # the whole reimage (reset, key, pre-accept, power, wait) under the lab lock and
     # each node's lock: a second run is refused, naming this one
-    _take_locks(locks, lab, "salt-run netlab.reimage {}".format(",".join(node_ids)),
-                node_ids)
-    try:
-        bus = _event_bus(listen=True)
-    except BaseException:
-        locks.close()
-        raise
-    results = {}
-    powered = {}
-    deadline = {}
-
-    def failed(n, exc):
-        reason = str(exc)
-        if not reason.startswith("node {}".format(n)):
-            reason = "node {}: {}".format(n, reason)
-        _set(lab, bus, n, "failed", reason=reason)
-        results[n] = {"state": "failed", "reason": reason,
-                      "started": results.get(n, {}).get("started", time.monotonic())}
-
-    try:
-        bus.subscribe("salt/minion/")
-        # 1. every node down, fresh root, new key accepted
-        reset_ok = []
-        for n in node_ids:
-            drv = drivers[n]
-            gen = netlab_lifecycle.generation(lab, n) + 1
-            results[n] = {"generation": gen, "started": time.monotonic()}
-            try:
-                _set(lab, bus, n, "reimaging", result="generation {}".format(gen))
-                if drv.can_off_on:
-                    drv.off()
-                ident = netlab_slice.identity(lab, n, gen)
-                key = netlab_roots.gen_minion_keys()
-                reset = netlab_roots.reset_root(lab, n, ident, key, method=method, src=src)
-                netlab_roots.preaccept_key(_pki_dir(), n, key[1])
-                results[n].update(method=reset["method"],
-                                  reset_seconds=reset["total_seconds"])
-                # the new generation is the node's identity from now on
-                netlab_lifecycle.set_state(lab, n, "reimaging", generation=gen,
-                                           result="root reset ({}, {:.1f} s)".format(
-                                               reset["method"], reset["clone_seconds"]))
-                reset_ok.append(n)
-            except Exception as exc:  # pylint: disable=broad-except
-                failed(n, exc)
-        # 2. the NFS server exports the new directories (once for all nodes)
-        if reset_ok:
-            try:
-                _refresh_exports(lab)
-            except Exception as exc:  # pylint: disable=broad-except
-                for n in reset_ok:
-                    failed(n, "NFS exports not refreshed: {}".format(exc))
-                reset_ok = []
-        # 3. power on
-        for n in reset_ok:
-            drv = drivers[n]
-            try:
-                _set(lab, bus, n, "booting", result="root reset ({}, {:.1f} s)".format(
-                    results[n]["method"], results[n]["reset_seconds"]))
-                pw = drv.on() if drv.can_off_on else drv.cycle()
-                if not pw["done"]:
-                    _fire(bus, n, "action-needed", message=pw["message"])
-                results[n]["power"] = pw["message"]
-                powered[n] = time.monotonic()
-                deadline[n] = powered[n] + timeout
-            except Exception as exc:  # pylint: disable=broad-except
-                failed(n, exc)
-        # 4. wait for the minions
-        started = _wait_for_starts(bus, list(powered), deadline)
-        for n in powered:
-            res = results[n]
-            if n in started:
-                secs = started[n] - powered[n]
-                text = "minion started {:.0f} s after power on".format(secs)
-                _set(lab, bus, n, "up", result=text)
-                res.update(state="up", result=text, boot_seconds=round(secs, 1))
-            else:
-                reason = ("node {}: no salt/minion/{}/start event within {:.0f} s after "
-                          "power on ({})".format(n, n, timeout, _hint(lab, n)))
-                _set(lab, bus, n, "failed", reason=reason)
-                res.update(state="failed", reason=reason)
-        for res in results.values():
-            res["seconds"] = round(time.monotonic() - res.pop("started"), 1)
-    finally:
-        bus.destroy()
-        locks.close()
-    return _outcome(results)
-
-
-def _outcome(results):
-    """``{'nodes': {id: result}, 'failed': [ids], 'retcode': 0|1}``.
-
-    ``retcode`` makes ``salt-run`` exit non-zero; ``__context__['retcode']`` makes
-    an orchestration's ``salt.runner`` state fail.
-    """
-    failed = sorted(n for n, r in results.items() if r.get("state") == "failed")
-    if failed:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return {"nodes": results, "failed": failed, "retcode": 1 if failed else 0}
+    return _bring_up(lab, netlab_bringup.reimage, drivers, timeout,
+                     locks_for="salt-run netlab.reimage {}".format(",".join(node_ids)),
+                     method=method, src=src)
 
 
 def _hint(lab, node_id):
@@ -536,46 +450,17 @@ def boot(nodes=None, timeout=600, pillar=None):
     """
     Power ``nodes`` on (or cycle them) without touching their roots and wait for
     their minions' start events; ``booting`` -> ``up`` or ``failed``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.boot nuc2,nuc3 timeout=900
     """
     lab = _lab(pillar)
     node_ids = _node_list(lab, nodes)
-    try:
-        timeout = float(timeout)
-        drivers = {n: _driver(lab, n) for n in node_ids}
-    except (TypeError, ValueError, netlab_power.PowerError) as exc:
-        _fail(str(exc))
-    bus = _event_bus(listen=True)
-    results, powered, deadline = {}, {}, {}
-    try:
-        bus.subscribe("salt/minion/")
-        for n in node_ids:
-            try:
-                _set(lab, bus, n, "booting")
-                drv = drivers[n]
-                on = drv.can_off_on and drv.status() != "on"
-                pw = drv.on() if on else drv.cycle()
-                if not pw["done"]:
-                    _fire(bus, n, "action-needed", message=pw["message"])
-                powered[n] = time.monotonic()
-                deadline[n] = powered[n] + timeout
-            except (netlab_power.PowerError, netlab_lifecycle.LifecycleError) as exc:
-                _set(lab, bus, n, "failed", reason=str(exc))
-                results[n] = {"state": "failed", "reason": str(exc)}
-        started = _wait_for_starts(bus, list(powered), deadline)
-        for n in powered:
-            if n in started:
-                text = "minion started {:.0f} s after power on".format(
-                    started[n] - powered[n])
-                _set(lab, bus, n, "up", result=text)
-                results[n] = {"state": "up", "result": text}
-            else:
-                reason = "node {}: no salt/minion/{}/start event within {:.0f} s ({})".format(
-                    n, n, timeout, _hint(lab, n))
-                _set(lab, bus, n, "failed", reason=reason)
-                results[n] = {"state": "failed", "reason": reason}
-    finally:
-        bus.destroy()
-    return _outcome(results)
+    timeout = netlab_master.seconds(timeout)
+    return _bring_up(lab, netlab_bringup.boot, _drivers(lab, node_ids), timeout)
 
 
 # --------------------------------------------------------------------------- first contact
