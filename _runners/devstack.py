@@ -31,6 +31,7 @@ try:
     import netlab_lifecycle
     import netlab_lock
     import netlab_master
+    import netlab_master_ops
     import netlab_run
     import netlab_stack
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "devstack"
 
-_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master", "netlab_run",
-         "netlab_stack")
+_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master",
+         "netlab_master_ops", "netlab_run", "netlab_stack")
 
 # lifecycle states from which a node is first marked ``up`` (its minion answered)
 # before it can go to ``stacking``
@@ -350,8 +351,8 @@ def bring_up(timeout=600, ping_timeout=None):
         if not todo[action]:
             continue
         try:
-            ret[action] = __salt__["netlab." + action](  # pylint: disable=undefined-variable
-                nodes=todo[action], timeout=timeout)
+            ret[action] = netlab_master_ops.bring_up(
+                __opts__, lab, action, todo[action], timeout)  # pylint: disable=undefined-variable
         except Exception as exc:  # pylint: disable=broad-except
             ret[action] = {"error": str(exc)}
             ret["result"] = False

@@ -30,27 +30,22 @@ import logging
 import os
 import sys
 
-import salt.client
-import salt.utils.event
-
 log = logging.getLogger(__name__)
 
 __virtualname__ = "netlab"
 
 try:
-    import netlab_bringup
     import netlab_lab
     import netlab_lifecycle
-    import netlab_lock
     import netlab_master
+    import netlab_master_ops
     import netlab_power
     import netlab_roots
-    import netlab_slice
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
     pass
 
-_LIBS = ("netlab_bringup", "netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master", "netlab_power",
-         "netlab_roots", "netlab_slice")
+_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_master", "netlab_master_ops",
+         "netlab_power", "netlab_roots")
 
 
 def __virtual__():
@@ -93,131 +88,8 @@ def _refusal(message):
     return netlab_master.refusal(__context__, message)  # pylint: disable=undefined-variable
 
 
-def _event_bus(listen=True):
-    opts = __opts__  # pylint: disable=undefined-variable
-    return salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=listen)
-
-
-def _fire(bus, node_id, state, **data):
-    tag = "netlab/node/{}/{}".format(node_id, state)
-    payload = dict(data, node=node_id, state=state)
-    try:
-        bus.fire_event(payload, tag)
-    except Exception as exc:  # pylint: disable=broad-except
-        log.warning("netlab: could not fire %s: %s", tag, exc)
-
-
-def _set(lab, bus, node_id, state, **kw):
-    rec = netlab_lifecycle.set_state(lab, node_id, state, **kw)
-    _fire(bus, node_id, state, result=kw.get("result"), reason=kw.get("reason"),
-          generation=rec.get("generation"))
-    return rec
-
-
-def _minion_call(timeout=30):
-    clients = []
-
-    def call(node_id, fun, *args):
-        if not clients:  # made on first use: most drivers never need it
-            clients.append(salt.client.get_local_client(
-                mopts=__opts__))  # pylint: disable=undefined-variable
-        client = clients[0]
-        if fun in ("system.reboot", "system.poweroff"):
-            # the minion may die before it answers: it must answer a ping first,
-            # then the shutdown is sent without waiting for a reply
-            ping = client.cmd(node_id, "test.ping", timeout=timeout)
-            if ping.get(node_id) is not True:
-                raise RuntimeError("minion {} did not answer test.ping within {} s".format(
-                    node_id, timeout))
-            return client.cmd_async(node_id, fun, list(args))
-        ret = client.cmd(node_id, fun, list(args), timeout=timeout)
-        if node_id not in ret:
-            raise RuntimeError("minion {} did not answer {} within {} s".format(
-                node_id, fun, timeout))
-        return ret[node_id]
-
-    return call
-
-
-def _driver(lab, node_id):
-    opts = __opts__  # pylint: disable=undefined-variable
-    kw = {"minion_call": _minion_call()}
-    if opts.get("netlab_qemu"):
-        kw["qemu"] = opts["netlab_qemu"]
-    return netlab_power.driver(lab, node_id, **kw)
-
-
-def _take_locks(stack, lab, command, nodes, lab_wide=True):
-    """Enter the lab lock (``lab_wide``) and the locks of ``nodes`` on ``stack``
-    (a contextlib.ExitStack); a busy lock refuses the run, naming its holder."""
-    try:
-        if lab_wide:
-            stack.enter_context(netlab_lock.hold_lab(lab.netnode.state_dir, command, nodes,
-                                                     wait=netlab_master.lock_wait(__opts__)))
-        else:
-            for n in sorted(set(nodes)):
-                stack.enter_context(netlab_lock.hold(lab.netnode.state_dir, "node-" + n,
-                                                     command, wait=netlab_master.lock_wait(__opts__)))
-    except netlab_lock.LockBusy as exc:
-        _fail(str(exc))
-
-
-def _pki_dir():
-    return __opts__["pki_dir"]  # pylint: disable=undefined-variable
-
-
-def _refresh_exports(lab):
-    """After roots were reset: make the NFS server export the new directories.
-
-    A reset replaces ``<roots_dir>/<node>`` by a new directory (a new inode), and
-    a first reimage creates it; NFS servers hold an export root by handle and the
-    netnode states render a missing root commented out. So, in this order:
-
-    1. the commands of master option ``netlab_exports_refresh`` (a list of argv
-       lists; default: ganesha ``[[service, nfs-ganesha, stop]]``, kernel ``[]``);
-    2. ``state.sls netlab.netnode.nfs`` on the networking node's minion (renders
-       the exports again and (re)starts the server; master option
-       ``netlab_exports_apply: false`` skips it);
-    3. kernel server: ``exportfs -ra`` and ``exportfs -f`` (flush cached handles).
-
-    NFSv3 clients of other nodes ride over a ganesha restart (hard mounts retry).
-    """
-    opts = __opts__  # pylint: disable=undefined-variable
-    cmds = opts.get("netlab_exports_refresh")
-    if cmds is None:
-        cmds = [["service", "nfs-ganesha", "stop"]] if lab.netnode.nfs_server == "ganesha" \
-            else []
-    if cmds and isinstance(cmds[0], str):
-        cmds = [cmds]
-    if lab.netnode.nfs_server == "kernel":
-        post = [["exportfs", "-ra"], ["exportfs", "-f"]]
-    else:
-        post = []
-
-    def run(cmd):
-        rc, out, err = netlab_power._run_cmd(list(cmd), timeout=120)  # pylint: disable=protected-access
-        if rc != 0:
-            raise RuntimeError("`{}` failed: {}".format(" ".join(cmd), (err or out).strip()))
-
-    for cmd in cmds:
-        run(cmd)
-    if opts.get("netlab_exports_apply", True):
-        client = salt.client.get_local_client(mopts=opts)
-        ret = client.cmd(lab.netnode.id, "state.sls", ["netlab.netnode.nfs"], timeout=300)
-        if lab.netnode.id not in ret:
-            raise RuntimeError("the networking node's minion {} did not answer "
-                               "state.sls netlab.netnode.nfs".format(lab.netnode.id))
-        res = ret[lab.netnode.id]
-        if not isinstance(res, dict):
-            raise RuntimeError("state.sls netlab.netnode.nfs on {}: {}".format(
-                lab.netnode.id, res))
-        bad = [v.get("comment", k) for k, v in res.items()
-               if isinstance(v, dict) and v.get("result") is False]
-        if bad:
-            raise RuntimeError("state.sls netlab.netnode.nfs on {} failed: {}".format(
-                lab.netnode.id, "; ".join(str(b) for b in bad)))
-    for cmd in post:
-        run(cmd)
+def _opts():
+    return __opts__  # pylint: disable=undefined-variable
 
 
 # --------------------------------------------------------------------------- views
@@ -270,9 +142,9 @@ def set_state(node, state, result=None, reason=None, pillar=None):
     """
     lab = _lab(pillar)
     _node_list(lab, [node])
-    bus = _event_bus(listen=False)
+    bus = netlab_master_ops.event_bus(_opts(), listen=False)
     try:
-        return _set(lab, bus, node, state, result=result, reason=reason)
+        return netlab_master_ops.record(lab, bus, node, state, result=result, reason=reason)
     except netlab_lifecycle.LifecycleError as exc:
         _fail(str(exc))
     finally:
@@ -286,7 +158,7 @@ def keys(pillar=None):
     Keys on the master seen against the lab: accepted, pending, rejected,
     denied, keys not belonging to a lab node, lab nodes without an accepted key.
     """
-    return netlab_roots.key_report(_pki_dir(), _lab(pillar))
+    return netlab_roots.key_report(_opts()["pki_dir"], _lab(pillar))
 
 
 @_guard
@@ -313,13 +185,13 @@ def enrol(node, pillar=None):
     key = netlab_roots.gen_minion_keys()
     with contextlib.ExitStack() as locks:
         # the key in the root and the accepted key must come from the same run
-        _take_locks(locks, lab, "salt-run netlab.enrol {}".format(node), [node],
-                    lab_wide=False)
+        netlab_master_ops.take_locks(_opts(), locks, lab, "salt-run netlab.enrol {}".format(
+            node), [node], lab_wide=False)
         try:
             netlab_roots.write_minion_key(root, key)
         except netlab_roots.RootError as exc:
             _fail("node {}: {}".format(node, exc))
-        netlab_roots.preaccept_key(_pki_dir(), node, key[1])
+        netlab_roots.preaccept_key(_opts()["pki_dir"], node, key[1])
     return {"node": node, "root": root, "accepted": True}
 
 
@@ -338,66 +210,13 @@ def power(node, action="status", pillar=None):
     lab = _lab(pillar)
     _node_list(lab, [node])
     try:
-        return _driver(lab, node).act(action)
+        return netlab_master_ops.driver(_opts(), lab, node).act(action)
     except netlab_power.PowerError as exc:
         _fail(str(exc))
     return None  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- reimage
-def _next_start(bus, wait):
-    """The node id of the next ``salt/minion/<id>/start`` event within ``wait`` s."""
-    ev = bus.get_event(wait=wait, tag="salt/minion/", match_type="startswith", full=True)
-    parts = (ev or {}).get("tag", "").split("/")
-    return parts[2] if len(parts) == 4 and parts[3] == "start" else None
-
-
-def _bringup_master(lab, bus, method="auto", src=None):
-    """The master's side of netlab_bringup: lifecycle + events, roots and keys,
-    the NFS exports, minion start events."""
-
-    def reset(node, generation):
-        key = netlab_roots.gen_minion_keys()
-        out = netlab_roots.reset_root(lab, node, netlab_slice.identity(lab, node, generation),
-                                      key, method=method, src=src)
-        netlab_roots.preaccept_key(_pki_dir(), node, key[1])
-        return out
-
-    return netlab_bringup.Master(
-        record=lambda node, state, **kw: _set(lab, bus, node, state, **kw),
-        fire=lambda node, state, **data: _fire(bus, node, state, **data),
-        next_start=lambda wait: _next_start(bus, wait),
-        hint=lambda node: _hint(lab, node),
-        reset=reset,
-        commit=lambda node, gen, text: netlab_lifecycle.set_state(
-            lab, node, "reimaging", generation=gen, result=text),
-        generation=lambda node: netlab_lifecycle.generation(lab, node),
-        refresh_exports=lambda: _refresh_exports(lab))
-
-
-def _drivers(lab, node_ids):
-    """Every node's power driver, all checked before anything changes."""
-    try:
-        return {n: _driver(lab, n) for n in node_ids}
-    except netlab_power.PowerError as exc:
-        return _fail(str(exc))
-
-
-def _bring_up(lab, pipeline, drivers, timeout, locks_for=None, **kw):
-    """Run ``pipeline`` (netlab_bringup.reimage or boot) with the master's bus,
-    under the locks of ``locks_for`` (a command line) when given."""
-    with contextlib.ExitStack() as locks:
-        if locks_for:
-            _take_locks(locks, lab, locks_for, list(drivers))
-        bus = _event_bus(listen=True)
-        try:
-            bus.subscribe("salt/minion/")
-            ret = pipeline(_bringup_master(lab, bus, **kw), drivers, timeout)
-        finally:
-            bus.destroy()
-    return netlab_master.finish(__context__, ret, ok=not ret["failed"])  # pylint: disable=undefined-variable
-
-
 @_guard
 def reimage(nodes=None, timeout=600, method="auto", pillar=None):
     """
@@ -421,28 +240,12 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
         salt-run netlab.reimage nuc2,nuc3 timeout=900
         salt-run state.orchestrate netlab.reimage pillar='{"nodes": ["nuc2"]}'
     """
-    lab = _lab(pillar)
-    node_ids = _node_list(lab, nodes)
-    timeout = netlab_master.seconds(timeout)
-    drivers = _drivers(lab, node_ids)
-    try:
-        src = netlab_roots.image_rootfs(lab) if any(
-            lab.node(n).root_mode == "persistent" for n in node_ids) else None
-    except netlab_roots.RootError as exc:
-        _fail(str(exc))
-    # the whole reimage (reset, key, pre-accept, power, wait) under the lab lock and
-    # each node's lock: a second run is refused, naming this one
-    return _bring_up(lab, netlab_bringup.reimage, drivers, timeout,
-                     locks_for="salt-run netlab.reimage {}".format(",".join(node_ids)),
-                     method=method, src=src)
+    return _bring_up("reimage", nodes, timeout, pillar, method=method)
 
 
-def _hint(lab, node_id):
-    node = lab.node(node_id)
-    if node.power_driver == "virtual":
-        return "console log: {}".format(os.path.join(lab.netnode.state_dir, "vms", node_id,
-                                                     "serial.log"))
-    return "check the node's console: did it boot from the network?"
+def _bring_up(action, nodes, timeout, pillar, **kw):
+    ret = netlab_master_ops.bring_up(_opts(), _lab(pillar), action, nodes, timeout, **kw)
+    return netlab_master.finish(__context__, ret, ok=not ret["failed"])  # pylint: disable=undefined-variable
 
 
 @_guard
@@ -457,10 +260,7 @@ def boot(nodes=None, timeout=600, pillar=None):
 
         salt-run netlab.boot nuc2,nuc3 timeout=900
     """
-    lab = _lab(pillar)
-    node_ids = _node_list(lab, nodes)
-    timeout = netlab_master.seconds(timeout)
-    return _bring_up(lab, netlab_bringup.boot, _drivers(lab, node_ids), timeout)
+    return _bring_up("boot", nodes, timeout, pillar)
 
 
 # --------------------------------------------------------------------------- first contact
@@ -538,6 +338,8 @@ def preflight(checks=None, deploy=None, pillar=None):
     dhcp = _utils_module("netlab_dhcp")
     import hashlib  # pylint: disable=import-outside-toplevel
 
+    import salt.client  # pylint: disable=import-outside-toplevel
+    import salt.pillar  # pylint: disable=import-outside-toplevel
     import salt.version  # pylint: disable=import-outside-toplevel
 
     try:
