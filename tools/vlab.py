@@ -91,12 +91,13 @@ def _sh(cmd, check=True, **kw):
     return res
 
 
+if UTILS not in sys.path:
+    sys.path.insert(0, UTILS)
+import netlab_proc  # noqa: E402  pylint: disable=wrong-import-position
+
+
 def _alive(pid):
-    try:
-        with open("/proc/{}/stat".format(int(pid)), encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, ValueError, IndexError, TypeError):
-        return False
+    return netlab_proc.alive(pid)
 
 
 def _wait(predicate, timeout, what, interval=1.0):
@@ -792,15 +793,7 @@ class Vlab:
     def down(self, keep=False):
         """Stop every VM and daemon of the lab, remove its namespace, link and table."""
         n = self.names
-        pids = self._our_pids()
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
-                time.sleep(0.2)
-            pids = [p for p in pids if _alive(p)]
+        pids = [p for p in netlab_proc.stop_all(self._our_pids(), timeout=20) if _alive(p)]
         if pids:
             raise VlabError("processes of the lab do not stop: {}".format(pids))
         _sh(["nft", "delete", "table", "ip", n["table"]], check=False)
@@ -853,11 +846,7 @@ def _pump(stream):
 
 
 def _read_pid(path):
-    try:
-        with open(path, encoding="ascii") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    return netlab_proc.read_pid(path)
 
 
 def _listdir(path):
