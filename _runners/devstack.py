@@ -21,7 +21,6 @@ import importlib
 import logging
 import os
 import sys
-import time
 
 import salt.client
 import salt.utils.event
@@ -34,6 +33,7 @@ try:
     import netlab_master_ops
     import netlab_run
     import netlab_stack
+    import netlab_waves
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
     pass
 
@@ -42,11 +42,8 @@ log = logging.getLogger(__name__)
 __virtualname__ = "devstack"
 
 _LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master",
-         "netlab_master_ops", "netlab_run", "netlab_stack")
+         "netlab_master_ops", "netlab_run", "netlab_stack", "netlab_waves")
 
-# lifecycle states from which a node is first marked ``up`` (its minion answered)
-# before it can go to ``stacking``
-_NOT_YET_UP = ("registered", "booting", "reimaging")
 
 
 def __virtual__():
@@ -241,78 +238,22 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
         salt-run devstack.stack nodes=nuc2 force=True
     """
     lab = _lab()
-    timeout = _timeout(timeout)
     force = netlab_master.flag(force, name="force")
-    targets = netlab_stack.wave(lab, role=role, nodes=nodes)
-    states = _states(lab)
-    to_stack, ready = netlab_stack.plan(targets, states, force=force)
-    # nodes that failed earlier in this run (did not come up, node states failed)
-    excluded = _excluded(lab)
-    left_out = [n for n in to_stack if n in excluded]
-    to_stack = [n for n in to_stack if n not in excluded]
-    wave_name = role or ("nodes" if nodes else "all")
-    ret = {"result": True, "stacked": [], "failed": [], "skipped": ready, "nodes": {},
-           "left_out": left_out}
-    if not to_stack:
-        ret["comment"] = "nothing to stack: {} ready{}".format(
-            ", ".join(ready) or "no node",
-            "; left out (failed earlier): " + ", ".join(left_out) if left_out else "")
-        _progress(ret["comment"])
-        return _finish(ret)
-    ctl = lab.controller.id
-    if ctl not in to_stack and states.get(ctl) != netlab_stack.READY:
-        # computes register with the controller's services: stack it first
-        why = "failed earlier in this run" if ctl in excluded else \
-            "is not ready ({})".format(states.get(ctl, "registered"))
-        ret.update(result=False, skipped=to_stack + ready, comment=(
-            "not stacking {}: the controller {} {}".format(", ".join(to_stack), ctl, why)))
-        _progress(ret["comment"])
-        return _finish(ret)
-
-    answering = _ping(to_stack, timeout=timeout)
-    outcomes = {}
-    for node_id in to_stack:
-        if node_id not in answering:
-            outcomes[node_id] = netlab_stack.outcome(node_id, None, lab.node(node_id).role)
-            continue
-        if states.get(node_id) in _NOT_YET_UP:
-            _set(lab, node_id, "up", result="minion answers")
-        _set(lab, node_id, "stacking", result="stack.sh running")
-    running = [n for n in to_stack if n in answering]
-    _progress("stacking {} ({} wave){}".format(
-        ", ".join(running) or "nothing", wave_name,
-        "; skipping ready: " + ", ".join(ready) if ready else ""))
-    _fire("netlab/stack/{}/started".format(wave_name),
-          {"nodes": running, "skipped": ready, "started": time.time()})
-    if running:
-        returns = _publish(running, "devstack.stack", {"lines": int(lines)}, timeout)
-        for node_id, data in returns.items():
-            outcomes[node_id] = netlab_stack.outcome(node_id, data, lab.node(node_id).role)
-
-    for node_id in to_stack:
-        out = outcomes[node_id]
-        ret["nodes"][node_id] = out
-        if out["result"]:
-            ret["stacked"].append(node_id)
-            _set(lab, node_id, "ready", result=netlab_stack.result_text(out))
-            _progress("{}: ready ({})".format(node_id, netlab_stack.result_text(out)))
-        else:
-            ret["failed"].append(node_id)
-            _set(lab, node_id, "failed", reason=out["reason"])
-            _run_failure(lab, "stack.sh", out["reason"], node=node_id, log=out.get("log"),
-                         log_tail=out.get("log_tail"))
-            _progress("{}: FAILED: {}".format(node_id, out["reason"]))
-    netlab_stack.save_results(lab.netnode.state_dir, list(outcomes.values()))
-    _fire("netlab/stack/{}/finished".format(wave_name),
-          {"stacked": ret["stacked"], "failed": ret["failed"], "skipped": ready})
-    if ret["failed"]:
-        ret["result"] = False
-        ret["comment"] = "stack.sh failed on {}".format(", ".join(ret["failed"]))
-    else:
-        ret["comment"] = "stacked {}".format(", ".join(ret["stacked"]))
-    if left_out:
-        ret["comment"] += "; left out (failed earlier): " + ", ".join(left_out)
+    ret = netlab_waves.stack(lab, _wave_ops(lab, _timeout(timeout)), role=role, nodes=nodes,
+                             force=force, lines=lines)
     return _finish(ret)
+
+
+def _wave_ops(lab, timeout):
+    """The master's side of a stack wave (netlab_waves.Ops)."""
+    return netlab_waves.Ops(
+        states=lambda: _states(lab), excluded=lambda: _excluded(lab),
+        ping=lambda nodes: _ping(nodes, timeout=timeout),
+        publish=lambda nodes, fun, kwarg: _publish(nodes, fun, kwarg, timeout),
+        record=lambda node, state, **kw: _set(lab, node, state, **kw),
+        failure=lambda step, cause, node, log_, tail: _run_failure(
+            lab, step, cause, node=node, log=log_, log_tail=tail),
+        progress=_progress, fire=_fire)
 
 
 @_guard
@@ -340,7 +281,7 @@ def bring_up(timeout=600, ping_timeout=None):
     todo = netlab_stack.bring_up_plan(lab, _states(lab), answering,
                                       netlab_stack.stacked_roles(results))
     for node_id in todo["up"]:
-        if _states(lab).get(node_id) in _NOT_YET_UP:
+        if _states(lab).get(node_id) in netlab_waves.NOT_YET_UP:
             _set(lab, node_id, "up", result="minion answers")
     ret = {"plan": todo, "result": True}
     for node_id in todo["reimage"] + todo["boot"]:
