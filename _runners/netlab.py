@@ -274,45 +274,6 @@ def _netlab_raw():
     return netlab_master.raw_lab(__opts__)  # pylint: disable=undefined-variable
 
 
-def _fileserver_module_hashes():
-    """``{'<kind>/<file>': md5}`` of netlab's custom modules on the master's fileserver."""
-    import hashlib  # pylint: disable=import-outside-toplevel
-
-    import salt.fileclient  # pylint: disable=import-outside-toplevel
-
-    client = salt.fileclient.FSClient(__opts__)  # pylint: disable=undefined-variable
-    out = {}
-    try:
-        for path in client.file_list("base"):
-            kind, _, name = path.partition("/")
-            if kind.startswith("_") and kind[1:] in ("modules", "states", "runners", "pillar",
-                                                     "utils") and name.endswith(".py") \
-                    and "/" not in name:
-                local = client.cache_file("salt://" + path, "base")
-                with open(local, "rb") as fh:
-                    out[kind[1:] + "/" + name] = hashlib.md5(fh.read()).hexdigest()  # nosec
-    finally:
-        client.destroy()
-    return out
-
-
-def _minion_module_hashes(client, minion_id):
-    """Same as :func:`_fileserver_module_hashes` for what a minion has synced."""
-    ret = client.cmd(minion_id, "config.get", ["extension_modules"], timeout=30)
-    extmods = ret.get(minion_id)
-    if not extmods:
-        return None
-    found = client.cmd(minion_id, "file.find", [extmods],
-                       kwarg={"type": "f", "name": "*.py", "print": "path,md5"}, timeout=30)
-    out = {}
-    for entry in found.get(minion_id) or []:
-        if isinstance(entry, (list, tuple)) and len(entry) == 2:
-            rel = os.path.relpath(entry[0], extmods)
-            if rel.count("/") == 1:
-                out[rel] = entry[1]
-    return out
-
-
 def preflight(checks=None, deploy=None, pillar=None):
     """
     Check everything a first deploy needs and report every problem at once:
@@ -335,18 +296,10 @@ def preflight(checks=None, deploy=None, pillar=None):
         salt-run netlab.preflight checks=ports,storage
     """
     pf = _utils_module("netlab_preflight")
-    dhcp = _utils_module("netlab_dhcp")
-    import hashlib  # pylint: disable=import-outside-toplevel
-
-    import salt.client  # pylint: disable=import-outside-toplevel
-    import salt.pillar  # pylint: disable=import-outside-toplevel
-    import salt.version  # pylint: disable=import-outside-toplevel
-
     try:
-        lab = netlab_lab.load(netlab_master.raw_lab(__opts__, pillar))  # pylint: disable=undefined-variable
+        lab = netlab_lab.load(netlab_master.raw_lab(_opts(), pillar))
     except netlab_lab.LabError as exc:
         return _refusal("preflight: invalid netlab pillar\n" + str(exc))
-    opts = __opts__  # pylint: disable=undefined-variable
     if deploy is not None:
         wanted = pf.deploy_checks(deploy, pf.image_published(lab))
         if not wanted:
@@ -358,58 +311,7 @@ def preflight(checks=None, deploy=None, pillar=None):
     if unknown:
         return _refusal("unknown check(s) {} (known: {})".format(
             ", ".join(unknown), ", ".join(pf.CHECKS)))
-    netnode = lab.netnode.id
-    master_id = opts.get("id", "")
-    run = pf.command_runner()
-    clients = []
-
-    def local():
-        if not clients:
-            clients.append(salt.client.get_local_client(mopts=opts))
-        return clients[0]
-
-    def salt_check():
-        ret = local().cmd(netnode, "test.version", timeout=30)
-        return pf.check_salt_versions(salt.version.__version__, {netnode: ret.get(netnode)})
-
-    def modules_check():
-        expected = _fileserver_module_hashes()
-        on_master = pf.file_hashes(opts["extension_modules"], ("runners", "pillar", "utils"),
-                                   hasher=hashlib.md5)
-        minion = _minion_module_hashes(local(), netnode)
-        return pf.check_modules_synced(
-            {k: v for k, v in expected.items() if k.split("/")[0] in
-             ("runners", "pillar", "utils")}, {"master": on_master}) + \
-            pf.check_modules_synced(
-                {k: v for k, v in expected.items() if k.split("/")[0] in
-                 ("modules", "states", "utils")}, {netnode: minion})
-
-    def pillar_check():
-        # in an orchestration __opts__['pillar'] is the master's own pillar, which
-        # Salt merges into every pillar compiled with these opts: leave it out
-        clean = {k: v for k, v in opts.items() if k != "pillar"}
-        ids = [master_id, netnode] + list(lab.nodes)
-        has = {i: salt.pillar.get_pillar(
-            clean, clean.get("grains", {}), i, saltenv=clean.get("saltenv"),
-            pillarenv=clean.get("pillarenv")).compile_pillar().get("netlab") is not None
-            for i in ids}
-        return pf.check_pillar_targeting(has, master_id, netnode, list(lab.nodes))
-
-    available = {
-        "salt": salt_check,
-        "modules": modules_check,
-        "pillar": pillar_check,
-        "interface": lambda: pf.check_interface(
-            lab, pf.interface_state(lab.network.interface, run)),
-        "ports": lambda: pf.check_ports(lab, lambda proto, port: pf.listeners(
-            proto, port, run)),
-        "storage": lambda: pf.check_storage(lab, os.statvfs, pf.fs_type(
-            pf.existing_parent(lab.netnode.storage), pf.read_mounts())),
-        "dhcp": lambda: pf.check_dhcp(lab, lambda iface, timeout: dhcp.probe(
-            iface, timeout=timeout, own=[lab.netnode.ip])),
-        "outside": lambda: pf.check_reachable(lab, pf.http_ok),
-    }
-    report = pf.run([(c, available[c]) for c in wanted])
+    report = _utils_module("netlab_master_preflight").run(_opts(), lab, wanted)
     out = netlab_master.finish(__context__, {"passed": report["passed"],  # pylint: disable=undefined-variable
                                              "problems": report["problems"]}, ok=report["ok"])
     if not report["ok"]:
