@@ -253,7 +253,14 @@ def _wave_ops(lab, timeout):
         record=lambda node, state, **kw: _set(lab, node, state, **kw),
         failure=lambda step, cause, node, log_, tail: _run_failure(
             lab, step, cause, node=node, log=log_, log_tail=tail),
-        progress=_progress, fire=_fire)
+        progress=_progress, fire=_fire, sync=lambda nodes: _sync(nodes, timeout))
+
+
+def _sync(nodes, timeout):
+    """netlab's modules and a fresh pillar on ``nodes`` before their states run."""
+    _client().cmd(nodes, "saltutil.sync_all", tgt_type="list", timeout=timeout)
+    _client().cmd(nodes, "saltutil.refresh_pillar", kwarg={"wait": True},
+                  tgt_type="list", timeout=timeout)
 
 
 @_guard
@@ -542,54 +549,6 @@ def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
         salt-run devstack.prepare nodes=cmp1 checkout=False
     """
     lab = _lab()
-    timeout = _timeout(timeout)
     checkout = netlab_master.flag(checkout, True, name="checkout")
-    targets = netlab_stack.wave(lab, nodes=nodes)
-    excluded = _excluded(lab)
-    left_out = [n for n in targets if n in excluded]
-    targets = [n for n in targets if n not in excluded]
-    ret = {"result": True, "prepared": [], "failed": [], "left_out": left_out, "nodes": {}}
-    answering = _ping(targets, timeout=timeout)
-    for node_id in targets:
-        if node_id not in answering:
-            reason = "no answer from the minion (is it up? `salt {} test.ping`)".format(node_id)
-            ret["failed"].append(node_id)
-            ret["nodes"][node_id] = {"result": False, "reason": reason}
-    if answering:
-        _client().cmd(answering, "saltutil.sync_all", tgt_type="list", timeout=timeout)
-        _client().cmd(answering, "saltutil.refresh_pillar", kwarg={"wait": True},
-                      tgt_type="list", timeout=timeout)
-        kwarg = {"mods": sls}
-        if not checkout:
-            kwarg["pillar"] = {"netlab_checkout": False}
-        _progress("applying {} on {}".format(sls, ", ".join(answering)))
-        _fire("netlab/prepare/started", {"nodes": answering, "sls": sls})
-        returns = _publish(answering, "state.apply", kwarg, timeout)
-        for node_id in answering:
-            failures = netlab_run.state_failures(returns.get(node_id))
-            if failures:
-                reason = "{}: state {}: {}".format(sls, failures[0]["id"],
-                                                   failures[0]["comment"].splitlines()[0]
-                                                   if failures[0]["comment"] else "")
-                ret["failed"].append(node_id)
-                ret["nodes"][node_id] = {"result": False, "reason": reason,
-                                         "failures": failures}
-            else:
-                ret["prepared"].append(node_id)
-                ret["nodes"][node_id] = {"result": True}
-                _fire("netlab/node/{}/prepared".format(node_id),
-                      {"node": node_id, "result": "{} applied".format(sls)})
-    for node_id in ret["failed"]:
-        reason = ret["nodes"][node_id]["reason"]
-        _set(lab, node_id, "failed", reason=reason)
-        detail = "\n".join("{}: {}".format(f["id"], f["comment"])
-                           for f in ret["nodes"][node_id].get("failures", []))
-        _run_failure(lab, "node states", reason, node=node_id, log_tail=detail)
-        _progress("{}: FAILED: {}".format(node_id, reason))
-    ret["result"] = not ret["failed"]
-    ret["comment"] = "{} applied on {}{}{}".format(
-        sls, ", ".join(ret["prepared"]) or "no node",
-        "; failed: " + ", ".join(ret["failed"]) if ret["failed"] else "",
-        "; left out (failed earlier): " + ", ".join(left_out) if left_out else "")
-    _progress(ret["comment"])
-    return _finish(ret)
+    return _finish(netlab_waves.prepare(lab, _wave_ops(lab, _timeout(timeout)), nodes=nodes,
+                                        sls=sls, checkout=checkout))

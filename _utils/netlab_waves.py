@@ -11,6 +11,7 @@ log tail) once every node of the wave has ended.
 
 import time
 
+import netlab_run
 import netlab_stack
 
 # lifecycle states from which a node is first marked ``up`` (its minion answered)
@@ -26,14 +27,15 @@ class Ops:
     ``publish(nodes, fun, kwarg)``: one job, node -> return (``None``: no
     answer); ``record(node, state, result=None, reason=None)``: lifecycle state
     + event; ``failure(step, cause, node, log, log_tail)``: into the run record;
-    ``progress(text)``: a line on the console; ``fire(tag, data)``: an event.
+    ``progress(text)``: a line on the console; ``fire(tag, data)``: an event;
+    ``sync(nodes)``: sync netlab's modules to them and refresh their pillar.
     """
 
     def __init__(self, states, excluded, ping, publish, record, failure, progress, fire,
-                 clock=time.time):
+                 sync=None, clock=time.time):
         self.states, self.excluded, self.ping, self.publish = states, excluded, ping, publish
         self.record, self.failure, self.progress, self.fire = record, failure, progress, fire
-        self.clock = clock
+        self.sync, self.clock = sync, clock
 
 
 def _blocked(lab, ops, ret, to_stack, ready, states, excluded):
@@ -118,4 +120,65 @@ def stack(lab, ops, role=None, nodes=None, force=False, lines=25):
         if ret["failed"] else "stacked {}".format(", ".join(ret["stacked"]))
     if ret["left_out"]:
         ret["comment"] += "; left out (failed earlier): " + ", ".join(ret["left_out"])
+    return ret
+
+
+def _apply(ops, ret, answering, sls, checkout):
+    """``sls`` on every answering node in one job; each node's result into ``ret``."""
+    ops.sync(answering)
+    kwarg = {"mods": sls}
+    if not checkout:
+        kwarg["pillar"] = {"netlab_checkout": False}
+    ops.progress("applying {} on {}".format(sls, ", ".join(answering)))
+    ops.fire("netlab/prepare/started", {"nodes": answering, "sls": sls})
+    returns = ops.publish(answering, "state.apply", kwarg)
+    for node_id in answering:
+        failures = netlab_run.state_failures(returns.get(node_id))
+        if failures:
+            reason = "{}: state {}: {}".format(sls, failures[0]["id"],
+                                               failures[0]["comment"].splitlines()[0]
+                                               if failures[0]["comment"] else "")
+            ret["failed"].append(node_id)
+            ret["nodes"][node_id] = {"result": False, "reason": reason, "failures": failures}
+        else:
+            ret["prepared"].append(node_id)
+            ret["nodes"][node_id] = {"result": True}
+            ops.fire("netlab/node/{}/prepared".format(node_id),
+                     {"node": node_id, "result": "{} applied".format(sls)})
+
+
+def prepare(lab, ops, nodes=None, sls="netlab.node", checkout=True):
+    """The node step of a deploy: ``sls`` (stack user, DevStack checkout,
+    local.conf) on every node that is up, in one job, after syncing modules and
+    pillar. Nodes that failed earlier in this run are left out; a node whose
+    states fail or whose minion does not answer is ``failed`` (first failing state
+    as the reason) and recorded in the run. Returns ``{result, prepared, failed,
+    left_out, nodes, comment}``."""
+    targets = netlab_stack.wave(lab, nodes=nodes)
+    excluded = ops.excluded()
+    ret = {"result": True, "prepared": [], "failed": [], "nodes": {},
+           "left_out": [n for n in targets if n in excluded]}
+    targets = [n for n in targets if n not in excluded]
+    answering = ops.ping(targets)
+    for node_id in targets:
+        if node_id not in answering:
+            ret["failed"].append(node_id)
+            ret["nodes"][node_id] = {"result": False, "reason": "no answer from the minion "
+                                     "(is it up? `salt {} test.ping`)".format(node_id)}
+    if answering:
+        _apply(ops, ret, answering, sls, checkout)
+    for node_id in ret["failed"]:
+        reason = ret["nodes"][node_id]["reason"]
+        ops.record(node_id, "failed", reason=reason)
+        detail = "\n".join("{}: {}".format(f["id"], f["comment"])
+                           for f in ret["nodes"][node_id].get("failures", []))
+        ops.failure("node states", reason, node_id, None, detail)
+        ops.progress("{}: FAILED: {}".format(node_id, reason))
+    ret["result"] = not ret["failed"]
+    ret["comment"] = "{} applied on {}{}{}".format(
+        sls, ", ".join(ret["prepared"]) or "no node",
+        "; failed: " + ", ".join(ret["failed"]) if ret["failed"] else "",
+        "; left out (failed earlier): " + ", ".join(ret["left_out"]) if ret["left_out"]
+        else "")
+    ops.progress(ret["comment"])
     return ret

@@ -94,3 +94,24 @@ def test_a_node_that_does_not_answer_fails_without_running(lab):
     assert ret["failed"] == ["nuc3"] and "no answer from the minion" in \
         ret["nodes"]["nuc3"]["reason"]
     assert ("nuc3", "stacking") not in fake.recorded
+
+
+def test_prepare_applies_in_one_job_and_names_the_first_failing_state(lab):
+    fake = Fake({}, answering={"nuc1", "nuc2"}, returns={
+        "nuc1": {"a": {"result": True, "comment": "", "__id__": "a"}},
+        "nuc2": {"file_|-x_|-/etc/x_|-managed": {"result": False, "comment": "no space\nmore",
+                                                  "__id__": "x"}}})
+    synced = []
+    ops = fake.ops()
+    ops.sync = synced.append
+    ret = netlab_waves.prepare(lab, ops, checkout=False)
+    assert synced == [["nuc1", "nuc2"]]
+    assert fake.jobs == [(("nuc1", "nuc2"), "state.apply",
+                          {"mods": "netlab.node", "pillar": {"netlab_checkout": False}})]
+    assert ret["prepared"] == ["nuc1"] and ret["failed"] == ["nuc3", "nuc2"]  # no answer first, as found
+    assert ret["nodes"]["nuc2"]["reason"].startswith("netlab.node: state ")
+    assert ret["nodes"]["nuc2"]["reason"].endswith(": no space")
+    assert "no answer from the minion" in ret["nodes"]["nuc3"]["reason"]
+    assert ("nuc2", "failed") in fake.recorded and ("nuc3", "failed") in fake.recorded
+    assert [f[0] for f in fake.failures] == ["node states", "node states"]
+    assert ret["comment"] == "netlab.node applied on nuc1; failed: nuc3, nuc2"
