@@ -157,6 +157,39 @@ def _lab_with_node(node_id, pillar=None):
     return model
 
 
+def orchestration(kind, options=None, pillar=None):
+    """
+    The normalised options of orchestration ``kind`` (deploy, restack, unstack:
+    orchestration pillar ``netlab_<kind>``) and, for restack and unstack, the
+    nodes to act on: ``{'error': text or None, 'options': {...}, 'targets': [...],
+    'controller': id or None, 'computes': [...]}``. The orchestration SLS files
+    render from this instead of deciding in Jinja.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.orchestration restack '{"computes_only": true}'
+    """
+    import netlab_options  # pylint: disable=import-outside-toplevel
+
+    out = {"error": None, "options": {}, "targets": [], "controller": None, "computes": []}
+    if options is None:
+        options = __salt__["pillar.get"]("netlab_" + kind, {})  # pylint: disable=undefined-variable
+    try:
+        out["options"] = netlab_options.orchestration(kind, options)
+    except netlab_options.OptionError as exc:
+        out["error"] = str(exc)
+        return out
+    if kind in ("restack", "unstack"):
+        try:
+            out.update(netlab_options.targets(lab(pillar), out["options"]["nodes"],
+                                              out["options"]["computes_only"]))
+        except netlab_options.OptionError as exc:
+            out["error"] = "netlab_{}:nodes: {}".format(kind, exc)
+    return out
+
+
 # --------------------------------------------------------------------------- boot (netnode)
 # the networking node's boot services: prepared data for the
 # netlab.netnode states, and the rogue-DHCP guard.

@@ -356,10 +356,11 @@ def forget_removed(dry_run=False):
 
 @_guard
 @_lab_locked
-def unstack(role=None, nodes=None, timeout=None, lines=25):
+def unstack(role=None, nodes=None, timeout=None, lines=25, computes_only=None):
     """
     Run ``unstack.sh`` on a wave of nodes at the same time (``role``: controller,
-    compute or all; or explicit ``nodes``). Stacked nodes go back to ``up``.
+    compute or all; or explicit ``nodes``; ``computes_only``: role compute). Stacked
+    nodes go back to ``up``.
 
     CLI Example:
 
@@ -369,6 +370,8 @@ def unstack(role=None, nodes=None, timeout=None, lines=25):
     """
     lab = _lab()
     timeout = _timeout(timeout)
+    if netlab_master.flag(computes_only, name="computes_only") and not nodes:
+        role = "compute"
     targets = netlab_stack.wave(lab, role=role, nodes=nodes)
     answering = _ping(targets, timeout=timeout)
     ret = {"result": True, "unstacked": [], "failed": [], "nodes": {}}

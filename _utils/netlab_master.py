@@ -20,8 +20,6 @@ import sys
 # the master option naming the networking node's minion id (whose pillar holds
 # the lab) when the master's own id has no ``netlab`` pillar
 PILLAR_ID_OPTION = "netlab_pillar_id"
-TRUE = (True, 1, "1", "true", "True", "yes", "on")
-FALSE = (False, 0, "0", "false", "False", "no", "off")
 
 
 class Refused(Exception):
@@ -64,16 +62,13 @@ def guard(func, refusals=()):
 
 
 def flag(value, default=False, name="option"):
-    """An on/off option as ``salt-run`` (strings) or an orchestration (YAML) passes
-    it: ``True``/``False``, ``1``/``0``, ``"true"``/``"false"``, yes/no, on/off;
-    absent or empty: ``default``."""
-    if value is None or value == "":
-        return default
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    return refuse("{} must be true or false, not {!r}".format(name, value))
+    """An on/off option (netlab_options.flag); a value that is neither refused."""
+    import netlab_options  # pylint: disable=import-outside-toplevel
+
+    try:
+        return netlab_options.flag(value, default, name)
+    except netlab_options.OptionError as exc:
+        return refuse(exc)
 
 
 def import_utils(names, opts=None):

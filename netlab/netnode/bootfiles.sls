@@ -41,14 +41,15 @@ netlab-netnode-bootfiles-file-managed-{{ name }}:
 
 {#- Per-node files are rendered here, in this SLS's one Jinja run (the template is
     compiled once), and handed to file.managed as contents: a template per state
-    would be compiled again for every node. #}
+    would be compiled again for every node. Data and contents go in as one JSON
+    line each (not YAML structure: line-length does not apply to them). #}
 {%- for s_name, s in boot.scripts.items() %}
 {%-   set text %}{% include tplroot ~ '/files/netnode/node.ipxe.jinja' %}{% endset %}
 
 netlab-netnode-bootfiles-file-managed-{{ s_name }}:
   file.managed:
     - name: {{ (dirs.boot_dir ~ '/' ~ s_name) | json }}
-    - contents: {{ text | json }}
+    - contents: {{ text | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
     - require:
@@ -61,7 +62,7 @@ netlab-netnode-bootfiles-file-managed-boot.ipxe:
     - source: {{ (files ~ '/boot.ipxe.jinja') | json }}
     - template: jinja
     - context:
-        menu: {{ boot.menu | json }}
+        menu: {{ boot.menu | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
     - require:
@@ -121,7 +122,7 @@ netlab-netnode-bootfiles-file-symlink-images:
 netlab-netnode-bootfiles-file-managed-pxelinux-{{ cfg_name }}:
   file.managed:
     - name: {{ (dirs.pxelinux_cfg ~ '/' ~ cfg_name) | json }}
-    - contents: {{ text | json }}
+    - contents: {{ text | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
     - require:
