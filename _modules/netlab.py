@@ -140,11 +140,10 @@ def node_slice(node_id, generation=None, pillar=None):
         salt-call netlab.node_slice nuc2
     """
     model = _lab_with_node(node_id, pillar)
-    if generation is None:
-        generation = _lifecycle().generation(model, node_id)
-    text = __salt__["devstack.local_conf"](  # pylint: disable=undefined-variable
-        node_id, pillar=pillar, generation=generation)
-    return netlab_slice.node_slice(model, node_id, generation=generation, local_conf=text)
+    try:
+        return netlab_slice.for_node(model, node_id, generation)
+    except ValueError as exc:  # netlab_localconf.LocalConfError
+        raise CommandExecutionError(str(exc)) from None
 
 
 def _lab_with_node(node_id, pillar=None):
