@@ -48,6 +48,10 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 UTILS = os.path.join(REPO, "_utils")
+if UTILS not in sys.path:
+    sys.path.insert(0, UTILS)
+import netlab_lab_schema  # noqa: E402  pylint: disable=wrong-import-position
+import netlab_proc  # noqa: E402  pylint: disable=wrong-import-position
 
 BRIDGE = "br0"
 CIDR = "10.98.0.0/24"
@@ -55,7 +59,8 @@ NETNODE_IP = "10.98.0.2"
 NODES = (("ctl", "10.98.0.11", "52:54:00:98:00:11", "controller"),
          ("cmp1", "10.98.0.12", "52:54:00:98:00:12", "compute"),
          ("cmp2", "10.98.0.13", "52:54:00:98:00:13", "compute"))
-SALT_VERSION = "3008.3"
+# the node image's salt-minion: the lab model's default
+SALT_VERSION = netlab_lab_schema.DEFAULT_SALT_VERSION
 DEFAULT_DIR = "/var/lib/netlab-vlab"
 DEVSTACK_REPO = "https://opendev.org/openstack/devstack"
 DEFAULT_PIP_HOSTS = ("pypi.org", "files.pythonhosted.org")
@@ -91,9 +96,6 @@ def _sh(cmd, check=True, **kw):
     return res
 
 
-if UTILS not in sys.path:
-    sys.path.insert(0, UTILS)
-import netlab_proc  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _alive(pid):
