@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO / "test"))
 
 import netlab_saltcompat  # noqa: E402
 
-from lib.saltlocal import SaltLocal, failed  # noqa: E402  pylint: disable=wrong-import-position
+from lib.saltlocal import (  # noqa: E402  pylint: disable=wrong-import-position
+    SaltLocal, failed, temp_root_lookup)
 
 
 def lab_pillar(root, size):
@@ -46,16 +47,7 @@ def lab_pillar(root, size):
                     "nfs": {"server": "ganesha"}, "http": {"port": 8080}},
         "nodes": nodes,
         "image": {"salt_version": netlab_saltcompat.salt_version()},
-        "lookup": {
-            "service_control": "none", "install_packages": False,
-            "run_dir": str(root / "run"),
-            "dnsmasq": {"conf": str(root / "etc" / "dnsmasq.conf"),
-                        "leasefile": str(root / "leases")},
-            "nginx": {"conf": str(root / "etc" / "nginx-netlab.conf"), "user": "root"},
-            "nfs": {"exports": str(root / "etc" / "netlab.exports"),
-                    "ganesha_conf": str(root / "etc" / "ganesha.conf"),
-                    "ganesha_recovery": str(root / "recov")},
-        },
+        "lookup": temp_root_lookup(root),
     }
 
 
