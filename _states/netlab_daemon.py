@@ -94,15 +94,9 @@ def running(name, cmd, pidfile, log=None, settle=1.0, stop_timeout=15, unless=No
         ret["comment"] = "{} would be {}".format(name, "started" if not pid else
                                                 "restarted with a new command line")
         return ret
-    if pid:
-        netlab_proc.stop(pid, stop_timeout)
-    new, err = netlab_proc.start(argv, pidfile, log, settle, env)
-    if err:
-        ret.update(result=False, comment="{}: {}".format(name, err))
-        return ret
-    ret["changes"] = {"started" if not pid else "restarted": name, "pid": new}
-    ret["comment"] = "{} started (pid {})".format(name, new)
-    return ret
+    return _replace(ret, pid, argv, pidfile, {"stop_timeout": stop_timeout, "log": log,
+                                              "settle": settle, "env": env},
+                    "started" if not pid else "restarted", "started")
 
 
 def mod_watch(name, sfun=None, **kwargs):
@@ -121,15 +115,21 @@ def mod_watch(name, sfun=None, **kwargs):
                    comment="{} would be restarted".format(name))
         return ret
     pid, _ = netlab_proc.status(pidfile, argv)
+    return _replace(ret, pid, argv, pidfile, kwargs, "restarted", "restarted")
+
+
+def _replace(ret, pid, argv, pidfile, opts, change, said):
+    """Stop ``pid`` (if any), start ``argv``: the state's return, ``change`` naming
+    the change and ``said`` the comment's verb."""
     if pid:
-        netlab_proc.stop(pid, kwargs.get("stop_timeout", 15))
-    new, err = netlab_proc.start(argv, pidfile, kwargs.get("log"), kwargs.get("settle", 1.0),
-                      kwargs.get("env"))
+        netlab_proc.stop(pid, opts.get("stop_timeout", 15))
+    new, err = netlab_proc.start(argv, pidfile, opts.get("log"), opts.get("settle", 1.0),
+                                 opts.get("env"))
     if err:
-        ret.update(result=False, comment="{}: {}".format(name, err))
+        ret.update(result=False, comment="{}: {}".format(ret["name"], err))
         return ret
-    ret["changes"] = {"restarted": name, "pid": new}
-    ret["comment"] = "{} restarted (pid {})".format(name, new)
+    ret["changes"] = {change: ret["name"], "pid": new}
+    ret["comment"] = "{} {} (pid {})".format(ret["name"], said, new)
     return ret
 
 
