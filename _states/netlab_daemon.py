@@ -28,6 +28,7 @@ import subprocess
 try:
     import netlab_boot
     import netlab_dhcp
+    import netlab_lab
     import netlab_proc
 
     HAS_LIBS = True
@@ -194,7 +195,12 @@ def leases_pruned(name, pillar=None):
     if not os.path.exists(name):
         ret["comment"] = "no lease file {}".format(name)
         return ret
-    lab = __salt__["netlab.lab"](pillar)  # pylint: disable=undefined-variable
+    raw = __pillar__.get("netlab") if pillar is None else pillar.get("netlab", pillar)  # pylint: disable=undefined-variable
+    try:
+        lab = netlab_lab.load(raw)
+    except netlab_lab.LabError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
     with open(name, encoding="utf-8") as fh:
         text = fh.read()
     kept, removed = netlab_boot.prune_leases(text, lab)
