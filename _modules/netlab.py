@@ -15,6 +15,7 @@ from salt.exceptions import CommandExecutionError
 try:
     # imported while the loader loads this module: _utils is importable only then
     import netlab_lab
+    import netlab_options
     import netlab_roots
     import netlab_saltcompat
     import netlab_slice
@@ -170,8 +171,6 @@ def orchestration(kind, options=None, pillar=None):
 
         salt-call netlab.orchestration restack '{"computes_only": true}'
     """
-    import netlab_options  # pylint: disable=import-outside-toplevel
-
     out = {"error": None, "options": {}, "targets": [], "controller": None, "computes": []}
     if options is None:
         options = __salt__["pillar.get"]("netlab_" + kind, {})  # pylint: disable=undefined-variable

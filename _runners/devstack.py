@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 __virtualname__ = "devstack"
 
 _LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master",
-         "netlab_master_ops", "netlab_run", "netlab_stack", "netlab_waves")
+         "netlab_master_ops", "netlab_options", "netlab_run", "netlab_stack", "netlab_waves")
 
 
 

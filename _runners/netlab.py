@@ -45,7 +45,8 @@ except ImportError:  # pragma: no cover - synced after this master started: __vi
     pass
 
 _LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_master", "netlab_master_ops",
-         "netlab_power", "netlab_roots")
+         "netlab_power", "netlab_roots", "netlab_master_preflight", "netlab_preflight",
+         "netlab_dhcp", "netlab_discover", "netlab_run")
 
 
 def __virtual__():
@@ -266,7 +267,7 @@ def boot(nodes=None, timeout=600, pillar=None):
 # --------------------------------------------------------------------------- first contact
 def _utils_module(name):
     """Import one of netlab's _utils (synced to the master's extension_modules)."""
-    return netlab_master.import_utils([name])[name]
+    return netlab_master.import_utils([name], _opts())[name]
 
 
 def _netlab_raw():

@@ -17,6 +17,12 @@ import importlib
 import os
 import sys
 
+# imported with this module, while Salt's loader has _utils on sys.path (at run
+# time it may not be)
+import netlab_lab
+import netlab_lock
+import netlab_options
+
 # the master option naming the networking node's minion id (whose pillar holds
 # the lab) when the master's own id has no ``netlab`` pillar
 PILLAR_ID_OPTION = "netlab_pillar_id"
@@ -63,8 +69,6 @@ def guard(func, refusals=()):
 
 def flag(value, default=False, name="option"):
     """An on/off option (netlab_options.flag); a value that is neither refused."""
-    import netlab_options  # pylint: disable=import-outside-toplevel
-
     try:
         return netlab_options.flag(value, default, name)
     except netlab_options.OptionError as exc:
@@ -115,8 +119,6 @@ def raw_lab(opts, pillar=None, compiler=compile_pillar):
 def load_lab(opts, pillar=None, compiler=compile_pillar):
     """The lab model (see :func:`raw_lab`); :class:`Refused` with the full report
     when the pillar is missing or invalid."""
-    import netlab_lab  # pylint: disable=import-outside-toplevel
-
     raw = raw_lab(opts, pillar, compiler)
     if raw is None:
         refuse("no 'netlab' pillar for the master (compiled for {}); target the lab SLS "
@@ -145,8 +147,6 @@ def node_list(lab, nodes):
 
 def lock_wait(opts):
     """Seconds a run waits for another run's lock (master option netlab_lock_wait)."""
-    import netlab_lock  # pylint: disable=import-outside-toplevel
-
     try:
         return float(opts.get("netlab_lock_wait", netlab_lock.DEFAULT_WAIT))
     except (TypeError, ValueError):
