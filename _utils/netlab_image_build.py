@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 
+import netlab_roots
 from netlab_image_recipe import (
     DEFAULT_FILES_DIR, KEYRING_PACKAGES, KEYRINGS, STAGE_IN_ROOT, ImageError, _rel_files,
     file_mode, files_digest, host_pip_settings, input_hash, pip_config, recipe)
@@ -108,6 +109,8 @@ def mmdebstrap_command(rec, rootfs, stage_dir, links, mmdebstrap="mmdebstrap"):
         # build() syncs once before the build becomes visible
         "--dpkgopt=force-unsafe-io",
         "--aptopt=Acquire::Languages \"none\"",
+    ] + ["--dpkgopt=path-exclude={}".format(p) for p in rec.get("path_excludes", [])] + [
+        "--dpkgopt=path-include={}".format(p) for p in rec.get("path_includes", [])] + [
         "--essential-hook={}".format(essential),
         "--customize-hook={}".format(binds),
         "--customize-hook={}".format(configure),
@@ -286,6 +289,7 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
             stage = os.path.join(tmp, "inputs")
             links = stage_inputs(lab, rec, digest, stage, files_dir, pip_settings)
             rootfs = os.path.join(tmp, "rootfs")
+            _make_rootfs_dir(rootfs)
             builder(rec, rootfs, stage, links, logfile)
             version, kernel, initrd = _kernel_files(rootfs)
             for src, name in ((kernel, "vmlinuz"), (initrd, "initrd.img")):
@@ -298,7 +302,8 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
                 "kernel_version": version,
                 "built_at": started.isoformat(), "duration": round(time.monotonic() - t0, 1),
                 "sizes": {"vmlinuz": os.path.getsize(os.path.join(tmp, "vmlinuz")),
-                          "initrd.img": os.path.getsize(os.path.join(tmp, "initrd.img"))},
+                          "initrd.img": os.path.getsize(os.path.join(tmp, "initrd.img")),
+                          "rootfs_mb": _size_mb(rootfs)},
                 "packages": _package_list(rootfs),
             }
             with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as fh:
@@ -337,6 +342,23 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
                       pruned=prune(lab, keep=keep, protect=protect),
                       current=current_build(lab))
         return result
+
+
+def _make_rootfs_dir(rootfs):
+    """On btrfs the rootfs is a subvolume of its own: node roots are then reset
+    by snapshot (netlab_roots), in constant time, instead of copied."""
+    if netlab_roots.fs_type(os.path.dirname(rootfs)) == "btrfs":
+        subprocess.run(["btrfs", "subvolume", "create", rootfs], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _size_mb(path):
+    """Disk usage of ``path`` in MB (what each copied node root costs), or None."""
+    proc = subprocess.run(["du", "-sxm", path], capture_output=True, text=True, check=False)
+    try:
+        return int(proc.stdout.split()[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _package_list(rootfs):

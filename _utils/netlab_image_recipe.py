@@ -18,7 +18,7 @@ import os
 
 # Bump when the Python side of the build changes the image (the files under
 # netlab/files/image are hashed by content and need no bump).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 DEFAULT_FILES_DIR = os.path.normpath(os.path.join(
@@ -56,6 +56,26 @@ BUILD_PACKAGES = ["gcc", "libc6-dev", "python3-dev"]
 
 
 PIP_EXTRA = ["netaddr"]
+# Files dpkg never unpacks into the node root (dpkg's path-exclude, kept in the
+# image so DevStack's own packages skip them too): documentation, manual pages
+# and translations nobody reads on a lab node, and kernel modules for hardware
+# a diskless DevStack node does not use (sound, cameras/TV, Wi-Fi, Bluetooth,
+# graphics cards whose firmware the image lacks anyway). Patterns match the
+# paths packages ship (Debian's kernel ships /lib/modules, not /usr/lib).
+# Every node root is a copy of the image: each MB here is a MB per node reset.
+PATH_EXCLUDES = [
+    "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
+    "/lib/modules/*/kernel/sound/*", "/lib/modules/*/kernel/drivers/media/*",
+    "/lib/modules/*/kernel/drivers/net/wireless/*",
+    "/lib/modules/*/kernel/drivers/bluetooth/*",
+    "/lib/modules/*/kernel/net/bluetooth/*",
+    "/lib/modules/*/kernel/drivers/gpu/drm/amd/*",
+    "/lib/modules/*/kernel/drivers/gpu/drm/nouveau/*",
+    "/lib/modules/*/kernel/drivers/gpu/drm/radeon/*",
+    "/lib/modules/*/kernel/drivers/staging/*",
+]
+# ... except what licences and tools rely on
+PATH_INCLUDES = ["/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias"]
 
 
 VENV = "/opt/salt"
@@ -104,6 +124,8 @@ def recipe(lab):
         "packages": packages,
         "extra_packages": sorted(img.packages),
         "build_packages": sorted(BUILD_PACKAGES),
+        "path_excludes": list(PATH_EXCLUDES),
+        "path_includes": list(PATH_INCLUDES),
         "salt_version": img.salt_version,
         "pip_requirements": ["salt=={}".format(img.salt_version)] + PIP_EXTRA,
         "pip_index": img.pip_index,

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 
+import netlab_roots
 from netlab_image_recipe import ImageError
 
 
@@ -123,7 +124,7 @@ def _mounts_under(path):
 
 def remove_tree(path):
     """Remove a build tree safely: unmount anything below it first, never cross
-    into another file system."""
+    into another file system (btrfs subvolumes in it are deleted as such)."""
     if not os.path.lexists(path):
         return
     if os.path.islink(path):
@@ -138,6 +139,12 @@ def remove_tree(path):
             path, ", ".join(left)))
     if not os.path.isdir(path):
         os.unlink(path)
+        return
+    if netlab_roots.fs_type(path) == "btrfs":
+        try:  # rm --one-file-system would refuse the rootfs subvolume
+            netlab_roots.remove_tree(path)
+        except netlab_roots.RootError as exc:
+            raise ImageError("cannot delete {}: {}".format(path, exc)) from exc
         return
     subprocess.run(["rm", "-rf", "--one-file-system", path], check=True)
 
