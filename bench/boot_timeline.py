@@ -275,10 +275,11 @@ def use_image(lab, img):
 
 def load_image(path):
     """A finished build directory (``.../images/<build_id>``) as current_build() shows it."""
-    import netlab_image  # pylint: disable=import-outside-toplevel
+    import netlab_image_store  # pylint: disable=import-outside-toplevel
 
     path = os.path.realpath(path)
-    img = netlab_image._describe(os.path.dirname(path), os.path.basename(path))  # noqa
+    img = netlab_image_store._describe(  # pylint: disable=protected-access
+        os.path.dirname(path), os.path.basename(path))
     if not img or not img["intact"]:
         sys.exit("{} is not a finished image build (rootfs, vmlinuz, initrd.img, "
                  "manifest.json)".format(path))
