@@ -221,12 +221,17 @@ def stop_by_pidfile(pidfile):
             "i=$((i+1)); done; rm -f {0}".format(pidfile))
 
 
-def minion_conf(netnode_id):
-    return "\n".join([
+def minion_conf(netnode_id, pki_dir=None):
+    """``pki_dir``: only for a config dir other than /etc/salt (Salt's default
+    ``/etc/salt/pki/minion`` does not follow ``-c``; the bootstrap reads the key
+    there to accept only this machine's own)."""
+    lines = [
         MARK + " (netlab: the networking node's own minion).",
         "id: {}".format(netnode_id),
-        "master: 127.0.0.1",
-        ""])
+        "master: 127.0.0.1"]
+    if pki_dir:
+        lines.append("pki_dir: {}".format(pki_dir))
+    return "\n".join(lines + [""])
 
 
 def top_sls(netnode_id):

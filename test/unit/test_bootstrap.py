@@ -78,6 +78,9 @@ def test_salt_config_texts():
         "base": {"L@netnode,netnode_master": ["netlab.lab"]}}
     assert yaml.safe_load(nb.minion_conf("netnode")) == {"id": "netnode",
                                                          "master": "127.0.0.1"}
+    # another config dir: the minion's keys follow it (Salt's default would not)
+    assert yaml.safe_load(nb.minion_conf("nn", "/opt/etc/pki/minion"))["pki_dir"] == \
+        "/opt/etc/pki/minion"
 
 
 def test_plan_file_never_overwrites_a_foreign_file():
