@@ -437,5 +437,6 @@ def gitfs_settings(url, branch="main", providers=()):
             return {"url": url, "branch": branch, "provider": name}
     raise BootstrapError(
         "--gitfs needs GitPython or pygit2 in Salt's Python and it has neither: install "
-        "one there ({}) or leave --gitfs out (netlab's files then come from this "
-        "checkout)".format(" or ".join(GITFS_EXTRAS)))
+        "one there ('salt-pip install {0}' for Salt's onedir packages, '<venv>/bin/pip "
+        "install {0}' for a venv) or leave --gitfs out (netlab's files then come from "
+        "this checkout)".format(GITFS_EXTRAS[0]))
