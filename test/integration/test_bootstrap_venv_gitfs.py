@@ -3,9 +3,9 @@ netlab-bootstrap's Salt install and its gitfs option, for real:
 
 * with no supported Salt on PATH and no venv, the bootstrap creates the venv and
   pip-installs pinned Salt (``salt==3008.3``), netaddr and, for ``--gitfs``,
-  GitPython from PyPI; the installed ``salt-master`` reports 3008.3 and both
-  gitfs providers' imports are checked in the venv's Python; a second look finds
-  that Salt and installs nothing;
+  GitPython from PyPI; the installed ``salt-master`` reports 3008.3, pip has
+  exactly those pins and GitPython is importable by the venv's Python; a second
+  look finds that Salt and installs nothing;
 * the master config it writes for ``--gitfs`` (a local bare repository holding
   the checkout's files as the remote) makes Salt's fileserver serve netlab from
   git: ``fileserver.update`` fetches it, ``fileserver.file_list`` lists the
