@@ -16,6 +16,8 @@ import re
 import urllib.parse
 import uuid
 
+import netlab_cache
+
 try:
     import netaddr
 
@@ -71,7 +73,7 @@ POWER_DRIVERS = {
 # power fields that are secrets: they never leave the networking node
 POWER_SECRETS = ("password", "username", "address")
 
-TOP_KEYS = ("network", "netnode", "image", "devstack", "roles", "nodes", "lookup")
+TOP_KEYS = ("network", "netnode", "image", "devstack", "roles", "nodes", "lookup", "cache")
 NETWORK_KEYS = ("interface", "cidr", "gateway", "domain", "dhcp", "dns")
 DHCP_KEYS = ("mode", "pool", "lease_time", "allow_other_servers", "probe_timeout")
 DNS_KEYS = ("enabled", "upstream")
@@ -236,7 +238,7 @@ class Node(_Frozen):
 
 class Lab(_Frozen):
     """network, netnode, image, devstack (lab-wide), roles (dict), nodes (dict id->Node,
-    sorted by id)."""
+    sorted by id), cache (dict: the LAN cache, see netlab_cache)."""
 
     @property
     def controller(self):
@@ -1089,8 +1091,10 @@ def _check(raw):
             c, deep_merge(DEVSTACK_DEFAULTS, lab_ds, roles[role]["devstack"]),
             deep_merge(DEVSTACK_DEFAULTS, lab_ds), "roles", role, "devstack")
     nodes = _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles)
+    # the LAN cache's schema lives in its own module (netlab_cache)
+    cache = netlab_cache.check(c, raw.get("cache"), netnode, path)
     _check_all_strings(c, raw)
-    return c.errors, network, netnode, image, lab_ds, roles, nodes
+    return c.errors, network, netnode, image, lab_ds, roles, nodes, cache
 
 
 def _walk_strings(value, where):
@@ -1144,11 +1148,11 @@ def validate(raw):
 
 def load(raw):
     """Pillar ``netlab`` value -> :class:`Lab`; raises :class:`LabError` listing all problems."""
-    errors, network, netnode, image, lab_ds, roles, nodes = _check(raw)
+    errors, network, netnode, image, lab_ds, roles, nodes, cache = _check(raw)
     if errors:
         raise LabError(errors)
     return Lab(
         network=Network(**network), netnode=Netnode(**netnode), image=Image(**image),
         devstack=deep_merge(DEVSTACK_DEFAULTS, lab_ds), roles=roles,
-        nodes=dict(sorted(nodes.items())),
+        nodes=dict(sorted(nodes.items())), cache=cache,
     )

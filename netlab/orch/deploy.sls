@@ -50,8 +50,12 @@ netlab-orch-deploy-salt-function-sync_all-netnode:
     - tgt: {{ netnode | json }}
     - require:
       - salt: netlab-orch-deploy-salt-runner-preflight
-{%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('image', tplroot ~ '.image')] %}
-{%- if options.get(step, True) not in (False, 'false', 'False') %}
+{#- the LAN cache is part of the networking node: skipped with it unless cache: true #}
+{%- set cache_default = options.get('netnode', True) %}
+{%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('cache', tplroot ~ '.cache'),
+                      ('image', tplroot ~ '.image')] %}
+{%- if options.get(step, cache_default if step == 'cache' else True)
+       not in (False, 'false', 'False') %}
 {%- do prereq.append('netlab-orch-deploy-salt-state-' ~ step) %}
 
 netlab-orch-deploy-salt-state-{{ step }}:
@@ -66,7 +70,8 @@ netlab-orch-deploy-salt-state-{{ step }}:
 netlab-orch-deploy-salt-runner-step_failed-{{ step }}:
   salt.runner:
     - name: devstack.step_failed
-    - step: {{ 'networking node' if step == 'netnode' else 'image build' }}
+    - step: {{ {'netnode': 'networking node', 'cache': 'LAN cache',
+                'image': 'image build'}[step] }}
     - sls: {{ sls }}
     - onfail:
       - salt: netlab-orch-deploy-salt-state-{{ step }}
