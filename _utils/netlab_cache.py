@@ -114,10 +114,16 @@ def human_size(num):
     return "{:.1f} TiB".format(num)
 
 
+MIRRORED_SCHEMES = ("http", "https", "git")
+
+
 def repo_path(url):
     """A repository URL -> its mirror's path (``openstack/nova.git``); ``None`` when
-    its path cannot be a mirror name."""
+    it is not mirrored: a local (``file:``, path) or ssh repository, or a path that
+    cannot be a mirror name."""
     parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in MIRRORED_SCHEMES:
+        return None
     rel = parts.path.strip("/")
     if not rel.endswith(".git"):
         rel += ".git"
@@ -172,7 +178,7 @@ def check(c, raw, netnode, path):
             cfg["offline"] = offline
         elif part == "git":
             cfg["repos"] = _url_list(c, sub.get("repos"), ("cache", "git", "repos"),
-                                     schemes=("http", "https", "git", "file"),
+                                     schemes=MIRRORED_SCHEMES,
                                      name=repo_path, what="a repository path")
         elif part == "files":
             cfg["urls"] = _url_list(c, sub.get("urls"), ("cache", "files", "urls"),
@@ -253,20 +259,28 @@ def apt_mirrors(lab):
     return [u for u in dict.fromkeys(u.rstrip("/") for u in out)]
 
 
-def acng_conf(lab, run_dir, offline=False):
+def apt_dirs(lab):
+    """apt-cacher-ng's own directories beside its cache (they survive a reboot, so
+    a service manager can start it before Salt runs): config, and log/socket/pid."""
+    storage = lab.cache["storage"]
+    return {"conf": storage + "/apt-conf", "state": storage + "/apt-state"}
+
+
+def acng_conf(lab, offline=False):
     """apt-cacher-ng's config (``-c <dir>`` reads ``<dir>/acng.conf``): the lab IP
     only, only the remapped mirrors (ForceManaged), no CONNECT pass-through.
     ``offline``: serve from the cache only (upstream unreachable)."""
     cfg = lab.cache["apt"]
+    state = apt_dirs(lab)["state"]
     lines = [
         "# apt-cacher-ng of the netlab networking node (managed by Salt, netlab.cache).",
         "CacheDir: {}".format(cfg["dir"]),
-        "LogDir: {}/log".format(run_dir),
+        "LogDir: {}".format(state),
         "SupportDir: /usr/lib/apt-cacher-ng",
         "Port: {}".format(cfg["port"]),
         "BindAddress: {}".format(lab.netnode.ip),
-        "SocketPath: {}/log/acng.socket".format(run_dir),
-        "PidFile: {}/log/acng.pid".format(run_dir),
+        "SocketPath: {}/acng.socket".format(state),
+        "PidFile: {}/acng.pid".format(state),
         "ForceManaged: 1",
         "PassThroughPattern: ^$",
         "ExThreshold: 4",
@@ -698,11 +712,11 @@ def service_data(lab, run_dir, venv, connect):
         mode = lab.cache["apt"]["offline"]
         offline = mode is True or (mode == "auto" and not upstream_reachable(
             apt_mirrors(lab), connect))
-        conf_dir = os.path.join(run_dir, "apt-cacher-ng")
+        conf_dir = apt_dirs(lab)["conf"]
         out["apt"] = {
             "offline": offline, "conf_dir": conf_dir,
-            "conf": acng_conf(lab, run_dir, offline=offline),
-            "dir": lab.cache["apt"]["dir"], "log_dir": os.path.join(run_dir, "log"),
+            "conf": acng_conf(lab, offline=offline),
+            "dir": lab.cache["apt"]["dir"], "log_dir": apt_dirs(lab)["state"],
             "argv": ["/usr/sbin/apt-cacher-ng", "-c", conf_dir, "ForeGround=1"],
             "check": ["/usr/lib/apt-cacher-ng/acngtool", "cfgdump", "-c", conf_dir],
             "url": apt_proxy(lab),

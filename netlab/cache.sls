@@ -56,7 +56,8 @@ netlab-cache-file-directory-apt:
 netlab-cache-file-managed-acng-conf:
   file.managed:
     - name: {{ (apt.conf_dir ~ '/acng.conf') | json }}
-    - contents: {{ apt.conf | json }}
+    - contents: |
+        {{ apt.conf | indent(8) }}
     - mode: '0644'
     - makedirs: true
 
@@ -128,7 +129,7 @@ netlab-cache-file-managed-unit-{{ part }}:
         After=network-online.target
         Wants=network-online.target
         [Service]
-        ExecStart={{ argv | map('quote') | join(' ') }}
+        ExecStart={{ argv | map('quote') | join(' \\\n          ') }}
         Restart=on-failure
 {%- if part == 'apt' %}
         User={{ c.apt_user }}
