@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 __virtualname__ = "netlab"
 
 try:
+    import netlab_cache
     import netlab_lab
     import netlab_lifecycle
     import netlab_lock
@@ -57,11 +58,12 @@ def _import_libs():
     """Import netlab's _utils from the master's extension_modules (after sync)."""
     global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
     global netlab_lab, netlab_lifecycle, netlab_power, netlab_roots, netlab_slice  # pylint: disable=global-statement,invalid-name
-    global netlab_lock  # pylint: disable=global-statement,invalid-name
+    global netlab_lock, netlab_cache  # pylint: disable=global-statement,invalid-name
     utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
     if os.path.isdir(utils_dir) and utils_dir not in sys.path:
         sys.path.append(utils_dir)
     try:
+        import netlab_cache  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
         import netlab_lock  # pylint: disable=import-outside-toplevel,redefined-outer-name
@@ -314,8 +316,32 @@ def status(as_table=True, pillar=None):
     """
     lab = _lab(pillar)
     if as_table:
-        return netlab_lifecycle.status_table(lab)
+        table = netlab_lifecycle.status_table(lab)
+        if netlab_cache.any_enabled(lab):
+            # the LAN cache lives on this machine (the networking node)
+            table += "\n\n" + netlab_cache.usage_table(
+                netlab_cache.usage(lab, netlab_cache.disk_usage))
+        return table
     return netlab_lifecycle.status(lab)
+
+
+@_guard
+def cache_usage(pillar=None):
+    """
+    The LAN cache: each part's disk use against its bound (``netlab:cache:<part>:
+    max_size``), where it is, and the git mirrors the lab no longer names.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.cache_usage
+    """
+    lab = _lab(pillar)
+    out = netlab_cache.usage(lab, netlab_cache.disk_usage)
+    if netlab_cache.enabled(lab, "git"):
+        out["git"]["unused_mirrors"] = netlab_cache.stale_mirrors(lab)
+    return out
 
 
 @_guard

@@ -86,6 +86,9 @@ ETCD_MARK = "/etcd-io/etcd/releases/download/"
 CONSTRAINTS_MARK = "/constraints/upper/"
 
 
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
 class CacheError(RuntimeError):
     """A cache operation failed; the message says which part and why."""
 
@@ -117,13 +120,16 @@ def human_size(num):
 MIRRORED_SCHEMES = ("http", "https", "git")
 
 
-def repo_path(url):
-    """A repository URL -> its mirror's path (``openstack/nova.git``); ``None`` when
-    it is not mirrored: a local (``file:``, path) or ssh repository, or a path that
-    cannot be a mirror name."""
+def repo_path(url, base=None):
+    """A repository URL -> its mirror's path (``openstack/nova.git``, relative to
+    ``base`` when it is below it, as DevStack's ``${GIT_BASE}/openstack/nova.git``);
+    ``None`` when it is not mirrored: a local (``file:``, path) or ssh repository,
+    or a path that cannot be a mirror name."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in MIRRORED_SCHEMES:
         return None
+    if base and url.startswith(base.rstrip("/") + "/"):
+        parts = urllib.parse.urlsplit(url[len(base.rstrip("/")):])
     rel = parts.path.strip("/")
     if not rel.endswith(".git"):
         rel += ".git"
@@ -384,7 +390,7 @@ def git_repos(lab):
     urls += list(lab.cache["git"]["repos"])
     out = {}
     for url in urls:
-        rel = repo_path(url)
+        rel = repo_path(url, base)
         if rel and rel not in out:
             out[rel] = url
     return dict(sorted(out.items()))
@@ -392,7 +398,7 @@ def git_repos(lab):
 
 def mirror_url(lab, upstream):
     """The mirror's URL of ``upstream`` (``None`` when it has no mirror)."""
-    rel = repo_path(upstream)
+    rel = repo_path(upstream, git_upstream_base(lab))
     if not enabled(lab, "git") or rel is None or rel not in git_repos(lab):
         return None
     return "{}/{}".format(git_base(lab), rel)
@@ -725,6 +731,8 @@ def service_data(lab, run_dir, venv, connect):
         out["pip"] = {
             "venv": venv, "dir": lab.cache["pip"]["dir"],
             "argv": devpi_argv(lab, venv), "init": devpi_init_argv(lab, venv),
+            # devpi trusts the system's CA store (a TLS-inspecting proxy's CA is there)
+            "env": {"REQUESTS_CA_BUNDLE": SYSTEM_CA},
             "url": pip_index(lab),
         }
     if enabled(lab, "git"):
@@ -761,3 +769,18 @@ def refresh_report(git_results, file_results, mirrors_dir=None):
     summary = "{} git mirror(s), {} file(s) checked".format(
         len(git_results or {}), len(file_results or {}))
     return ok, "\n".join([summary] + lines), changes
+
+
+def usage_table(usage):
+    """:func:`usage` as the plain text table ``salt-run netlab.status`` appends."""
+    head = ("CACHE", "STATE", "USED", "BOUND", "WHERE")
+    rows = []
+    for part in PARTS:
+        u = usage[part]
+        state = "off" if not u["enabled"] else ("OVER BOUND" if u["over"] else "on")
+        rows.append((part, state, human_size(u["used"]) if u["enabled"] else "-",
+                     human_size(u["max_size"]), u["dir"]))
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    widths[-1] = 0
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in [head] + rows)

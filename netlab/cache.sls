@@ -112,10 +112,11 @@ netlab-cache-file-directory-files:
     - mode: '0755'
     - makedirs: true
 {%- endif %}
-{%- for part, argv, watch in [('apt', d.apt.argv if d.apt else None,
-                                'file: netlab-cache-file-managed-acng-conf'),
-                               ('pip', d.pip.argv if d.pip else None,
-                                'cmd: netlab-cache-cmd-run-devpi-init')] %}
+{%- for part, argv, watch, env in [('apt', d.apt.argv if d.apt else None,
+                                     'file: netlab-cache-file-managed-acng-conf', {}),
+                                    ('pip', d.pip.argv if d.pip else None,
+                                     'cmd: netlab-cache-cmd-run-devpi-init',
+                                     d.pip.env if d.pip else {})] %}
 {%- if argv %}
 {%- if control == 'service' %}
 
@@ -131,6 +132,9 @@ netlab-cache-file-managed-unit-{{ part }}:
         [Service]
         ExecStart={{ argv | map('quote') | join(' \\\n          ') }}
         Restart=on-failure
+{%- for key, value in env | dictsort %}
+        Environment={{ key }}={{ value }}
+{%- endfor %}
 {%- if part == 'apt' %}
         User={{ c.apt_user }}
 {%- endif %}
@@ -157,6 +161,8 @@ netlab-cache-netlab_daemon-running-{{ part }}:
     - cmd: {{ argv | json }}
     - pidfile: {{ (d.run_dir ~ '/' ~ part ~ '.pid') | json }}
     - log: {{ (d.run_dir ~ '/' ~ part ~ '.out') | json }}
+    - env: {{ env | json }}
+    - settle: 2
     - watch:
       - {{ watch }}
 {%- if part == 'apt' %}
