@@ -19,7 +19,6 @@ One scenario, in order (each test builds on the previous one):
 
 import pathlib
 import subprocess
-import sys
 import time
 
 import pytest
@@ -29,6 +28,7 @@ import netlab_localconf
 
 from lib import daemons as daemons_lib
 from lib import netns
+from lib.cachelab import AptClient, bare_repo, clone, git, pip_download, wait_port
 from lib.saltlocal import SaltLocal, failed
 from lib.uplink import Uplink
 
@@ -45,31 +45,6 @@ UPSTREAM = "http://{}:{}".format(UPSTREAM_IP, UP_PORT)
 PACKAGE_HOSTS = ("deb.debian.org", "pypi.org", "files.pythonhosted.org")
 APT_PACKAGE = "hello"
 PIP_PACKAGE = "six==1.16.0"
-
-
-def _git(*args, cwd=None):
-    return subprocess.run(["git"] + list(args), cwd=cwd, check=True, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
-                                          "GIT_CONFIG_NOSYSTEM": "1",
-                                          "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                                          "GIT_COMMITTER_NAME": "t",
-                                          "GIT_COMMITTER_EMAIL": "t@t"}).stdout
-
-
-def _bare_repo(top, name, work):
-    """``top/<name>.git``: a bare repository with one commit, ready for dumb HTTP."""
-    bare = top / (name + ".git")
-    _git("init", "-q", "--bare", "-b", "master", str(bare))
-    (bare / "hooks" / "post-update").write_text("#!/bin/sh\nexec git update-server-info\n")
-    (bare / "hooks" / "post-update").chmod(0o755)
-    src = work / name.replace("/", "_")
-    _git("init", "-q", "-b", "master", str(src))
-    (src / "README").write_text("{} v1\n".format(name))
-    _git("add", "README", cwd=src)
-    _git("commit", "-q", "-m", "v1", cwd=src)
-    _git("push", "-q", str(bare), "master", cwd=src)
-    _git("--git-dir", str(bare), "update-server-info")
-    return src
 
 
 def _pillar(root):
@@ -106,71 +81,14 @@ def _apply(salt, sls, expect_ok=True):
     return ret
 
 
+def _pip(ns, dest):
+    return pip_download(ns, dest, "http://{}:3141/root/pypi/+simple/".format(NETNODE_IP),
+                        NETNODE_IP, [PIP_PACKAGE])
+
+
 def _by_suffix(ret, sid):
     assert sid in ret, (sid, sorted(ret))
     return ret[sid]
-
-
-def _wait_port(ns, port, timeout=60):
-    daemons_lib.wait_for(lambda: daemons_lib.port_open(ns, port), timeout=timeout,
-                         what="port {} in {}".format(port, ns.name))
-
-
-class AptClient:
-    """apt-get in the node namespace with its own state, cache and sources (the
-    host's dpkg and apt lists are never touched), through the apt cache."""
-
-    def __init__(self, ns, top):
-        self.ns = ns
-        self.top = top
-        for d in ("lists/partial", "archives/partial", "etc/apt.conf.d",
-                  "etc/preferences.d", "etc/trusted.gpg.d"):
-            (top / d).mkdir(parents=True, exist_ok=True)
-        (top / "status").write_text("")
-        (top / "etc" / "sources.list").write_text(
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-            "http://deb.debian.org/debian bookworm main\n")
-
-    def run(self, *args, check=True):
-        t = self.top
-        opts = ["-o", "Dir::Etc={}".format(t / "etc"),
-                "-o", "Dir::Etc::SourceList={}".format(t / "etc" / "sources.list"),
-                "-o", "Dir::Etc::SourceParts=/nonexistent",
-                "-o", "Dir::State::Lists={}".format(t / "lists"),
-                "-o", "Dir::State::status={}".format(t / "status"),
-                "-o", "Dir::Cache::Archives={}".format(t / "archives"),
-                "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=",
-                "-o", "Acquire::http::Proxy=http://{}:3142".format(NETNODE_IP),
-                "-o", "Acquire::Languages=none", "-o", "Debug::NoLocking=1",
-                "-o", "APT::Sandbox::User=root", "-q", "-y"]
-        return self.ns.run(["apt-get"] + opts + list(args), check=check,
-                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
-
-    def debs(self):
-        return sorted(p.name for p in (self.top / "archives").glob("*.deb"))
-
-    def clear(self):
-        for p in (self.top / "archives").glob("*.deb"):
-            p.unlink()
-        for p in (self.top / "lists").glob("*_*"):
-            p.unlink()
-
-
-def _pip(ns, dest):
-    dest.mkdir(parents=True, exist_ok=True)
-    return ns.run([sys.executable, "-m", "pip", "download", "--isolated", "--no-deps",
-                   "--no-cache-dir", "--disable-pip-version-check", "-d", str(dest),
-                   "--index-url", "http://{}:3141/root/pypi/+simple/".format(NETNODE_IP),
-                   "--trusted-host", NETNODE_IP, PIP_PACKAGE],
-                  env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
-
-
-def _clone(ns, url, dest):
-    ns.run(["rm", "-rf", str(dest)])
-    ns.run(["git", "clone", "-q", url, str(dest)],
-           env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_TERMINAL_PROMPT": "0"})
-    return (dest / "README").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -191,23 +109,23 @@ def lab(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
         (served / "images").mkdir(parents=True)
         (served / "images" / "tiny-disk.img").write_bytes(b"not really a disk\n" * 64)
         work.mkdir()
-        env["src"] = {n: _bare_repo(served, "openstack/" + n, work)
+        env["src"] = {n: bare_repo(served, "openstack/" + n, work)
                       for n in ("devstack", "requirements")}
         env["served"] = served
         env["up_server"] = up.popen(
             ["python3", "-m", "http.server", "-b", UPSTREAM_IP, "-d", str(served),
              str(UP_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(up, UP_PORT)
+        wait_port(up, UP_PORT)
         pillar = _pillar(root)
         salt = SaltLocal(root / "salt", REPO, {"netlab": pillar},
                          prefix=seg.server.prefix)
         salt.sync()
         env.update(salt=salt, node=node, up=up, uplink=uplink, pillar=pillar,
-                   apt=AptClient(node, root / "apt"))
+                   apt=AptClient(node, root / "apt", "http://{}:3142".format(NETNODE_IP)))
         env["first_http"] = _apply(salt, "netlab.netnode.http")
         env["first"] = _apply(salt, "netlab.cache")
-        _wait_port(seg.server, 3141, timeout=120)
-        _wait_port(seg.server, 3142)
+        wait_port(seg.server, 3141, timeout=120)
+        wait_port(seg.server, 3142)
         env["timings"]["setup"] = time.monotonic() - t0
         yield env
     finally:
@@ -253,7 +171,7 @@ def test_cold_apt_pip_and_git_through_the_caches(lab):
     image = "IMAGE_URLS=http://{}:{}/files/{}/images/tiny-disk.img".format(
         NETNODE_IP, HTTP_PORT, UPSTREAM_IP)
     assert image in text.splitlines(), text
-    assert _clone(lab["node"], git_base + "/openstack/devstack.git",
+    assert clone(lab["node"], git_base + "/openstack/devstack.git",
                   lab["root"] / "clone1") == "openstack/devstack v1\n"
     got = lab["node"].run(["curl", "-sf", image.split("=", 1)[1]]).stdout
     assert got == "not really a disk\n" * 64
@@ -266,13 +184,13 @@ def test_cold_apt_pip_and_git_through_the_caches(lab):
 def test_a_new_upstream_commit_is_served_after_a_refresh(lab):
     src = lab["src"]["devstack"]
     (src / "README").write_text("openstack/devstack v2\n")
-    _git("commit", "-q", "-am", "v2", cwd=src)
-    _git("push", "-q", str(lab["served"] / "openstack" / "devstack.git"), "master", cwd=src)
+    git("commit", "-q", "-am", "v2", cwd=src)
+    git("push", "-q", str(lab["served"] / "openstack" / "devstack.git"), "master", cwd=src)
     ret = _apply(lab["salt"], "netlab.cache")
     refreshed = _by_suffix(ret, "netlab-cache-netlab_cache-refreshed")
     assert refreshed["changes"].get("git openstack/devstack.git") == "updated", refreshed
     git_base = "http://{}:{}/git".format(NETNODE_IP, HTTP_PORT)
-    assert _clone(lab["node"], git_base + "/openstack/devstack.git",
+    assert clone(lab["node"], git_base + "/openstack/devstack.git",
                   lab["root"] / "clone2") == "openstack/devstack v2\n"
     # a second run changes nothing
     again = _apply(lab["salt"], "netlab.cache")
@@ -289,7 +207,7 @@ def test_with_the_upstream_gone_the_last_good_copy_is_served(lab):
     assert "git openstack/devstack.git: update from" in refreshed["comment"], refreshed
     assert "serving its last good copy" in refreshed["comment"]
     git_base = "http://{}:{}/git".format(NETNODE_IP, HTTP_PORT)
-    assert _clone(lab["node"], git_base + "/openstack/devstack.git",
+    assert clone(lab["node"], git_base + "/openstack/devstack.git",
                   lab["root"] / "clone3") == "openstack/devstack v2\n"
 
 
@@ -298,7 +216,7 @@ def test_offline_apt_and_pip_from_the_cache_alone(lab):
     ret = _apply(lab["salt"], "netlab.cache")
     # apt-cacher-ng restarted in offline mode: the mirror is unreachable
     assert _by_suffix(ret, "netlab-cache-netlab_daemon-running-apt")["changes"], ret
-    _wait_port(lab["seg"].server, 3142)
+    wait_port(lab["seg"].server, 3142)
     conf = (lab["root"] / "srv" / "cache" / "apt-conf" / "acng.conf").read_text()
     assert "Offlinemode: 1" in conf
     apt = lab["apt"]
