@@ -66,7 +66,6 @@ netlab-cache-cmd-run-acng-check:
     - name: {{ apt.check | map('quote') | join(' ') | json }}
     - onchanges:
       - file: netlab-cache-file-managed-acng-conf
-{%- set apt_argv = apt.argv %}
 {%- endif %}
 {%- if 'pip' in d.parts %}
 {%- set pip = d.pip %}
@@ -112,11 +111,13 @@ netlab-cache-file-directory-files:
     - mode: '0755'
     - makedirs: true
 {%- endif %}
-{%- for part, argv, watch, env in [('apt', d.apt.argv if d.apt else None,
+{%- set apt_d = d.get('apt') or {} %}
+{%- set pip_d = d.get('pip') or {} %}
+{%- for part, argv, watch, env in [('apt', apt_d.get('argv'),
                                      'file: netlab-cache-file-managed-acng-conf', {}),
-                                    ('pip', d.pip.argv if d.pip else None,
+                                    ('pip', pip_d.get('argv'),
                                      'cmd: netlab-cache-cmd-run-devpi-init',
-                                     d.pip.env if d.pip else {})] %}
+                                     pip_d.get('env', {}))] %}
 {%- if argv %}
 {%- if control == 'service' %}
 
