@@ -30,8 +30,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def upstream(tmp_path):
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache-states")
+
+
+@pytest.fixture(scope="module")
+def upstream(base):
+    tmp_path = base
     served = tmp_path / "upstream"
     (served / "openstack").mkdir(parents=True)
     (served / "images").mkdir()
@@ -71,14 +77,24 @@ def lab_pillar(root, upstream):
     }
 
 
-@pytest.fixture
-def salt(tmp_path, upstream):
-    s = SaltLocal(tmp_path / "salt", REPO, {"netlab": lab_pillar(tmp_path, upstream)})
+@pytest.fixture(scope="module")
+def salt_module(base, upstream):
+    s = SaltLocal(base / "salt", REPO, {"netlab": lab_pillar(base, upstream)})
     s.sync()
     return s
 
 
-def test_prediction_first_run_idempotency_and_what_is_served(salt, tmp_path):
+@pytest.fixture
+def salt(salt_module):
+    """One synced minion for the module (a sync costs seconds); each test gets the
+    pillar back as it was."""
+    saved = copy.deepcopy(salt_module.pillar)
+    yield salt_module
+    salt_module.set_pillar(saved)
+
+
+def test_prediction_first_run_idempotency_and_what_is_served(salt, base):
+    tmp_path = base
     predicted = salt.apply("netlab.cache", test=True)
     assert not failed(predicted), failed(predicted)
     assert not (tmp_path / "srv" / "cache").exists()
@@ -98,8 +114,7 @@ def test_prediction_first_run_idempotency_and_what_is_served(salt, tmp_path):
     assert changed(again) == [] and not failed(again), changed(again)
 
 
-def test_a_repository_never_mirrored_fails_the_state_with_its_name(salt, tmp_path,
-                                                                  upstream):
+def test_a_repository_never_mirrored_fails_the_state_with_its_name(salt, upstream):
     pillar = copy.deepcopy(salt.pillar)
     pillar["netlab"]["cache"]["git"] = {"repos": [upstream + "/x/missing.git"]}
     salt.set_pillar(pillar)
@@ -109,18 +124,19 @@ def test_a_repository_never_mirrored_fails_the_state_with_its_name(salt, tmp_pat
     assert "not served" in comment
 
 
-def test_invalid_cache_pillar_fails_first_and_changes_nothing(salt, tmp_path):
+def test_invalid_cache_pillar_fails_first_and_changes_nothing(salt, base):
     pillar = copy.deepcopy(salt.pillar)
     pillar["netlab"]["cache"]["git"] = {"max_size": "lots"}
+    pillar["netlab"]["cache"]["storage"] = str(base / "elsewhere")
     salt.set_pillar(pillar)
     ret = salt.apply("netlab.cache")
     assert list(ret) == ["netlab-cache-check-netlab-invalid_pillar"]
     assert "netlab:cache:git:max_size: 'lots' is not a size" in \
         ret["netlab-cache-check-netlab-invalid_pillar"]["comment"]
-    assert not (tmp_path / "srv" / "cache").exists()
+    assert not (base / "elsewhere").exists()
 
 
-def test_service_mode_renders_units_on_the_lab_ip_and_checks_before_restart(salt, tmp_path):
+def test_service_mode_renders_units_on_the_lab_ip_and_checks_before_restart(salt):
     pillar = copy.deepcopy(salt.pillar)
     pillar["netlab"]["cache"] = {"git": {"enabled": False}, "files": {"enabled": False},
                                  "apt": {"offline": False}}
