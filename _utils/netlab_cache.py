@@ -313,8 +313,9 @@ def pip_node_conf(lab):
     index = pip_index(lab)
     if not index:
         return None
+    # timeout: devpi's first answer after a start waits for PyPI's project list
     return ("# netlab: Python packages through the networking node's pip cache\n"
-            "[global]\nindex-url = {}\ntrusted-host = {}\ntimeout = 60\n".format(
+            "[global]\nindex-url = {}\ntrusted-host = {}\ntimeout = 180\n".format(
                 index, lab.netnode.ip))
 
 

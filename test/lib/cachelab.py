@@ -85,6 +85,8 @@ def pip_download(ns, dest, index, host, packages):
     dest.mkdir(parents=True, exist_ok=True)
     return ns.run([sys.executable, "-m", "pip", "download", "--isolated", "--no-deps",
                    "--no-cache-dir", "--disable-pip-version-check", "-d", str(dest),
+                   # devpi's first answer waits for PyPI's project list (~30 s)
+                   "--timeout", "180",
                    "--index-url", index, "--trusted-host", host] + list(packages),
                   env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
 
