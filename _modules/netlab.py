@@ -9,11 +9,15 @@ errors into ``CommandExecutionError``.
 import copy
 import json
 import logging
+import os
+import socket
+import subprocess
 
 from salt.exceptions import CommandExecutionError
 
 try:
     # imported while the loader loads this module: _utils is importable only then
+    import netlab_cache
     import netlab_lab
     import netlab_options
     import netlab_roots
@@ -388,3 +392,113 @@ def reimage(nodes, timeout=600):
     """
     return __salt__["saltutil.runner"](  # pylint: disable=undefined-variable
         "netlab.reimage", arg=[nodes], kwarg={"timeout": timeout})
+
+
+# --------------------------------------------------------------------------- LAN cache
+def cache_report(params=None, pillar=None):
+    """
+    What the ``netlab.cache`` states render, without raising:
+    ``{'valid': bool, 'errors': [...], 'data': {...} | None}``. ``params`` is
+    map.jinja's ``mapdata``. With ``cache:apt:offline: auto`` the apt mirrors are
+    probed: unreachable, apt-cacher-ng serves from its cache only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.cache_report
+    """
+    params = params or {}
+    errors = _errors(_raw(pillar))
+    if errors:
+        return {"valid": False, "errors": errors, "data": None}
+    model = netlab_lab.load(_raw(pillar))
+    run_dir = os.path.join(params.get("run_dir") or "/run/netlab", "cache")
+    venv = (params.get("cache") or {}).get("devpi_venv") or "/opt/netlab-devpi"
+    data = netlab_cache.service_data(
+        model, run_dir, venv,
+        lambda addr, timeout: socket.create_connection(addr, timeout).close())
+    return {"valid": True, "errors": [], "data": data}
+
+
+def _run(argv):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, check=False, timeout=1800,
+                          env=dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C"))
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def _download(url, dest):
+    import urllib.request  # pylint: disable=import-outside-toplevel
+
+    tmp = dest + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+            while True:
+                block = resp.read(1 << 20)
+                if not block:
+                    break
+                out.write(block)
+        os.rename(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cache_refresh(git=True, files=True, pillar=None):
+    """
+    Refresh the LAN cache: update (or create) every git mirror the lab needs and
+    fetch the pillar's files not cached yet. A mirror that cannot be updated keeps
+    serving its last good copy. Returns ``{'result': bool, 'comment': text,
+    'changes': {...}}``; ``result`` is false when something the lab needs is not
+    served at all.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.cache_refresh
+    """
+    model = lab(pillar)
+    git_results = file_results = None
+    if git and netlab_cache.enabled(model, "git"):
+        git_results = netlab_cache.refresh_git(model, _run, netlab_cache.disk_usage)
+    if files and netlab_cache.enabled(model, "files"):
+        file_results = netlab_cache.fetch_files(model, _download, netlab_cache.disk_usage)
+    mirrors = os.path.join(model.cache["git"]["dir"], "mirrors")
+    ok, comment, changes = netlab_cache.refresh_report(git_results, file_results, mirrors)
+    return {"result": ok, "comment": comment, "changes": changes}
+
+
+def cache_usage(pillar=None):
+    """
+    Disk use of each cache part against its bound (``netlab:cache:<part>:max_size``)
+    and the git mirrors the lab no longer names.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.cache_usage
+    """
+    model = lab(pillar)
+    out = netlab_cache.usage(model, netlab_cache.disk_usage)
+    if netlab_cache.enabled(model, "git"):
+        out["git"]["unused_mirrors"] = netlab_cache.stale_mirrors(model)
+    return out
+
+
+def cache_prune(pillar=None):
+    """
+    Bring the apt and pip caches under their bounds: the least recently used
+    package files go (they are fetched again when asked for). Returns the removed
+    files per part.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.cache_prune
+    """
+    model = lab(pillar)
+    return {part: netlab_cache.prune(model, part) for part in ("apt", "pip")}

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 __virtualname__ = "netlab"
 
 try:
+    import netlab_cache
     import netlab_lab
     import netlab_lifecycle
     import netlab_master
@@ -44,7 +45,7 @@ try:
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
     pass
 
-_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_master", "netlab_master_ops",
+_LIBS = ("netlab_cache", "netlab_lab", "netlab_lifecycle", "netlab_master", "netlab_master_ops",
          "netlab_power", "netlab_roots", "netlab_master_preflight", "netlab_preflight",
          "netlab_dhcp", "netlab_discover", "netlab_run")
 
@@ -117,10 +118,34 @@ def status(as_table=True, pillar=None):
     """
     lab = _lab(pillar)
     if as_table:
-        note = netlab_roots.reset_cost(lab)["note"]
         table = netlab_lifecycle.status_table(lab)
+        if netlab_cache.any_enabled(lab):
+            # the LAN cache lives on this machine (the networking node)
+            table += "\n\n" + netlab_cache.usage_table(
+                netlab_cache.usage(lab, netlab_cache.disk_usage))
+        # resets by copy cost time and space per node: say so under the table
+        note = netlab_roots.reset_cost(lab)["note"]
         return table + "\n\n" + note if note else table
     return netlab_lifecycle.status(lab)
+
+
+@_guard
+def cache_usage(pillar=None):
+    """
+    The LAN cache: each part's disk use against its bound (``netlab:cache:<part>:
+    max_size``), where it is, and the git mirrors the lab no longer names.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run netlab.cache_usage
+    """
+    lab = _lab(pillar)
+    out = netlab_cache.usage(lab, netlab_cache.disk_usage)
+    if netlab_cache.enabled(lab, "git"):
+        out["git"]["unused_mirrors"] = netlab_cache.stale_mirrors(lab)
+    return out
 
 
 @_guard

@@ -27,6 +27,7 @@ import os
 import re
 import zlib
 
+import netlab_cache
 import netlab_lab
 
 BOOT_DIR = "boot"               # under http_root: boot.ipxe, <node>.ipxe
@@ -315,6 +316,8 @@ def nginx(lab, params=None):
         "listen": "{}:{}".format(lab.netnode.ip, lab.netnode.http_port),
         "server_name": lab.netnode.fqdn,
         "root": lab.netnode.http_root,
+        # the LAN cache's git mirrors and cached downloads
+        "locations": netlab_cache.nginx_locations(lab),
     }
 
 

@@ -38,7 +38,8 @@ build host's pip/CA settings are deliberately not part of the hash.
 
 # pylint: disable=unused-import
 from netlab_image_build import (  # noqa: F401
-    DEFAULT_BUILDER, _kernel_files, _now, _package_list, build, check_build_host,
+    DEFAULT_BUILDER, _kernel_files, _now, _package_list, build, build_sources,
+    check_build_host,
     mmdebstrap_builder, mmdebstrap_command, plan, run_logged, stage_inputs)
 from netlab_image_recipe import (  # noqa: F401
     BASE_PACKAGES, BUILD_PACKAGES, COMPONENTS, DEFAULT_FILES_DIR, EXECUTABLE_FILES,

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 
+import netlab_cache
 import netlab_roots
 from netlab_image_recipe import (
     DEFAULT_FILES_DIR, KEYRING_PACKAGES, KEYRINGS, STAGE_IN_ROOT, ImageError, _rel_files,
@@ -27,6 +28,14 @@ from netlab_image_store import (
     _stage_boot_files, build_lock, current_build, paths, prune, publish, remove_tree)
 
 log = logging.getLogger(__name__)
+
+
+def build_sources(lab):
+    """Where this build fetches from: the networking node's apt and pip caches when
+    they are on. Not an image input (the packages are the same either way; nodes
+    get their apt/pip settings in their own root, see netlab_roots)."""
+    return {"apt_proxy": netlab_cache.apt_proxy(lab),
+            "pip_index": netlab_cache.pip_index(lab)}
 
 
 def stage_inputs(lab, rec, digest, stage_dir, files_dir=None, pip_settings=None):
@@ -48,7 +57,8 @@ def stage_inputs(lab, rec, digest, stage_dir, files_dir=None, pip_settings=None)
     os.chmod(stage_dir, 0o755)
     if pip_settings is None:
         pip_settings = host_pip_settings()
-    text, cert_src, links = pip_config(pip_settings, rec["pip_index"])
+    text, cert_src, links = pip_config(
+        pip_settings, rec["pip_index"] or (rec.get("cache") or {}).get("pip_index"))
     os.makedirs(os.path.join(stage_dir, "pip"), exist_ok=True)
     with open(os.path.join(stage_dir, "pip", "pip.conf"), "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -110,7 +120,11 @@ def mmdebstrap_command(rec, rootfs, stage_dir, links, mmdebstrap="mmdebstrap"):
         "--dpkgopt=force-unsafe-io",
         "--aptopt=Acquire::Languages \"none\"",
     ] + ["--dpkgopt=path-exclude={}".format(p) for p in rec.get("path_excludes", [])] + [
-        "--dpkgopt=path-include={}".format(p) for p in rec.get("path_includes", [])] + [
+        "--dpkgopt=path-include={}".format(p) for p in rec.get("path_includes", [])]
+    if (rec.get("cache") or {}).get("apt_proxy"):
+        # every package through the networking node's apt cache
+        cmd.append("--aptopt=Acquire::http::Proxy \"{}\"".format(rec["cache"]["apt_proxy"]))
+    cmd += [
         "--essential-hook={}".format(essential),
         "--customize-hook={}".format(binds),
         "--customize-hook={}".format(configure),
@@ -283,6 +297,7 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
         tmp = os.path.join(p["images_dir"], TMP_PREFIX + build_id)
         logfile = os.path.join(tmp, "build.log")
         rec = recipe(lab)
+        rec["cache"] = build_sources(lab)
         try:
             os.makedirs(tmp)
             os.chmod(tmp, 0o755)

@@ -90,7 +90,7 @@ class Node(_Frozen):
 
 class Lab(_Frozen):
     """network, netnode, image, devstack (lab-wide), roles (dict), nodes (dict id->Node,
-    sorted by id)."""
+    sorted by id), cache (dict: the LAN cache, see netlab_cache)."""
 
     @property
     def controller(self):
@@ -141,11 +141,11 @@ def validate(raw):
 
 def load(raw):
     """Pillar ``netlab`` value -> :class:`Lab`; raises :class:`LabError` listing all problems."""
-    errors, network, netnode, image, lab_ds, roles, nodes = _check(raw)
+    errors, network, netnode, image, lab_ds, roles, nodes, cache = _check(raw)
     if errors:
         raise LabError(errors)
     return Lab(
         network=Network(**network), netnode=Netnode(**netnode), image=Image(**image),
         devstack=deep_merge(DEVSTACK_DEFAULTS, lab_ds), roles=roles,
-        nodes={k: Node(**v) for k, v in sorted(nodes.items())},
+        nodes={k: Node(**v) for k, v in sorted(nodes.items())}, cache=cache,
     )

@@ -8,6 +8,7 @@ exactly one controller, the fields each power driver takes, defaults that
 depend on another value, and the layered devstack settings.
 """
 
+import netlab_cache
 from netlab_lab_checker import Checker
 from netlab_lab_devstack import check_layer, check_layer_cycles, check_merged
 from netlab_lab_schema import (
@@ -288,7 +289,7 @@ def _check_roles(c, raw, lab_ds):
 
 
 def check(raw):
-    """``(errors, network, netnode, image, lab devstack layer, roles, nodes)`` of
+    """``(errors, network, netnode, image, lab devstack layer, roles, nodes, cache)`` of
     pillar ``netlab``; every part is plain data, nodes are dicts."""
     raw = _plain(raw)
     c = Checker()
@@ -309,8 +310,10 @@ def check(raw):
                        "devstack")
     roles = _check_roles(c, raw, lab_ds)
     nodes = _check_nodes(c, raw, network, netnode, cidr, lab_ds, roles)
+    # the LAN cache's schema lives in its own module (netlab_cache)
+    cache = netlab_cache.check(c, raw.get("cache"), netnode, path)
     _check_all_strings(c, raw)
-    return c.errors, network, netnode, image, lab_ds, roles, nodes
+    return c.errors, network, netnode, image, lab_ds, roles, nodes, cache
 
 
 def _plain(value):

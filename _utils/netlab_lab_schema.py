@@ -68,7 +68,7 @@ POWER_DRIVERS = {
 # power fields that are secrets: they never leave the networking node
 POWER_SECRETS = ("password", "username", "address")
 
-TOP_KEYS = ("network", "netnode", "image", "devstack", "roles", "nodes", "lookup")
+TOP_KEYS = ("network", "netnode", "image", "devstack", "roles", "nodes", "lookup", "cache")
 NETWORK_KEYS = ("interface", "cidr", "gateway", "domain", "dhcp", "dns")
 DHCP_KEYS = ("mode", "pool", "lease_time", "allow_other_servers", "probe_timeout")
 DNS_KEYS = ("enabled", "upstream")

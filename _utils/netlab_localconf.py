@@ -44,6 +44,7 @@ nothing in it is executed.
 import heapq
 import re
 
+import netlab_cache
 import netlab_lab
 import netlab_slice
 
@@ -200,6 +201,8 @@ def automatic_localrc(lab, node_id, generation=0):
     }
     if ds.get("git_base"):
         auto["GIT_BASE"] = ds["git_base"]
+    # the networking node's LAN cache: git mirror, cached downloads
+    auto.update(netlab_cache.localrc(lab, node_id))
     if not node.is_controller:
         auto.update(SUBNODE_LOCALRC)
     return auto
@@ -293,7 +296,8 @@ def render(lab, node_id, generation=0):
     if enabled:
         lines += ["", "# plugins (each after the plugins it requires)"]
         for name, spec in enabled:
-            words = ["enable_plugin", name, shell_word(spec["repo"])]
+            words = ["enable_plugin", name,
+                     shell_word(netlab_cache.plugin_repo(lab, spec["repo"]))]
             if spec.get("branch"):
                 words.append(shell_word(spec["branch"]))
             lines.append(" ".join(words))

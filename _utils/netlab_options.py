@@ -13,7 +13,9 @@ FALSE = (False, 0, "0", "false", "False", "no", "off")
 
 # orchestration -> {option: default}; flags are on/off, the rest as noted
 DEPLOY = {"force": False, "netnode": True, "image": True, "boot": True, "stack": True,
-          "checkout": True, "boot_timeout": 900, "preflight": True}
+          "checkout": True, "boot_timeout": 900, "preflight": True,
+          # the LAN cache (netlab.cache); unset, it follows netnode
+          "cache": None}
 RESTACK = {"computes_only": False, "nodes": None}
 UNSTACK = {"computes_only": False, "nodes": None}
 KINDS = {"deploy": DEPLOY, "restack": RESTACK, "unstack": UNSTACK}
@@ -64,6 +66,8 @@ def orchestration(kind, options):
             out[key] = node_ids(value)
         elif key == "preflight":
             out[key] = value if value not in (None, "") else default
+        elif key == "cache":
+            out[key] = flag(value, out.get("netnode", True), name)
         else:
             out[key] = flag(value, default, name)
     return out

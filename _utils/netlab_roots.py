@@ -33,6 +33,7 @@ import os
 import tempfile
 import time
 
+import netlab_cache
 import netlab_safefs
 
 # pylint: disable=unused-import
@@ -175,6 +176,9 @@ def write_identity(lab, node_id, root, identity, minion_key):
     put("etc/salt/minion.d/netlab.conf", minion_conf_text(lab, node_id))
     written += write_minion_key(root, minion_key)
     written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
+    # apt and pip through the networking node's LAN cache (netlab:cache)
+    for rel, text in sorted(netlab_cache.node_files(lab).items()):
+        put(rel, text)
     put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n".format(
         node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"]))
     return written

@@ -8,6 +8,7 @@ rendered ``local.conf`` -- never another node's data (the controller's IP is in
 the local.conf of every subnode because DevStack needs it as ``SERVICE_HOST``).
 """
 
+import netlab_cache
 import netlab_lab
 import netlab_localconf  # imports this module too: both only use the other when called
 
@@ -56,7 +57,9 @@ def node_slice(lab, node_id, generation=0, local_conf=None):
         "root_mode": node.root_mode,
         "netnode": {"ip": lab.netnode.ip, "fqdn": lab.netnode.fqdn,
                     "salt_master": lab.netnode.salt_master},
-        "devstack": {k: ds.get(k) for k in ("repo", "branch", "user", "dest", "git_base")},
+        # DevStack itself comes from the networking node's git mirror when it is on
+        "devstack": netlab_cache.checkout_settings(
+            lab, {k: ds.get(k) for k in ("repo", "branch", "user", "dest", "git_base")}),
         "identity": identity(lab, node_id, generation),
         "local_conf": local_conf,
     }

@@ -11,6 +11,7 @@ include:
 {%- elif salt['pillar.get']('netlab') %}
 include:
   - .netnode
+  - .cache
   - .image
 {%- else %}
 

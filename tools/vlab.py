@@ -161,6 +161,10 @@ def lab_pillar(base, computes=1, devstack_repo=DEVSTACK_REPO, devstack_branch=No
     if mirror:
         image["mirror"] = mirror
     return {
+        # The LAN cache (netlab:cache) is off in the virtual lab for now: its
+        # networking node would run apt-cacher-ng and devpi-server from this
+        # machine's packages, which the virtual lab has not been tested with.
+        "cache": {part: {"enabled": False} for part in ("apt", "pip", "git", "files")},
         "network": network,
         "netnode": {"id": "netnode", "ip": NETNODE_IP, "storage": os.path.join(base, "srv"),
                     "nfs": {"server": "ganesha"}, "http": {"port": 80}},

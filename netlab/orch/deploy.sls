@@ -56,7 +56,9 @@ netlab-orch-deploy-salt-function-sync_all-netnode:
     - tgt: {{ netnode | json }}
     - require:
       - salt: netlab-orch-deploy-salt-runner-preflight
-{%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('image', tplroot ~ '.image')] %}
+{#- the LAN cache belongs to the networking node; the image build fetches through it #}
+{%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('cache', tplroot ~ '.cache'),
+                      ('image', tplroot ~ '.image')] %}
 {%- if opt[step] %}
 {%- do prereq.append('netlab-orch-deploy-salt-state-' ~ step) %}
 
@@ -72,7 +74,8 @@ netlab-orch-deploy-salt-state-{{ step }}:
 netlab-orch-deploy-salt-runner-step_failed-{{ step }}:
   salt.runner:
     - name: devstack.step_failed
-    - step: {{ 'networking node' if step == 'netnode' else 'image build' }}
+    - step: {{ {'netnode': 'networking node', 'cache': 'LAN cache',
+                'image': 'image build'}[step] }}
     - sls: {{ sls }}
     - onfail:
       - salt: netlab-orch-deploy-salt-state-{{ step }}

@@ -27,6 +27,9 @@ import netlab_lab
 import netlab_localconf
 import netlab_slice
 
+# the LAN cache off: local.conf names the upstreams as pillar gives them
+CACHE_OFF = {part: {"enabled": False} for part in ("apt", "pip", "git", "files")}
+
 BASH = "/bin/bash"
 
 # DevStack's get_meta_section semantics: print the body of [[group|file]]
@@ -176,6 +179,7 @@ done > "$OUT"
 
 
 def test_localrc_sourced_in_bash_gives_back_every_value_and_runs_nothing(raw, tmp_path):
+    raw["cache"] = CACHE_OFF  # upstream URLs as given (the LAN cache: test_cache_localconf)
     canary = tmp_path / "pwned"
     tricky = {k: (v.replace("{canary}", str(canary)) if isinstance(v, str) else v)
               for k, v in TRICKY.items()}
@@ -453,6 +457,7 @@ def test_ovn_uuid_changes_with_the_reimage_generation(raw):
 
 
 def test_dest_and_git_base_are_passed_to_devstack(raw):
+    raw["cache"] = CACHE_OFF  # upstream URLs as given (the LAN cache: test_cache_localconf)
     raw["devstack"]["git_base"] = "http://192.168.42.2:8080/git"
     raw["nodes"]["nuc2"]["devstack"] = {"dest": "/srv/stack"}
     lines = localrc_lines(render(raw, "nuc2"))
@@ -506,6 +511,7 @@ def test_pillar_services_win_over_the_automatic_set(raw):
 
 # --------------------------------------------------------------------------- plugins
 def test_plugins_are_last_in_localrc_by_name_after_what_they_require(raw):
+    raw["cache"] = CACHE_OFF  # upstream URLs as given (the LAN cache: test_cache_localconf)
     raw["devstack"]["plugins"] = {
         "zun": {"repo": "https://opendev.org/openstack/zun", "requires": ["kuryr"]},
         "kuryr": {"repo": "https://opendev.org/openstack/kuryr-libnetwork",

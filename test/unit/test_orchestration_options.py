@@ -16,7 +16,11 @@ def lab(example_pillar):
 def test_deploy_defaults_and_every_spelling():
     assert netlab_options.orchestration("deploy", None) == {
         "force": False, "netnode": True, "image": True, "boot": True, "stack": True,
-        "checkout": True, "boot_timeout": 900, "preflight": True}
+        "checkout": True, "boot_timeout": 900, "preflight": True, "cache": True}
+    # the LAN cache follows the networking node unless told otherwise
+    assert netlab_options.orchestration("deploy", {"netnode": False})["cache"] is False
+    assert netlab_options.orchestration("deploy", {"netnode": "false",
+                                                   "cache": "true"})["cache"] is True
     opts = netlab_options.orchestration("deploy", {
         "force": "true", "stack": "False", "checkout": 0, "image": "no", "boot": 1,
         "boot_timeout": "1200", "preflight": "ports,storage"})

@@ -1,0 +1,191 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- netlab.cache: the networking node's LAN cache (pillar netlab:cache), on the lab
+    IP only. apt-cacher-ng (apt), devpi-server (pip), git mirrors and downloaded
+    files (served by netlab.netnode's nginx). Configs are checked before a daemon
+    restarts; a daemon restarts only when its config changed. Run it alone to
+    refresh the git mirrors and fetch new files:
+      salt-call state.apply netlab.cache
+    The deploy runs it after netlab.netnode. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata with context %}
+{%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
+{%- set report = salt['netlab.cache_report'](mapdata) %}
+{%- set control = mapdata.service_control %}
+{%- set c = mapdata.cache %}
+{%- if not report.valid %}
+{{ invalid_pillar('netlab-cache-check-netlab-invalid_pillar', report) }}
+{%- else %}
+{%- set d = report.data %}
+
+netlab-cache-file-directory-storage:
+  file.directory:
+    - name: {{ d.storage | json }}
+    - mode: '0755'
+    - makedirs: true
+{%- if 'apt' in d.parts %}
+{%- set apt = d.apt %}
+{%- if mapdata.install_packages %}
+
+netlab-cache-pkg-installed-apt:
+  pkg.installed:
+    - pkgs: {{ mapdata.pkgs.cache_apt | json }}
+    - require_in:
+      - file: netlab-cache-file-managed-acng-conf
+{%- endif %}
+{%- if control == 'service' %}
+
+# the package's own daemon listens on every interface: netlab runs its own
+netlab-cache-service-dead-acng-package:
+  service.dead:
+    - name: {{ c.acng_package_service | json }}
+    - enable: false
+{%- endif %}
+
+netlab-cache-file-directory-apt:
+  file.directory:
+    - names:
+      - {{ apt.dir | json }}
+      - {{ apt.log_dir | json }}
+    - user: {{ c.apt_user | json }}
+    - makedirs: true
+    - require:
+      - file: netlab-cache-file-directory-storage
+
+netlab-cache-file-managed-acng-conf:
+  file.managed:
+    - name: {{ (apt.conf_dir ~ '/acng.conf') | json }}
+    - contents: |
+        {{ apt.conf | indent(8) }}
+    - mode: '0644'
+    - makedirs: true
+
+netlab-cache-cmd-run-acng-check:
+  cmd.run:
+    - name: {{ apt.check | map('quote') | join(' ') | json }}
+    - onchanges:
+      - file: netlab-cache-file-managed-acng-conf
+{%- endif %}
+{%- if 'pip' in d.parts %}
+{%- set pip = d.pip %}
+{%- if mapdata.install_packages %}
+
+netlab-cache-pkg-installed-pip:
+  pkg.installed:
+    - pkgs: {{ mapdata.pkgs.cache_pip | json }}
+    - require_in:
+      - cmd: netlab-cache-cmd-run-devpi-venv
+{%- endif %}
+
+netlab-cache-cmd-run-devpi-venv:
+  cmd.run:
+    - name: >-
+        python3 -m venv {{ pip.venv | quote }} &&
+        {{ (pip.venv ~ '/bin/pip') | quote }} install --quiet {{ c.devpi_requirement | quote }}
+    - creates: {{ (pip.venv ~ '/bin/devpi-server') | json }}
+
+netlab-cache-cmd-run-devpi-init:
+  cmd.run:
+    - name: {{ pip.init | map('quote') | join(' ') | json }}
+    - creates: {{ (pip.dir ~ '/.serverversion') | json }}
+    - require:
+      - cmd: netlab-cache-cmd-run-devpi-venv
+      - file: netlab-cache-file-directory-storage
+{%- endif %}
+{%- if 'git' in d.parts %}
+
+netlab-cache-file-directory-git:
+  file.directory:
+    - names:
+      - {{ (d.git.dir ~ '/mirrors') | json }}
+      - {{ (d.git.dir ~ '/served') | json }}
+    - mode: '0755'
+    - makedirs: true
+{%- endif %}
+{%- if 'files' in d.parts %}
+
+netlab-cache-file-directory-files:
+  file.directory:
+    - name: {{ d.files.dir | json }}
+    - mode: '0755'
+    - makedirs: true
+{%- endif %}
+{%- set apt_d = d.get('apt') or {} %}
+{%- set pip_d = d.get('pip') or {} %}
+{%- for part, argv, watch, env in [('apt', apt_d.get('argv'),
+                                     'file: netlab-cache-file-managed-acng-conf', {}),
+                                    ('pip', pip_d.get('argv'),
+                                     'cmd: netlab-cache-cmd-run-devpi-init',
+                                     pip_d.get('env', {}))] %}
+{%- if argv %}
+{%- if control == 'service' %}
+
+netlab-cache-file-managed-unit-{{ part }}:
+  file.managed:
+    - name: {{ ('/etc/systemd/system/' ~ c[part ~ '_service'] ~ '.service') | json }}
+    - mode: '0644'
+    - contents: |
+        [Unit]
+        Description=netlab LAN cache ({{ part }}) on the lab network
+        After=network-online.target
+        Wants=network-online.target
+        [Service]
+        ExecStart={{ argv | map('quote') | join(' \\\n          ') }}
+        Restart=on-failure
+{%- for key, value in env | dictsort %}
+        Environment={{ key }}={{ value }}
+{%- endfor %}
+{%- if part == 'apt' %}
+        User={{ c.apt_user }}
+{%- endif %}
+        [Install]
+        WantedBy=multi-user.target
+
+netlab-cache-service-running-{{ part }}:
+  service.running:
+    - name: {{ c[part ~ '_service'] | json }}
+    - enable: true
+    - watch:
+      - file: netlab-cache-file-managed-unit-{{ part }}
+      - {{ watch }}
+{%- if part == 'apt' %}
+    - require:
+      - cmd: netlab-cache-cmd-run-acng-check
+      - file: netlab-cache-file-directory-apt
+{%- endif %}
+{%- elif control == 'process' %}
+
+netlab-cache-netlab_daemon-running-{{ part }}:
+  netlab_daemon.running:
+    - name: {{ c[part ~ '_service'] | json }}
+    - cmd: {{ argv | json }}
+    - pidfile: {{ (d.run_dir ~ '/' ~ part ~ '.pid') | json }}
+    - log: {{ (d.run_dir ~ '/' ~ part ~ '.out') | json }}
+    - env: {{ env | json }}
+    - settle: 2
+    - watch:
+      - {{ watch }}
+{%- if part == 'apt' %}
+    - require:
+      - cmd: netlab-cache-cmd-run-acng-check
+      - file: netlab-cache-file-directory-apt
+{%- endif %}
+{%- endif %}
+{%- endif %}
+{%- endfor %}
+{%- if 'git' in d.parts or 'files' in d.parts %}
+
+netlab-cache-netlab_cache-refreshed:
+  netlab_cache.refreshed:
+    - name: git mirrors and files
+    - require:
+      - file: netlab-cache-file-directory-storage
+{%- endif %}
+{%- if 'apt' in d.parts or 'pip' in d.parts %}
+
+netlab-cache-netlab_cache-bounded:
+  netlab_cache.bounded:
+    - name: apt and pip caches within max_size
+{%- endif %}
+{%- endif %}
