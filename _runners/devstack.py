@@ -47,9 +47,15 @@ _LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master",
 
 
 def __virtual__():
-    utils = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
-    if os.path.isdir(utils) and utils not in sys.path:
-        sys.path.append(utils)  # _utils synced after this master started
+    # Salt puts the utils directories on sys.path only while a loader that was given
+    # them loads a module; a runner loaded by another loader (or after a sync during
+    # the run) would not find netlab's _utils: the synced copy and the master's
+    # utils_dirs go on sys.path for good.
+    opts = __opts__  # pylint: disable=undefined-variable
+    for utils in [os.path.join(opts.get("extension_modules", ""), "utils")] + list(
+            opts.get("utils_dirs") or []):
+        if os.path.isdir(utils) and utils not in sys.path:
+            sys.path.append(utils)
     try:
         globals().update(importlib.import_module("netlab_master").import_utils(_LIBS))
     except ImportError as exc:
