@@ -236,6 +236,18 @@ def _pki_dir():
     return __opts__["pki_dir"]  # pylint: disable=undefined-variable
 
 
+def _master_pub():
+    """This master's public key, which a node's root pins (netlab_roots.write_minion_key)."""
+    path = os.path.join(_pki_dir(), "master.pub")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        _fail("cannot read the master's public key {} ({}): a node's root pins the "
+              "master by it".format(path, exc.strerror))
+    return None  # pragma: no cover
+
+
 def _refresh_exports(lab):
     """After roots were reset: make the NFS server export the new directories.
 
@@ -381,12 +393,13 @@ def enrol(node, pillar=None):
         _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
               .format(node, root, node))
     key = netlab_roots.gen_minion_keys()
+    master_pub = _master_pub()
     with contextlib.ExitStack() as locks:
         # the key in the root and the accepted key must come from the same run
         _take_locks(locks, lab, "salt-run netlab.enrol {}".format(node), [node],
                     lab_wide=False)
         try:
-            netlab_roots.write_minion_key(root, key)
+            netlab_roots.write_minion_key(root, key, master_pub)
         except netlab_roots.RootError as exc:
             _fail("node {}: {}".format(node, exc))
         netlab_roots.preaccept_key(_pki_dir(), node, key[1])
@@ -416,34 +429,29 @@ def power(node, action="status", pillar=None):
 
 # --------------------------------------------------------------------------- reimage
 def _wait_for_starts(bus, pending, deadline_for):
-    """Wait for ``salt/minion/<id>/start`` of every node in ``pending``.
-
-    ``deadline_for[node]`` is the monotonic deadline. Returns
-    ``{node: seconds-after-power-on}`` for the nodes that started.
+    """Wait for every node in ``pending`` to start on this master: its start event,
+    then a ``test.ping`` to its id that it answers (a start event alone can be
+    fired by any minion; see netlab_lifecycle.wait_for_starts). ``deadline_for[node]``
+    is the monotonic deadline. Returns ``{node: monotonic time it was confirmed}``.
     """
-    started = {}
-    waiting = set(pending)
-    while waiting:
-        now = time.monotonic()
-        remaining = min(deadline_for[n] for n in waiting) - now
-        if remaining <= 0:
-            break
-        ev = bus.get_event(wait=min(remaining, 5), tag="salt/minion/",
-                           match_type="startswith", full=True)
-        if not ev:
-            continue
-        parts = ev.get("tag", "").split("/")
-        if len(parts) == 4 and parts[3] == "start" and parts[2] in waiting:
-            node = parts[2]
-            # a start event after the deadline does not count
-            if time.monotonic() <= deadline_for[node]:
-                started[node] = time.monotonic()
-                waiting.discard(node)
-        now = time.monotonic()
-        for node in list(waiting):
-            if now > deadline_for[node]:
-                waiting.discard(node)
-    return started
+    clients = []
+
+    def next_event(wait):
+        return bus.get_event(wait=wait, tag="salt/minion/", match_type="startswith",
+                             full=True)
+
+    def confirm(node):
+        if not clients:
+            clients.append(salt.client.get_local_client(
+                mopts=__opts__))  # pylint: disable=undefined-variable
+        try:
+            ret = clients[0].cmd(node, "test.ping", timeout=10, tgt_type="list")
+        except Exception as exc:  # pylint: disable=broad-except
+            log.warning("netlab: test.ping to %s failed: %s", node, exc)
+            return False
+        return ret.get(node) is True
+
+    return netlab_lifecycle.wait_for_starts(next_event, pending, deadline_for, confirm)
 
 
 @_guard
@@ -489,6 +497,7 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
             lab.node(n).root_mode == "persistent" for n in node_ids) else None
     except netlab_roots.RootError as exc:
         _fail(str(exc))
+    master_pub = _master_pub()
 
     locks = contextlib.ExitStack()
     # the whole reimage (reset, key, pre-accept, power, wait) under the lab lock and
@@ -526,14 +535,18 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
                     drv.off()
                 ident = netlab_slice.identity(lab, n, gen)
                 key = netlab_roots.gen_minion_keys()
-                reset = netlab_roots.reset_root(lab, n, ident, key, method=method, src=src)
+                reset = netlab_roots.reset_root(lab, n, ident, key, method=method, src=src,
+                                                master_pub=master_pub)
                 netlab_roots.preaccept_key(_pki_dir(), n, key[1])
                 results[n].update(method=reset["method"],
                                   reset_seconds=reset["total_seconds"])
                 # the new generation is the node's identity from now on
-                netlab_lifecycle.set_state(lab, n, "reimaging", generation=gen,
-                                           result="root reset ({}, {:.1f} s)".format(
-                                               reset["method"], reset["clone_seconds"]))
+                # ... and so is its build: it boots that build's kernel until the
+                # next reimage (netlab_boot), and the build is kept (netlab_image.prune)
+                netlab_lifecycle.set_state(
+                    lab, n, "reimaging", generation=gen, build=reset.get("build"),
+                    result="root reset ({}, {:.1f} s)".format(reset["method"],
+                                                             reset["clone_seconds"]))
                 reset_ok.append(n)
             except Exception as exc:  # pylint: disable=broad-except
                 failed(n, exc)

@@ -265,7 +265,7 @@ def test_export_ids_are_stable_when_nodes_leave(raw):
 def test_stateless_image_read_only_to_subnet(raw):
     raw["nodes"]["nuc3"]["root"] = {"mode": "stateless"}
     ex = netlab_boot.exports(load(raw), exists=lambda p: True, realpath=lambda p: "/real/b7")
-    image = [e for e in ex if e["key"] == "image"][0]
+    image = [e for e in ex if e["key"].startswith("image:")][0]
     assert image["path"] == "/real/b7"
     assert image["clients"] == [{"client": "192.168.42.0/24", "access": "ro"}]
     ident = [e for e in ex if e["key"] == "identity:nuc3"][0]
