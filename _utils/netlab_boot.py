@@ -16,8 +16,11 @@ Boot chain (docs/networking.rst has the picture)::
 Rules kept here (and tested in test/unit/test_boot.py):
 
 * one ``dhcp-host`` line per MAC (two lines for one MAC silently drop tags), each
-  with ``set:known`` and a per-node tag; ``dhcp-ignore=tag:!known`` in every mode,
-  so a machine that is not in pillar gets no answer at all;
+  with ``set:known`` and a per-node tag; every boot answer (``dhcp-boot``,
+  ``pxe-service``) needs a node's tag, so a machine that is not in pillar never
+  gets one; ``dhcp-ignore=tag:!known`` (no answer at all) in every mode but full
+  mode with a ``pool``, where other machines get a pool address (and still no
+  boot answer);
 * dnsmasq binds to ``network:interface`` only;
 * each persistent root is exported to its node's IP only (rw, no_root_squash); the
   shared stateless image read-only to the lab subnet.
@@ -163,6 +166,8 @@ def dnsmasq(lab, params=None):
         "dhcp_boot": [],
         "pxe_services": [],
         "dhcp_matches": ["set:efi,option:client-arch,{}".format(a) for a in EFI_ARCHES],
+        # full mode with a pool serves other machines an address (never a boot answer)
+        "ignore_unknown": not (mode == "full" and net.pool),
         "nodes": [],
     }
     # DNS: every node and the networking node, under network:domain

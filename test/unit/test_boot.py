@@ -84,8 +84,13 @@ def test_dnsmasq_full_mode_pool(raw):
     lab = load(raw, mode="full")
     d = netlab_boot.dnsmasq(lab)
     assert d["dhcp_ranges"] == ["192.168.42.100,192.168.42.199,255.255.255.0,12h"]
-    # a pool does not open boot answers to unknown machines
-    assert "dhcp-ignore=tag:!known" in render("dnsmasq.conf.jinja", d=d)
+    text = render("dnsmasq.conf.jinja", d=d)
+    # other machines get a pool address: no dhcp-ignore of unknown MACs ...
+    assert lines(text, "dhcp-ignore") == []
+    # ... and still never a boot answer: each one needs a node's tag
+    assert lines(text, "dhcp-boot")
+    for b in lines(text, "dhcp-boot"):
+        assert re.match(r"^tag:nl-nuc[123],", b), b
 
 
 def test_dnsmasq_proxy_mode_gives_no_addresses(raw):
