@@ -258,7 +258,8 @@ def _refresh_exports(lab):
     1. the commands of master option ``netlab_exports_refresh`` (a list of argv
        lists; default: ganesha ``[[service, nfs-ganesha, stop]]``, kernel ``[]``);
     2. ``state.sls netlab.netnode.nfs`` on the networking node's minion (renders
-       the exports again and (re)starts the server; master option
+       the exports again and (re)starts the server; the boot files it includes
+       render the reimaged nodes' iPXE scripts for their new build; master option
        ``netlab_exports_apply: false`` skips it);
     3. kernel server: ``exportfs -ra`` and ``exportfs -f`` (flush cached handles).
 
