@@ -42,11 +42,10 @@ def pool_lab(segment_factory, example_pillar, tmp_path):
         str(REPO / "netlab" / "files" / "netnode")), undefined=jinja2.StrictUndefined)
     conf = tmp_path / "dnsmasq.conf"
     conf.write_text(env.get_template("dnsmasq.conf.jinja").render(d=data))
-    (tmp_path / "tftp").mkdir(exist_ok=True)
+    pathlib.Path(lab.netnode.tftp_root).mkdir(parents=True, exist_ok=True)
     daemons = Daemons()
     try:
-        daemons.start(seg.server, "dnsmasq", ["dnsmasq", "-k", "-C", str(conf),
-                                              "--pid-file=", "--tftp-root", str(tmp_path)],
+        daemons.start(seg.server, "dnsmasq", ["dnsmasq", "-k", "-C", str(conf), "--pid-file="],
                       log=str(tmp_path / "dnsmasq.out"),
                       ready=lambda: log.exists() and "started" in log.read_text())
         seg.add_client("node", NODE_MAC)
