@@ -19,6 +19,7 @@ import pytest
 
 import netlab_boot
 import netlab_image
+import netlab_image_store
 import netlab_lab
 import netlab_lifecycle as lc
 import netlab_roots
@@ -55,7 +56,7 @@ def make_build(lab, build_id, current=True):
         os.symlink(build_id, cur)
         netlab_image.publish(lab, build_id)
     else:
-        netlab_image._stage_boot_files(lab, build_id)  # pylint: disable=protected-access
+        netlab_image_store._stage_boot_files(lab, build_id)  # pylint: disable=protected-access
     return bdir
 
 
