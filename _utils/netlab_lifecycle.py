@@ -256,12 +256,12 @@ def start_event_node(event):
     return parts[2]
 
 
-def wait_for_starts(next_event, pending, deadline_for, confirm, clock=time.monotonic,
+def wait_for_starts(next_start, pending, deadline_for, confirm, clock=time.monotonic,
                     retry=5.0):
     """Wait until every node of ``pending`` has started on this master.
 
-    ``next_event(wait)`` returns the next master event (``{'tag', 'data'}``) within
-    ``wait`` seconds, or None; ``deadline_for[node]`` is each node's deadline on
+    ``next_start(wait)`` returns the node a start event names within ``wait``
+    seconds (:func:`start_event_node` of the next master event), or None; ``deadline_for[node]`` is each node's deadline on
     ``clock``; ``confirm(node)`` asks that minion id directly (``test.ping``) and
     returns True only when it answered.
 
@@ -299,7 +299,7 @@ def wait_for_starts(next_event, pending, deadline_for, confirm, clock=time.monot
         if due:
             wait = min(wait, min(due.values()) - now)
         wait = max(min(wait, 5), 0.01)
-        node = start_event_node(next_event(wait))
+        node = next_start(wait)
         if node in waiting:
             due[node] = clock()
     return started

@@ -125,7 +125,7 @@ def feed(events, clock):
         if queue and queue[0][0] <= clock.t + wait:
             at, ev = queue.pop(0)
             clock.t = max(clock.t, at)
-            return ev
+            return lc.start_event_node(ev)
         clock.t += wait
         return None
 
