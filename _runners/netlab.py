@@ -217,12 +217,13 @@ def enrol(node, pillar=None):
         _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
               .format(node, root, node))
     key = netlab_roots.gen_minion_keys()
+    pub = netlab_master_ops.master_pub(_opts())
     with contextlib.ExitStack() as locks:
         # the key in the root and the accepted key must come from the same run
         netlab_master_ops.take_locks(_opts(), locks, lab, "salt-run netlab.enrol {}".format(
             node), [node], lab_wide=False)
         try:
-            netlab_roots.write_minion_key(root, key)
+            netlab_roots.write_minion_key(root, key, pub)
         except netlab_roots.RootError as exc:
             _fail("node {}: {}".format(node, exc))
         netlab_roots.preaccept_key(_opts()["pki_dir"], node, key[1])

@@ -16,8 +16,11 @@ Boot chain (docs/networking.rst has the picture)::
 Rules kept here (and tested in test/unit/test_boot.py):
 
 * one ``dhcp-host`` line per MAC (two lines for one MAC silently drop tags), each
-  with ``set:known`` and a per-node tag; ``dhcp-ignore=tag:!known`` in every mode,
-  so a machine that is not in pillar gets no answer at all;
+  with ``set:known`` and a per-node tag; every boot answer (``dhcp-boot``,
+  ``pxe-service``) needs a node's tag, so a machine that is not in pillar never
+  gets one; ``dhcp-ignore=tag:!known`` (no answer at all) in every mode but full
+  mode with a ``pool``, where other machines get a pool address (and still no
+  boot answer);
 * dnsmasq binds to ``network:interface`` only;
 * each persistent root is exported to its node's IP only (rw, no_root_squash); the
   shared stateless image read-only to the lab subnet.
@@ -57,23 +60,40 @@ def http_base(lab):
     return "http://{}:{}".format(lab.netnode.ip, lab.netnode.http_port)
 
 
-def image_root(lab, realpath=os.path.realpath):
-    """The shared image rootfs, resolved (the ``current`` symlink pins a build)."""
-    return realpath(os.path.join(lab.netnode.images_dir, "current", "rootfs"))
+def image_root(lab, realpath=os.path.realpath, build=None):
+    """The shared image rootfs of ``build``, or the current one, resolved (the
+    ``current`` symlink names a build)."""
+    return realpath(os.path.join(lab.netnode.images_dir, build or "current", "rootfs"))
 
 
-def node_root(lab, node, realpath=os.path.realpath):
-    """The NFS root a node mounts: its own root, or the shared image (stateless)."""
+def boot_build(lab, node, builds=None, exists=os.path.isdir):
+    """The image build ``node`` boots: the build its root came from (``builds``:
+    ``{node id: build id}`` as its last reimage recorded, netlab_lifecycle.node_builds)
+    while that build is there; otherwise None, meaning the current build.
+
+    A node keeps booting the kernel and initrd of its root's build after a newer
+    image is built (a persistent root has that kernel's /lib/modules only); a
+    reimage moves it to the new build."""
+    build = (builds or {}).get(node.id)
+    if build and exists(os.path.join(lab.netnode.images_dir, build, "rootfs")):
+        return build
+    return None
+
+
+def node_root(lab, node, realpath=os.path.realpath, build=None):
+    """The NFS root a node mounts: its own root, or the shared image of its build
+    (stateless)."""
     if node.root_mode == "stateless":
-        return image_root(lab, realpath)
+        return image_root(lab, realpath, build)
     return os.path.join(lab.netnode.roots_dir, node.id)
 
 
-def kernel_cmdline(lab, node, realpath=os.path.realpath):
+def kernel_cmdline(lab, node, realpath=os.path.realpath, build=None):
     """The kernel command line a node boots with (see docs/lifecycle.rst)."""
     parts = [
         "root=/dev/nfs",
-        "nfsroot={}:{},vers=3,tcp".format(lab.netnode.ip, node_root(lab, node, realpath)),
+        "nfsroot={}:{},vers=3,tcp".format(lab.netnode.ip,
+                                          node_root(lab, node, realpath, build)),
         "ip=dhcp", "rw", "console=ttyS0,115200", "panic=10",
         "netlab.node={}".format(node.id),
     ]
@@ -147,6 +167,8 @@ def dnsmasq(lab, params=None):
         "dhcp_boot": [],
         "pxe_services": [],
         "dhcp_matches": ["set:efi,option:client-arch,{}".format(a) for a in EFI_ARCHES],
+        # full mode with a pool serves other machines an address (never a boot answer)
+        "ignore_unknown": not (mode == "full" and net.pool),
         "nodes": [],
     }
     # DNS: every node and the networking node, under network:domain
@@ -262,20 +284,28 @@ def off_mode_snippets(lab):
 
 
 # --------------------------------------------------------------------------- boot files
-def ipxe_scripts(lab, realpath=os.path.realpath):
-    """Per-node iPXE script data: ``{node id: {...}}`` for ``node.ipxe.jinja``."""
+def _image_dir(build):
+    """``images/<build>`` (a node pinned to a build) or ``images/current``."""
+    return "images/" + build if build else IMAGE_LINK
+
+
+def ipxe_scripts(lab, realpath=os.path.realpath, builds=None, exists=os.path.isdir):
+    """Per-node iPXE script data: ``{node id: {...}}`` for ``node.ipxe.jinja``.
+    ``builds``: see :func:`boot_build`."""
     base = http_base(lab)
     out = {}
     for node in lab.nodes.values():
+        build = boot_build(lab, node, builds, exists)
         out[node.id] = {
             "id": node.id,
             "hostname": node.hostname,
             "fqdn": node.fqdn,
             "mac": node.mac,
-            "kernel": "{}/{}/{}".format(base, IMAGE_LINK, KERNEL),
-            "initrd": "{}/{}/{}".format(base, IMAGE_LINK, INITRD),
-            "nfs_root": "{}:{}".format(lab.netnode.ip, node_root(lab, node, realpath)),
-            "cmdline": kernel_cmdline(lab, node, realpath),
+            "build": build or "current",
+            "kernel": "{}/{}/{}".format(base, _image_dir(build), KERNEL),
+            "initrd": "{}/{}/{}".format(base, _image_dir(build), INITRD),
+            "nfs_root": "{}:{}".format(lab.netnode.ip, node_root(lab, node, realpath, build)),
+            "cmdline": kernel_cmdline(lab, node, realpath, build),
             "loader": node.boot_loader,
         }
     return out
@@ -289,7 +319,7 @@ def menu(lab):
                         for n in lab.nodes.values()]}
 
 
-def pxelinux_configs(lab, realpath=os.path.realpath):
+def pxelinux_configs(lab, realpath=os.path.realpath, builds=None, exists=os.path.isdir):
     """Legacy path: ``{file name: {...}}`` for nodes with ``boot:loader: pxelinux``.
 
     File names are pxelinux's per-MAC names (``01-aa-bb-cc-dd-ee-ff``); kernel and
@@ -300,11 +330,12 @@ def pxelinux_configs(lab, realpath=os.path.realpath):
         if node.boot_loader != "pxelinux":
             continue
         name = "01-" + node.mac.replace(":", "-")
+        build = boot_build(lab, node, builds, exists)
         out[name] = {
             "id": node.id,
-            "kernel": "{}/{}".format(IMAGE_LINK, KERNEL),
-            "initrd": "{}/{}".format(IMAGE_LINK, INITRD),
-            "cmdline": kernel_cmdline(lab, node, realpath),
+            "kernel": "{}/{}".format(_image_dir(build), KERNEL),
+            "initrd": "{}/{}".format(_image_dir(build), INITRD),
+            "cmdline": kernel_cmdline(lab, node, realpath, build),
         }
     return out
 
@@ -331,9 +362,10 @@ def export_id(key, taken):
     return eid
 
 
-def exports(lab, exists=os.path.isdir, realpath=os.path.realpath):
+def exports(lab, exists=os.path.isdir, realpath=os.path.realpath, builds=None):
     """NFS exports: one per persistent node (its IP only, rw) and, when a node is
-    stateless, the shared image (lab subnet, ro) plus that node's identity tree.
+    stateless, the shared image of every build a stateless node boots (lab subnet,
+    ro; ``builds``: see :func:`boot_build`) plus that node's identity tree.
 
     Each export: ``path`` (real path), ``clients`` ``[{'client', 'access'}]``,
     ``id`` (ganesha Export_Id), ``fsid`` (kernel exports, stable per path),
@@ -350,10 +382,17 @@ def exports(lab, exists=os.path.isdir, realpath=os.path.realpath):
         out.append({"path": p, "for": "node {} root".format(node.id),
                     "clients": [{"client": node.ip, "access": "rw"}], "key": "root:" + node.id})
     stateless = [n for n in lab.nodes.values() if n.root_mode == "stateless"]
+    images = {}  # real path of a shared image -> its stateless nodes
+    for node in stateless:
+        build = boot_build(lab, node, builds, exists)
+        images.setdefault(image_root(lab, realpath, build), []).append(node.id)
+    for path, ids in sorted(images.items()):
+        # keyed by the real path: a build keeps its Export_Id and fsid while in use
+        out.append({"path": path, "for": "shared image {} (stateless nodes: {})".format(
+            os.path.basename(os.path.dirname(path)), ", ".join(ids)),
+                    "clients": [{"client": lab.network.cidr, "access": "ro"}],
+                    "key": "image:" + path})
     if stateless:
-        out.append({"path": image_root(lab, realpath), "for": "shared image (stateless "
-                    "nodes: {})".format(", ".join(n.id for n in stateless)),
-                    "clients": [{"client": lab.network.cidr, "access": "ro"}], "key": "image"})
         for node in stateless:
             p = os.path.join(lab.netnode.roots_dir, node.id + ".identity")
             out.append({"path": p, "for": "node {} identity".format(node.id),
@@ -418,10 +457,19 @@ def prune_leases(text, lab):
 
 
 # --------------------------------------------------------------------------- all of it
-def prepare(lab, params=None, realpath=os.path.realpath, exists=os.path.isdir):
+def prepare(lab, params=None, realpath=os.path.realpath, exists=os.path.isdir, builds=None):
     """All netnode data for the states, from the lab and the platform ``params``
-    (``mapdata`` of map.jinja). Raises :class:`BootError` on boot problems."""
+    (``mapdata`` of map.jinja). ``builds``: ``{node id: build id}`` (default: as the
+    lifecycle records on this machine say, netlab_lifecycle.node_builds).
+    Raises :class:`BootError` on boot problems."""
     params = params or {}
+    if builds is None:
+        import netlab_lifecycle  # pylint: disable=import-outside-toplevel
+
+        try:
+            builds = netlab_lifecycle.node_builds(lab)
+        except netlab_lifecycle.LifecycleError:
+            builds = {}  # unreadable records: every node boots the current build
     errors = check(lab)
     if errors:
         raise BootError("netlab cannot boot this lab ({} problem{}):\n  {}".format(
@@ -433,8 +481,8 @@ def prepare(lab, params=None, realpath=os.path.realpath, exists=os.path.isdir):
     dm = dict(params.get("dnsmasq", {}) or {})
     run_dir = params.get("run_dir") or "/run/netlab"
     nn = lab.netnode
-    scripts = ipxe_scripts(lab, realpath)
-    pxe = pxelinux_configs(lab, realpath)
+    scripts = ipxe_scripts(lab, realpath, builds, exists)
+    pxe = pxelinux_configs(lab, realpath, builds, exists)
     return {
         "service_control": control,
         "nfs_server": nn.nfs_server,
@@ -447,7 +495,7 @@ def prepare(lab, params=None, realpath=os.path.realpath, exists=os.path.isdir):
             os.path.join(run_dir, "dnsmasq.log") if control == "process" else ""))),
         "run_dir": run_dir,
         "nginx": nginx(lab),
-        "exports": exports(lab, exists=exists, realpath=realpath),
+        "exports": exports(lab, exists=exists, realpath=realpath, builds=builds),
         "dirs": {
             "storage": nn.storage, "http_root": nn.http_root, "tftp_root": nn.tftp_root,
             "roots_dir": nn.roots_dir, "images_dir": nn.images_dir,

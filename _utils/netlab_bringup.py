@@ -28,33 +28,28 @@ class Master:
     exports the new roots; ``next_start(wait)``: the node id of the next
     ``salt/minion/<id>/start`` event within ``wait`` seconds, or ``None``;
     ``hint(node)``: where to look when a node does not come up; ``clock``: a
-    monotonic clock.
+    monotonic clock; ``confirm(node)``: True when that minion id answers a
+    ``test.ping`` (a start event alone can be fired by any minion; see
+    netlab_lifecycle.wait_for_starts). Without ``confirm`` the start event counts.
     """
 
     def __init__(self, record, fire, next_start, hint, reset=None, commit=None,
-                 generation=None, refresh_exports=None, clock=time.monotonic):
+                 generation=None, refresh_exports=None, clock=time.monotonic, confirm=None):
         self.record, self.fire, self.next_start, self.hint = record, fire, next_start, hint
         self.reset, self.commit, self.generation = reset, commit, generation
         self.refresh_exports, self.clock = refresh_exports, clock
+        self.confirm = confirm
 
 
 def wait_for_starts(master, deadline_for):
-    """Wait for the start event of every node in ``deadline_for`` (node -> monotonic
-    deadline). Returns ``{node: monotonic time of its start}``; a start after the
-    node's deadline does not count."""
-    started = {}
-    waiting = set(deadline_for)
-    while waiting:
-        remaining = min(deadline_for[n] for n in waiting) - master.clock()
-        if remaining <= 0:
-            break
-        node = master.next_start(min(remaining, 5))
-        if node in waiting and master.clock() <= deadline_for[node]:
-            started[node] = master.clock()
-            waiting.discard(node)
-        now = master.clock()
-        waiting -= {n for n in waiting if now > deadline_for[n]}
-    return started
+    """Wait for every node in ``deadline_for`` (node -> monotonic deadline) to start:
+    its start event, then its answer to ``master.confirm``. Returns ``{node:
+    monotonic time it was confirmed}``; nothing after the node's deadline counts."""
+    import netlab_lifecycle  # pylint: disable=import-outside-toplevel
+
+    return netlab_lifecycle.wait_for_starts(
+        master.next_start, list(deadline_for), deadline_for,
+        master.confirm or (lambda node: True), clock=master.clock)
 
 
 def _power_up(master, node, driver, on):

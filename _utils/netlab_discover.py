@@ -8,7 +8,9 @@ log holds, under one transaction id::
     Nov 30 11:30:12 dnsmasq-dhcp[5644]: 2608386118 vendor class: PXEClient:Arch:00000:UNDI:002001
     Nov 30 11:30:12 dnsmasq-dhcp[5644]: 2608386118 DHCPDISCOVER(br0) 52:54:00:79:00:21 ignored
 
-(full mode) or ``PXE(br0) 52:54:00:79:00:21 proxy-ignored`` (proxy mode). The
+(full mode; with a ``pool`` the request is answered with an address only, and
+logged without ``ignored``) or ``PXE(br0) 52:54:00:79:00:21 proxy-ignored`` (proxy
+mode). The
 vendor class of a PXE ROM names its architecture (option 93): ``00000`` BIOS,
 ``00006`` 32-bit UEFI, ``00007``/``00009`` x86-64 UEFI, ``00011`` ARM64 UEFI.
 
@@ -30,7 +32,10 @@ _LINE = re.compile(
 _VENDOR = re.compile(r"^vendor class: (?P<vendor>.*)$")
 _IGNORED = re.compile(
     r"^(?P<kind>DHCPDISCOVER|DHCPREQUEST|PXE)\((?P<iface>[^)]+)\)\s+(?:\S+\s+)?"
-    r"(?P<mac>[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})\s+(?P<why>ignored|proxy-ignored)\b")
+    r"(?P<mac>[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})(?:\s+(?P<why>ignored|proxy-ignored)\b"
+    # full mode with a pool answers other machines (an address, no boot answer): the
+    # request is logged without "ignored"; unknown() drops the lab's own MACs
+    r"|\s*$)")
 _ARCH = re.compile(r"PXEClient:Arch:(\d{5})")
 
 # option 93 client system architecture (RFC 4578 / IANA)

@@ -48,4 +48,5 @@ from netlab_image_recipe import (  # noqa: F401
     ImageError, file_mode, files_digest, host_pip_settings, input_hash, pip_config, recipe)
 from netlab_image_store import (  # noqa: F401
     BUILD_ID_RE, DEFAULT_KEEP, TMP_PREFIX, _atomic_symlink, _link_or_copy, _mounts_under,
-    build_lock, builds, current_build, paths, prune, publish, remove_all, remove_tree)
+    build_lock, builds, builds_in_use, current_build, paths, prune, publish, remove_all,
+    remove_tree)

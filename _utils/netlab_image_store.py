@@ -248,15 +248,24 @@ def _remove_stale_temps(images_dir):
             remove_tree(os.path.join(images_dir, name))
 
 
-def prune(lab, keep=DEFAULT_KEEP, protect=()):
-    """Delete old builds, keeping the ``keep`` newest (``current`` always counts and
-    is never deleted) and any build id in ``protect``. Returns the deleted ids.
+def builds_in_use(lab):
+    """Build ids some node boots (its last reimage recorded them): never pruned."""
+    import netlab_lifecycle  # pylint: disable=import-outside-toplevel
 
-    Why keep more than one: a stateless node that booted the previous build
-    still reads it over NFS until it reboots; persistent roots are copies and do
-    not depend on their build.
+    return {b for b in netlab_lifecycle.node_builds(lab).values() if b}
+
+
+def prune(lab, keep=DEFAULT_KEEP, protect=(), in_use=None):
+    """Delete old builds, keeping the ``keep`` newest (``current`` always counts and
+    is never deleted), any build id in ``protect`` and every build a node uses
+    (``in_use``, default :func:`builds_in_use`). Returns the deleted ids.
+
+    A node boots the kernel and initrd of the build its root came from until it
+    is reimaged (a persistent root has that kernel's modules only; a stateless
+    node mounts that build's rootfs), so a build in use must stay.
     """
     keep = max(1, int(keep))
+    protect = set(protect) | set(builds_in_use(lab) if in_use is None else in_use)
     p = paths(lab)
     cur = current_build(lab)
     cur_id = cur and cur["build_id"]

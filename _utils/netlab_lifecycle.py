@@ -144,11 +144,13 @@ def check_transition(node_id, old, new):
         node_id, old, new, old, ", ".join(sorted(TRANSITIONS.get(old, set()) | ALWAYS))))
 
 
-def set_state(lab, node_id, state, result=None, reason=None, generation=None, now=None):
+def set_state(lab, node_id, state, result=None, reason=None, generation=None, now=None,
+              build=None):
     """Move ``node_id`` to ``state``; returns the new record.
 
     ``result`` is a short human text ("reimaged in 48 s"), ``reason`` why it
-    failed (required for ``failed``); ``generation`` replaces the stored one.
+    failed (required for ``failed``); ``generation`` replaces the stored one;
+    ``build`` (set by a reimage) the image build the node's root came from.
     """
     lab.node(node_id)
     if state == "failed" and not reason:
@@ -164,21 +166,45 @@ def set_state(lab, node_id, state, result=None, reason=None, generation=None, no
                    history=hist[-HISTORY:])
         if generation is not None:
             rec["generation"] = int(generation)
+        if build is not None:
+            rec["build"] = str(build)
         data["nodes"][node_id] = rec
         return dict(rec)
 
 
-def status(lab, now=None):
-    """One row per lab node: node, role, ip, state, since, last result, generation."""
+def current_build_id(lab):
+    """The build ``<images_dir>/current`` points at (None before the first build)."""
+    try:
+        return os.path.basename(os.readlink(
+            os.path.join(lab.netnode.images_dir, "current")).rstrip("/")) or None
+    except OSError:
+        return None
+
+
+def node_builds(lab, records=None):
+    """``{node id: build id or None}``: the image build each node's root came from,
+    as its last reimage recorded it (None: never reimaged by netlab)."""
+    recs = (records if records is not None else read(lab))["nodes"]
+    return {n: (recs.get(n) or {}).get("build") or None for n in lab.nodes}
+
+
+def status(lab, now=None, current=None):
+    """One row per lab node: node, role, ip, state, since, last result, generation,
+    build (the image build its root came from) and ``stale`` (a newer build is
+    current: the node gets it at its next reimage). ``current``: the current
+    build id (default: read from the images directory)."""
     recs = read(lab)["nodes"]
+    current = current_build_id(lab) if current is None else current
     rows = []
     for node in lab.nodes.values():
         rec = dict(_default(), **recs.get(node.id, {}))
+        build = rec.get("build") or None
         rows.append({
             "node": node.id, "role": node.role, "ip": node.ip, "state": rec["state"],
             "since": rec["since"], "result": rec["reason"] if rec["state"] == "failed"
             else rec["result"], "generation": rec["generation"],
             "power": node.power_driver, "root_mode": node.root_mode,
+            "build": build, "stale": bool(build and current and build != current),
         })
     return rows
 
@@ -202,11 +228,78 @@ def _fmt_since(ts, now):
 def status_table(lab, now=None):
     """:func:`status` as a plain text table (what ``salt-run netlab.status`` prints)."""
     now = time.time() if now is None else now
-    head = ("NODE", "ROLE", "IP", "STATE", "GEN", "SINCE", "LAST RESULT")
+    head = ("NODE", "ROLE", "IP", "STATE", "GEN", "BUILD", "SINCE", "LAST RESULT")
     rows = [(r["node"], r["role"], r["ip"], r["state"], str(r["generation"]),
+             (r["build"] or "-") + (" (stale)" if r["stale"] else ""),
              _fmt_since(r["since"], now), r["result"] or "-") for r in status(lab)]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     widths[-1] = 0
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
              for row in [head] + rows]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- minion starts
+def start_event_node(event):
+    """The node a ``salt/minion/<id>/start`` event names, or None for any other event
+    and for a start event whose data names another minion (``event.fire_master``
+    from minion A puts A's authenticated id in the data, whatever the tag says)."""
+    if not isinstance(event, dict):
+        return None
+    parts = str(event.get("tag", "")).split("/")
+    if len(parts) != 4 or parts[:2] != ["salt", "minion"] or parts[3] != "start":
+        return None
+    data = event.get("data")
+    sender = data.get("id") if isinstance(data, dict) else None
+    if sender != parts[2]:
+        return None
+    return parts[2]
+
+
+def wait_for_starts(next_start, pending, deadline_for, confirm, clock=time.monotonic,
+                    retry=5.0):
+    """Wait until every node of ``pending`` has started on this master.
+
+    ``next_start(wait)`` returns the node a start event names within ``wait``
+    seconds (:func:`start_event_node` of the next master event), or None; ``deadline_for[node]`` is each node's deadline on
+    ``clock``; ``confirm(node)`` asks that minion id directly (``test.ping``) and
+    returns True only when it answered.
+
+    A start event is only a hint: any accepted minion can put the tag
+    ``salt/minion/<id>/start`` on the master's bus with data of its choosing (a
+    crafted event list is fired as sent). A node counts as started when, after its
+    start event, its minion answers ``confirm``: only the holder of the key the
+    master accepted for that id can, and a reimage has just made that key new. A
+    ping that goes unanswered is asked again every ``retry`` seconds until the
+    deadline. Returns ``{node: clock() when confirmed}``.
+    """
+    started = {}
+    waiting = set(pending)
+    due = {}  # hinted node -> when to ask it (again)
+    while True:
+        now = clock()
+        for node in list(waiting):
+            if now >= deadline_for[node]:
+                waiting.discard(node)
+                due.pop(node, None)
+        if not waiting:
+            break
+        for node in sorted(due):
+            if due[node] <= clock():
+                if confirm(node) and clock() <= deadline_for[node]:
+                    started[node] = clock()
+                    waiting.discard(node)
+                    del due[node]
+                else:
+                    due[node] = clock() + retry
+        if not waiting:
+            break
+        now = clock()
+        wait = min(deadline_for[n] for n in waiting) - now
+        if due:
+            wait = min(wait, min(due.values()) - now)
+        wait = max(min(wait, 5), 0.01)
+        node = next_start(wait)
+        if node in waiting:
+            due[node] = clock()
+    return started

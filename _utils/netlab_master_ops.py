@@ -155,21 +155,57 @@ def refresh_exports(opts, lab):
 
 
 def next_start(bus, wait):
-    """The node id of the next ``salt/minion/<id>/start`` event within ``wait`` s."""
+    """The node the next ``salt/minion/<id>/start`` event within ``wait`` s names,
+    when its data names the same minion (netlab_lifecycle.start_event_node)."""
     ev = bus.get_event(wait=wait, tag="salt/minion/", match_type="startswith", full=True)
-    parts = (ev or {}).get("tag", "").split("/")
-    return parts[2] if len(parts) == 4 and parts[3] == "start" else None
+    return netlab_lifecycle.start_event_node(ev)
 
 
-def bringup_master(opts, lab, bus, method="auto", src=None):
-    """The master's side of netlab_bringup: lifecycle + events, roots and keys,
-    the NFS exports, minion start events."""
+def ping_confirm(opts, timeout=10):
+    """``confirm(node)``: True when that minion id answers ``test.ping`` (only the
+    holder of the key the master accepted for it can)."""
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    clients = []
+
+    def confirm(node):
+        if not clients:
+            clients.append(salt.client.get_local_client(mopts=opts))
+        try:
+            ret = clients[0].cmd(node, "test.ping", timeout=timeout, tgt_type="list")
+        except Exception as exc:  # pylint: disable=broad-except
+            log.warning("netlab: test.ping to %s failed: %s", node, exc)
+            return False
+        return ret.get(node) is True
+
+    return confirm
+
+
+def master_pub(opts):
+    """This master's public key, which every root netlab writes pins
+    (netlab_roots.write_minion_key); refused when it cannot be read."""
+    path = os.path.join(opts["pki_dir"], "master.pub")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        return netlab_master.refuse("cannot read the master's public key {} ({}): a "
+                                    "node's root pins the master by it".format(
+                                        path, exc.strerror))
+
+
+def bringup_master(opts, lab, bus, method="auto", src=None, pub=None):
+    """The master's side of netlab_bringup: lifecycle + events, roots and keys
+    (pinned to ``pub``, this master's key), the NFS exports, minion start events
+    confirmed by a ping."""
+    builds = {}
 
     def reset(node, generation):
         key = netlab_roots.gen_minion_keys()
         out = netlab_roots.reset_root(lab, node, netlab_slice.identity(lab, node, generation),
-                                      key, method=method, src=src)
+                                      key, method=method, src=src, master_pub=pub)
         netlab_roots.preaccept_key(opts["pki_dir"], node, key[1])
+        builds[node] = out.get("build")
         return out
 
     return netlab_bringup.Master(
@@ -178,10 +214,13 @@ def bringup_master(opts, lab, bus, method="auto", src=None):
         next_start=lambda wait: next_start(bus, wait),
         hint=lambda node: hint(lab, node),
         reset=reset,
+        # the new generation and its build are the node's from now on: it boots that
+        # build's kernel until the next reimage, and the build is kept
         commit=lambda node, gen, text: netlab_lifecycle.set_state(
-            lab, node, "reimaging", generation=gen, result=text),
+            lab, node, "reimaging", generation=gen, result=text, build=builds.get(node)),
         generation=lambda node: netlab_lifecycle.generation(lab, node),
-        refresh_exports=lambda: refresh_exports(opts, lab))
+        refresh_exports=lambda: refresh_exports(opts, lab),
+        confirm=ping_confirm(opts))
 
 
 def drivers(opts, lab, node_ids):
@@ -206,6 +245,7 @@ def bring_up(opts, lab, action, nodes, timeout, method="auto"):
             src = netlab_roots.image_rootfs(lab)
         except netlab_roots.RootError as exc:
             netlab_master.refuse(exc)
+    pub = master_pub(opts) if action == "reimage" else None
     with contextlib.ExitStack() as locks:
         if action == "reimage":
             # reset, key, pre-accept, power, wait: a second run is refused, naming this
@@ -215,7 +255,7 @@ def bring_up(opts, lab, action, nodes, timeout, method="auto"):
         try:
             bus.subscribe("salt/minion/")
             pipeline = getattr(netlab_bringup, action)
-            return pipeline(bringup_master(opts, lab, bus, method, src), drvs, timeout)
+            return pipeline(bringup_master(opts, lab, bus, method, src, pub), drvs, timeout)
         finally:
             bus.destroy()
 

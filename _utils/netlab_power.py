@@ -12,7 +12,9 @@ Drivers:
 
 ``wol``      Wake-on-LAN magic packet (same packet as Salt's ``network.wol``) to the
              lab network's broadcast address (or ``broadcast``), UDP ``port`` (9).
-             Off / cycle go through the node's running minion (``minion_call``).
+             Off / cycle go through the node's running minion (``minion_call``);
+             "off" needs both ping and an ARP probe (``arp``) unanswered: a
+             node that drops ICMP is not taken for off.
 ``ipmi``     ``ipmitool -I lanplus -H <address> -U <username> -E chassis power ...``;
              the password travels in the environment (``IPMI_PASSWORD``), never on
              the command line.
@@ -51,11 +53,44 @@ def magic_packet(mac):
     return b"\xff" * 6 + raw * 16
 
 
+ETH_P_ARP = 0x0806
+
+
+def arp_answers(interface, ip, src_ip, timeout=1.0):
+    """True when ``ip`` answers an ARP request sent on ``interface`` within
+    ``timeout`` seconds. A machine that is on answers ARP even when it drops ICMP.
+    Needs root (a raw socket); raises OSError when the probe cannot run."""
+    with open("/sys/class/net/{}/address".format(interface), encoding="ascii") as fh:
+        own = bytes.fromhex(fh.read().strip().replace(":", ""))
+    target = socket.inet_aton(ip)
+    arp = (b"\x00\x01\x08\x00\x06\x04\x00\x01" + own + socket.inet_aton(src_ip)
+           + b"\x00" * 6 + target)
+    frame = b"\xff" * 6 + own + ETH_P_ARP.to_bytes(2, "big") + arp
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
+        sock.bind((interface, ETH_P_ARP))
+        sock.sendto(frame, (interface, ETH_P_ARP))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sock.settimeout(left)
+            try:
+                data = sock.recv(128)
+            except socket.timeout:
+                return False
+            # an ARP reply (op 2) whose sender protocol address is the node's IP
+            if len(data) >= 42 and data[12:14] == b"\x08\x06" and data[20:22] == b"\x00\x02" \
+                    and data[28:32] == target:
+                return True
+
+
 class Wol(Driver):
     name = "wol"
 
-    def __init__(self, lab, node_id, minion_call=None, run=None, sender=None):
+    def __init__(self, lab, node_id, minion_call=None, run=None, sender=None, arp=None):
         super().__init__(lab, node_id, minion_call, run)
+        self.arp = arp or (lambda ip: arp_answers(lab.network.interface, ip, lab.netnode.ip))
         import netaddr  # pylint: disable=import-outside-toplevel
 
         self.broadcast = self.power.get("broadcast") or str(
@@ -88,23 +123,37 @@ class Wol(Driver):
             ret = self._via_minion("off", "system.poweroff")
         except PowerError:
             rc = self._ping(2, 10)
+            if rc == 1 and self._arp_alive():
+                raise self.error("off", "{} answers ARP but not ping (ICMP blocked?) and "
+                                 "its minion does not answer: the node is on; cannot "
+                                 "switch it off".format(self.node.ip)) from None
             if rc == 1:  # no minion, no answer on its IP: it is off already
                 return self._ret("off", message="already off (neither its minion nor {} "
-                                 "answers)".format(self.node.ip))
+                                 "answers ping or ARP)".format(self.node.ip))
             raise
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             rc = self._ping(1, 5)
-            if rc == 1:
+            if rc == 1 and not self._arp_alive():
                 time.sleep(5)  # the NIC goes into WoL standby after the last packet
                 return dict(ret, message=ret["message"] + "; {} no longer answers ping"
                             .format(self.node.ip))
             time.sleep(2)
-        raise self.error("off", "{} still answers ping {} s after system.poweroff".format(
-            self.node.ip, wait))
+        raise self.error("off", "{} still answers ping or ARP {} s after "
+                         "system.poweroff".format(self.node.ip, wait))
 
     def cycle(self):
         return self._via_minion("cycle", "system.reboot")
+
+    def _arp_alive(self):
+        """A silent ping is not "off" when ICMP is dropped: ask ARP, which a running
+        machine answers. A probe that cannot run is an error, not "off"."""
+        try:
+            return bool(self.arp(self.node.ip))
+        except OSError as exc:
+            raise self.error("off", "cannot tell whether {} is off: ping gets no answer "
+                             "and the ARP probe failed: {}".format(self.node.ip, exc)) \
+                from exc
 
     def _ping(self, count, timeout):
         """ping's exit status: 0 answers, 1 no answer. Anything else (ping missing:
@@ -219,7 +268,7 @@ def driver(lab, node_id, **kw):
     if cls is Virtual:
         accepted |= {"vm_dir", "qemu"}
     if cls is Wol:
-        accepted |= {"sender"}
+        accepted |= {"sender", "arp"}
     return cls(lab, node_id, **{k: v for k, v in kw.items() if k in accepted})
 
 

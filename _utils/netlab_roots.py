@@ -29,6 +29,7 @@ Layout under ``lab.netnode.roots_dir``::
 """
 
 import errno
+import hashlib
 import os
 import tempfile
 import time
@@ -92,9 +93,27 @@ def hosts_text(lab, node_id):
     return "# written by netlab (node identity)\n" + "\n".join(lines) + "\n"
 
 
-def minion_conf_text(lab, node_id):
-    return ("# written by netlab: this node's minion id and its master (the networking "
+def master_finger(public_pem, sum_type="sha256"):
+    """The fingerprint Salt's ``master_finger`` option compares: the hash of the PEM
+    body (every non-blank line but the first and the last), as Salt's
+    ``salt.utils.crypt.pem_finger`` computes it, in ``aa:bb:...`` form."""
+    lines = [ln for ln in public_pem.encode().splitlines(keepends=True) if ln.strip()]
+    body = b"".join(lines[1:-1]).replace(b"\r\n", b"\n")
+    digest = hashlib.new(sum_type, body).hexdigest()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def minion_conf_text(lab, node_id, master_pub=None):
+    """The node's minion config. With ``master_pub`` (the master's public key) it
+    pins the master: ``master_finger`` makes the minion refuse, and exit, when the
+    first master it meets has another key (the cached key placed beside it by
+    :func:`write_minion_key` already refuses a different master's key)."""
+    text = ("# written by netlab: this node's minion id and its master (the networking "
             "node)\nid: {}\nmaster: {}\n").format(node_id, lab.netnode.salt_master)
+    if master_pub:
+        text += ("# the master's key fingerprint: a node refuses any other master\n"
+                 "master_finger: '{}'\nhash_type: sha256\n").format(master_finger(master_pub))
+    return text
 
 
 def gen_ssh_host_keys(root):
@@ -146,11 +165,14 @@ def gen_minion_keys(keysize=2048):
         return priv, pub
 
 
-def write_identity(lab, node_id, root, identity, minion_key):
+def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, build=None):
     """Write node ``node_id``'s identity into the tree ``root``.
 
     ``identity`` is :func:`netlab_slice.identity`; ``minion_key`` the pair
-    ``(private_pem, public_pem)`` whose public half the master pre-accepts.
+    ``(private_pem, public_pem)`` whose public half the master pre-accepts;
+    ``master_pub`` the master's public key, which the node will accept and no
+    other (see :func:`write_minion_key`); ``build`` the image build the root
+    comes from (recorded in ``/etc/netlab-identity``, for the reader).
     Returns the list of files written (relative to ``root``).
     """
     node = lab.node(node_id)
@@ -173,19 +195,26 @@ def write_identity(lab, node_id, root, identity, minion_key):
         put("var/lib/dbus/machine-id", identity["machine_id"] + "\n", 0o444)
     put("etc/openvswitch/system-id.conf", identity["ovn_uuid"] + "\n")
     put("etc/salt/minion_id", node_id + "\n")
-    put("etc/salt/minion.d/netlab.conf", minion_conf_text(lab, node_id))
-    written += write_minion_key(root, minion_key)
+    put("etc/salt/minion.d/netlab.conf", minion_conf_text(lab, node_id, master_pub))
+    written += write_minion_key(root, minion_key, master_pub)
     written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
     # apt and pip through the networking node's LAN cache (netlab:cache)
     for rel, text in sorted(netlab_cache.node_files(lab).items()):
         put(rel, text)
-    put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n".format(
-        node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"]))
+    put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n{}".format(
+        node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"],
+        "build={}\n".format(build) if build else ""))
     return written
 
 
-def write_minion_key(root, minion_key):
-    """Put the key pair ``(private_pem, public_pem)`` in ``root``'s minion pki dir."""
+def write_minion_key(root, minion_key, master_pub=None):
+    """Put the key pair ``(private_pem, public_pem)`` in ``root``'s minion pki dir,
+    and ``master_pub`` (this master's public key) as the minion's cached master key.
+
+    A minion with a cached master key refuses a master that presents another one
+    ("The master key has changed"): a second master on the segment cannot take
+    the node over, also right after a reimage. Without ``master_pub`` the cached
+    key is removed (the node then trusts the first master that answers)."""
     priv, pub = minion_key
     try:
         # every directory on the way is checked: the node may have planted symlinks
@@ -197,7 +226,12 @@ def write_minion_key(root, minion_key):
             root, exc)) from exc
     _write(root, "etc/salt/pki/minion/minion.pem", priv, 0o400)
     _write(root, "etc/salt/pki/minion/minion.pub", pub, 0o644)
-    return ["etc/salt/pki/minion/minion.pem", "etc/salt/pki/minion/minion.pub"]
+    written = ["etc/salt/pki/minion/minion.pem", "etc/salt/pki/minion/minion.pub"]
+    if master_pub:
+        # exactly the master's file: old minions compare it byte for byte
+        _write(root, "etc/salt/pki/minion/minion_master.pub", master_pub, 0o644)
+        written.append("etc/salt/pki/minion/minion_master.pub")
+    return written
 
 
 # --------------------------------------------------------------------------- layout
@@ -297,19 +331,29 @@ def _roots_dir(lab, node_id):
     return roots
 
 
-def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
+def build_of(rootfs):
+    """The build id of an image rootfs path (``<images_dir>/<build_id>/rootfs``)."""
+    return os.path.basename(os.path.dirname(os.path.realpath(str(rootfs)).rstrip("/")))
+
+
+def reset_root(lab, node_id, identity, minion_key, method="auto", src=None,
+               master_pub=None):
     """Replace node ``node_id``'s root with a fresh clone of the image + its identity.
 
     Builds the new root beside the old one, swaps it in with two renames, then
     deletes the old one; a failure before the swap leaves the old root untouched.
     ``src`` defaults to the current image rootfs. Stateless nodes get a fresh
-    identity tree (:func:`reset_identity_tree`) instead.
+    identity tree (:func:`reset_identity_tree`) instead. ``master_pub``: the
+    master the node will accept (:func:`write_minion_key`).
 
-    Returns ``{'node', 'path', 'method', 'clone_seconds', 'total_seconds', 'replaced'}``.
+    Returns ``{'node', 'path', 'method', 'clone_seconds', 'total_seconds', 'replaced',
+    'build'}``; ``build`` is the image build the node boots from now on (its
+    kernel, initrd and, for a stateless node, the shared root).
     """
     node = lab.node(node_id)
     if node.root_mode == "stateless":
-        return reset_identity_tree(lab, node_id, identity, minion_key)
+        return reset_identity_tree(lab, node_id, identity, minion_key,
+                                   master_pub=master_pub, src=src)
     start = time.monotonic()
     src = src or image_rootfs(lab)
     final = root_path(lab, node_id)
@@ -318,9 +362,10 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
     old = os.path.join(roots, ".{}.old-{}".format(node_id, os.getpid()))
     for leftover in (new, old):
         remove_tree(leftover)
+    build = build_of(src)
     try:
         clone = clone_tree(src, new, method)
-        write_identity(lab, node_id, new, identity, minion_key)
+        write_identity(lab, node_id, new, identity, minion_key, master_pub, build)
     except RootError as exc:
         remove_tree(new)
         raise RootError("node {}: reset of {} failed: {}".format(node_id, final, exc)) from exc
@@ -335,19 +380,25 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None):
         remove_tree(old)
     return {"node": node_id, "path": final, "method": clone["method"],
             "clone_seconds": clone["seconds"],
-            "total_seconds": round(time.monotonic() - start, 3), "replaced": replaced}
+            "total_seconds": round(time.monotonic() - start, 3), "replaced": replaced,
+            "build": build}
 
 
-def reset_identity_tree(lab, node_id, identity, minion_key):
-    """A stateless node's identity tree: only the per-node files, no image copy."""
+def reset_identity_tree(lab, node_id, identity, minion_key, master_pub=None, src=None):
+    """A stateless node's identity tree: only the per-node files, no image copy.
+    The node boots the shared root of build ``src`` (default: the current image)."""
     start = time.monotonic()
+    try:
+        build = build_of(src or image_rootfs(lab))
+    except RootError:
+        build = None  # no image yet: the node boots whatever is current then
     final = identity_path(lab, node_id)
     roots = _roots_dir(lab, node_id)
     new = os.path.join(roots, ".{}.identity.new-{}".format(node_id, os.getpid()))
     remove_tree(new)
     os.makedirs(new, mode=0o755)
     try:
-        write_identity(lab, node_id, new, identity, minion_key)
+        write_identity(lab, node_id, new, identity, minion_key, master_pub, build)
     except (RootError, OSError) as exc:
         remove_tree(new)
         raise RootError("node {}: identity tree {} failed: {}".format(
@@ -361,7 +412,7 @@ def reset_identity_tree(lab, node_id, identity, minion_key):
     remove_tree(old)
     return {"node": node_id, "path": final, "method": "identity",
             "clone_seconds": 0.0, "total_seconds": round(time.monotonic() - start, 3),
-            "replaced": replaced}
+            "replaced": replaced, "build": build}
 
 
 def read_identity(root):

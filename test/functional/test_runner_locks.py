@@ -19,6 +19,7 @@ import salt.config
 import salt.loader
 
 import netlab_lock
+import netlab_roots
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CTX = multiprocessing.get_context("fork")
@@ -47,6 +48,9 @@ def lab_raw(example_pillar, tmp_path):
     (root / "etc" / "salt" / "pki" / "minion").mkdir(parents=True)
     (tmp_path / "srv" / "images" / "b1" / "rootfs" / "etc").mkdir(parents=True)
     os.symlink("b1", tmp_path / "srv" / "images" / "current")
+    # the master's public key, which every root netlab writes pins
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "master.pub").write_text(netlab_roots.gen_minion_keys()[1])
     return raw
 
 
@@ -71,6 +75,9 @@ def test_concurrent_enrolments_keep_root_and_master_keys_equal(lab_raw, tmp_path
     in_root = (tmp_path / "srv/roots/nuc2/etc/salt/pki/minion/minion.pub").read_text()
     accepted = (tmp_path / "pki" / "minions" / "nuc2").read_text()
     assert in_root == accepted
+    # and the root pins this master
+    assert (tmp_path / "srv/roots/nuc2/etc/salt/pki/minion/minion_master.pub").read_text() \
+        == (tmp_path / "pki" / "master.pub").read_text()
 
 
 def _hold(state_dir, ready, release, name="lab"):

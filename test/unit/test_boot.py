@@ -84,8 +84,13 @@ def test_dnsmasq_full_mode_pool(raw):
     lab = load(raw, mode="full")
     d = netlab_boot.dnsmasq(lab)
     assert d["dhcp_ranges"] == ["192.168.42.100,192.168.42.199,255.255.255.0,12h"]
-    # a pool does not open boot answers to unknown machines
-    assert "dhcp-ignore=tag:!known" in render("dnsmasq.conf.jinja", d=d)
+    text = render("dnsmasq.conf.jinja", d=d)
+    # other machines get a pool address: no dhcp-ignore of unknown MACs ...
+    assert lines(text, "dhcp-ignore") == []
+    # ... and still never a boot answer: each one needs a node's tag
+    assert lines(text, "dhcp-boot")
+    for b in lines(text, "dhcp-boot"):
+        assert re.match(r"^tag:nl-nuc[123],", b), b
 
 
 def test_dnsmasq_proxy_mode_gives_no_addresses(raw):
@@ -266,7 +271,7 @@ def test_export_ids_are_stable_when_nodes_leave(raw):
 def test_stateless_image_read_only_to_subnet(raw):
     raw["nodes"]["nuc3"]["root"] = {"mode": "stateless"}
     ex = netlab_boot.exports(load(raw), exists=lambda p: True, realpath=lambda p: "/real/b7")
-    image = [e for e in ex if e["key"] == "image"][0]
+    image = [e for e in ex if e["key"].startswith("image:")][0]
     assert image["path"] == "/real/b7"
     assert image["clients"] == [{"client": "192.168.42.0/24", "access": "ro"}]
     ident = [e for e in ex if e["key"] == "identity:nuc3"][0]

@@ -80,8 +80,8 @@ def test_status_rows_and_table(lab):
     assert rows[1]["state"] == "registered" and rows[1]["since"] is None
     text = lc.status_table(lab, now=1070.0)
     lines = text.splitlines()
-    assert lines[0].split() == ["NODE", "ROLE", "IP", "STATE", "GEN", "SINCE", "LAST",
-                                "RESULT"]
+    assert lines[0].split() == ["NODE", "ROLE", "IP", "STATE", "GEN", "BUILD", "SINCE",
+                                "LAST", "RESULT"]
     assert "nuc1" in lines[1] and "failed" in lines[1] and "(60s ago)" in lines[1]
     assert "BMC unreachable" in lines[1]
     assert lines[2].split()[:4] == ["nuc2", "compute", "192.168.42.12", "registered"]

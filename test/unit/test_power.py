@@ -64,7 +64,7 @@ def test_wol_off_and_cycle_through_minion(example_pillar, tmp_path, monkeypatch)
     lab = lab_with(example_pillar, tmp_path)
     calls = []
     run = FakeRun((0, "", ""), (1, "", ""))   # ping answers once, then not
-    drv = netlab_power.driver(lab, "nuc2", run=run,
+    drv = netlab_power.driver(lab, "nuc2", run=run, arp=lambda ip: False,
                               minion_call=lambda n, f: calls.append((n, f)))
     monkeypatch.setattr(netlab_power.time, "sleep", lambda s: None)
     res = drv.off()
@@ -84,8 +84,48 @@ def test_wol_off_and_cycle_through_minion(example_pillar, tmp_path, monkeypatch)
         raise RuntimeError("minion nuc2 did not answer test.ping within 30 s")
 
     # neither the minion nor the IP answers: already off
-    res = netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((1, "", "")))
+    res = netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((1, "", "")),
+                             arp=lambda ip: False)
     assert res["done"] and "already off" in res["message"]
+
+
+def test_wol_off_a_node_that_drops_icmp_is_on_not_off(example_pillar, tmp_path,
+                                                      monkeypatch):
+    lab = lab_with(example_pillar, tmp_path)
+    monkeypatch.setattr(netlab_power.time, "sleep", lambda s: None)
+
+    def dead(n, f):
+        raise RuntimeError("minion nuc2 did not answer test.ping within 30 s")
+
+    asked = []
+
+    def arp(ip):
+        asked.append(ip)
+        return True  # the machine answers ARP: it is on, its firewall drops ping
+
+    # no minion, no ping answer, but ARP: on, and the root must not be reset under it
+    with pytest.raises(netlab_power.PowerError, match="answers ARP but not ping"):
+        netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((1, "", "")),
+                           arp=arp)
+    assert asked == ["192.168.42.12"]
+    # after system.poweroff, silence on ping is "off" only once ARP is silent too
+    answers = iter([True, True, False])
+    drv = netlab_power.driver(lab, "nuc2", run=FakeRun(*[(1, "", "")] * 10),
+                              minion_call=lambda n, f: None, arp=lambda ip: next(answers))
+    assert "no longer answers" in drv.off()["message"]
+    still = netlab_power.driver(lab, "nuc2", run=FakeRun(*[(1, "", "")] * 100000),
+                                minion_call=lambda n, f: None, arp=lambda ip: True)
+    with pytest.raises(netlab_power.PowerError, match="still answers"):
+        still.off(wait=0.01)
+
+    def broken(ip):
+        raise OSError(1, "Operation not permitted")
+
+    # an ARP probe that cannot run is an error, never "off"
+    with pytest.raises(netlab_power.PowerError, match="cannot tell whether 192.168.42.12 "
+                       "is off.*ARP probe failed"):
+        netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((1, "", "")),
+                           arp=broken)
 
 
 def test_wol_send_error_names_node(example_pillar, tmp_path):
