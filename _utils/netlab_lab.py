@@ -62,7 +62,8 @@ DEVSTACK_DEFAULTS = {
 # power driver -> (required fields, optional fields)
 POWER_DRIVERS = {
     "wol": ((), ("broadcast", "port")),
-    "ipmi": (("address", "username", "password"), ("interface", "port")),
+    "ipmi": (("address", "username", "password"), ("interface", "port", "bootdev")),
+    "redfish": (("address", "username", "password"), ("port", "system", "verify", "bootdev")),
     "reboot": ((), ()),
     "manual": ((), ("instructions",)),
     "virtual": ((), ("memory", "cpus", "firmware", "disk", "netns", "bridge", "tap",
@@ -115,6 +116,7 @@ GIT_REF_RE = re.compile(r"(?!-)(?!.*\.\.)[A-Za-z0-9._/+@-]{1,255}")
 KERNEL_ARG_RE = re.compile(r"[A-Za-z0-9_.,:=/@+-]{1,255}")
 SALT_VERSION_RE = re.compile(r"[0-9]{1,5}(\.[0-9]{1,5}){0,3}(rc[0-9]{1,3})?")
 IPMI_USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,32}")
+REDFISH_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 IPMI_INTERFACES = ("lan", "lanplus", "open", "imb", "lipmi", "serial-basic",
                    "serial-terminal", "usb", "bmc", "free")
 GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
@@ -918,12 +920,26 @@ def _check_power(c, power, *where):
         if power.get("password") not in (None, ""):
             c.text(power["password"], None, *where, "password", maxlen=64)
         c.choice(power.get("interface"), IPMI_INTERFACES, None, *where, "interface")
+    if driver == "redfish":
+        if power.get("address") is not None:
+            c.ipv4(power["address"], *where, "address")
+        c.text(power.get("username"), None, *where, "username")
+        c.text(power.get("password"), None, *where, "password")
+        c.text(power.get("system"), None, *where, "system", pattern=REDFISH_ID_RE,
+               what="a Redfish system id (letters, digits, _ . -)")
+        verify = power.get("verify")
+        if verify is not None and not isinstance(verify, bool) and not (
+                isinstance(verify, str) and verify.startswith("/")):
+            c.err(path(*where, "verify"), "{!r} is not true, false or the absolute path "
+                  "of a CA bundle".format(verify))
+    if driver in ("ipmi", "redfish"):
+        c.choice(power.get("bootdev"), ("pxe", "none"), None, *where, "bootdev")
     if driver == "wol" and power.get("broadcast") is not None:
         c.ipv4(power["broadcast"], *where, "broadcast")
-    if driver in ("wol", "ipmi") and power.get("port") is not None:
+    if driver in ("wol", "ipmi", "redfish") and power.get("port") is not None:
         port = power["port"]
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            c.err(path(*where, "port"), "{!r} is not a UDP port (1-65535)".format(port))
+            c.err(path(*where, "port"), "{!r} is not a port (1-65535)".format(port))
     if driver == "manual":
         c.text(power.get("instructions"), None, *where, "instructions")
     if driver == "virtual":

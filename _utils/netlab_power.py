@@ -15,7 +15,11 @@ Drivers:
              Off / cycle go through the node's running minion (``minion_call``).
 ``ipmi``     ``ipmitool -I lanplus -H <address> -U <username> -E chassis power ...``;
              the password travels in the environment (``IPMI_PASSWORD``), never on
-             the command line.
+             the command line. ``on``/``cycle`` first set the next boot to PXE
+             (``chassis bootdev pxe``) unless ``bootdev: none``.
+``redfish``  a BMC's Redfish service over HTTPS (``address``, ``username``,
+             ``password``; ``port``, ``system``, ``verify``): boot override Pxe, then
+             ``ComputerSystem.Reset`` (On, ForceOff, ForceRestart).
 ``reboot``   through the node's running minion (``system.reboot`` /
              ``system.poweroff``); cannot power on a machine that is off.
 ``manual``   tells the user what to press (``instructions`` in pillar adds to it).
@@ -92,6 +96,9 @@ class Driver:
         return "unknown"
 
     def act(self, action):
+        # the CLI parses its arguments as YAML: `salt-run netlab.power nuc1 on` passes True
+        action = {True: "on", False: "off"}.get(action, action) \
+            if isinstance(action, bool) else action
         if action not in ("on", "off", "cycle", "status"):
             raise PowerError("node {}: unknown power action {!r} (on, off, cycle, status)"
                              .format(self.node.id, action))
@@ -193,28 +200,41 @@ class Wol(Driver):
 class Ipmi(Driver):
     name = "ipmi"
 
-    def _cmd(self, action):
+    def _cmd(self, action, what=("chassis", "power")):
         p = self.power
         cmd = ["ipmitool", "-I", str(p.get("interface") or "lanplus"),
                "-H", str(p["address"]), "-U", str(p["username"]), "-E"]
         if p.get("port"):
             cmd += ["-p", str(p["port"])]
-        cmd += ["chassis", "power", action]
+        cmd += list(what) + [action]
         env = dict(os.environ, IPMI_PASSWORD=str(p["password"]))
         rc, out, err = self._run(cmd, env=env, timeout=30)
         if rc != 0:
             # the BMC's address stays out of the text: it reaches events and job returns
             text = (err or out).strip().replace(str(p["address"]), "<bmc>")
-            raise self.error(action, "BMC: {}".format(text or "ipmitool exit {}".format(rc)))
+            label = action if what[-1] == "power" else "{} {}".format(what[-1], action)
+            if "RAKP" in text or "unauthorized name" in text.lower():
+                text += " (the BMC refused the user name or password in {})".format(
+                    _pillar(self.node.id))
+            raise self.error(label, "BMC: {}".format(text or "ipmitool exit {}".format(rc)))
         return out.strip()
 
+    def _pxe(self, action):
+        """Next boot from the network (pillar ``bootdev: none`` leaves the BIOS
+        order alone): a node whose local disk boots first would never reach netlab."""
+        if self.power.get("bootdev", "pxe") == "pxe":
+            self._cmd("pxe", what=("chassis", "bootdev"))
+        del action
+
     def on(self):
+        self._pxe("on")
         return self._ret("on", message=self._cmd("on"))
 
     def off(self):
         return self._ret("off", message=self._cmd("off"))
 
     def cycle(self):
+        self._pxe("cycle")
         # `chassis power cycle` fails on a machine that is off: switch it on then
         if self.status() == "off":
             return self._ret("cycle", message=self._cmd("on"))
@@ -227,6 +247,124 @@ class Ipmi(Driver):
         if out.endswith(" off"):
             return "off"
         return "unknown"
+
+
+# --------------------------------------------------------------------------- redfish
+class Redfish(Driver):
+    """A BMC's Redfish service over HTTPS (DMTF Redfish: the ComputerSystem's
+    ``PowerState``, ``Boot`` override and ``ComputerSystem.Reset`` action).
+
+    Plain ``urllib`` and ``ssl`` from the standard library: netlab needs four
+    requests (find the system, read it, PATCH its boot override, POST a reset),
+    which does not justify sushy and its dependency tree on the networking node.
+    """
+
+    name = "redfish"
+
+    def __init__(self, lab, node_id, minion_call=None, run=None, urlopen=None):
+        super().__init__(lab, node_id, minion_call, run)
+        import urllib.request  # pylint: disable=import-outside-toplevel
+
+        p = self.power
+        self.base = "https://{}:{}".format(p["address"], p.get("port") or 443)
+        self._urlopen = urlopen or urllib.request.urlopen
+        self._system = ("/redfish/v1/Systems/" + str(p["system"])) if p.get("system") \
+            else None
+        self._ssl = self._ssl_context(p.get("verify", True))
+
+    @staticmethod
+    def _ssl_context(verify):
+        import ssl  # pylint: disable=import-outside-toplevel
+
+        if verify is False:  # a BMC's self-signed certificate, accepted knowingly
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        if isinstance(verify, str):  # the CA bundle that signed the BMC's certificate
+            ctx = ssl.create_default_context(cafile=verify)
+            ctx.check_hostname = False  # BMCs are reached by address, not by name
+            return ctx
+        return ssl.create_default_context()
+
+    def _request(self, action, method, path, body=None):
+        import base64  # pylint: disable=import-outside-toplevel
+        import json  # pylint: disable=import-outside-toplevel
+        import urllib.error  # pylint: disable=import-outside-toplevel
+        import urllib.request  # pylint: disable=import-outside-toplevel
+
+        p = self.power
+        auth = base64.b64encode("{}:{}".format(p["username"], p["password"]).encode())
+        req = urllib.request.Request(
+            self.base + path, method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": "Basic " + auth.decode(), "Accept": "application/json",
+                     "Content-Type": "application/json"})
+        try:
+            with self._urlopen(req, timeout=30, context=self._ssl) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise self.error(action, "the BMC refused the user name or password in {} "
+                                 "(HTTP {})".format(_pillar(self.node.id), exc.code)) from None
+            raise self.error(action, "{} {}: HTTP {} {}".format(
+                method, path, exc.code, _redfish_message(exc))) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = str(getattr(exc, "reason", exc)).replace(str(p["address"]), "<bmc>")
+            raise self.error(action, "cannot reach the BMC's Redfish service: {}".format(
+                reason)) from None
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise self.error(action, "{} {} did not answer JSON".format(method, path)) \
+                from None
+
+    def system(self, action="status"):
+        """The ComputerSystem's path: pillar ``system``, else the only member."""
+        if self._system is None:
+            members = self._request(action, "GET", "/redfish/v1/Systems").get("Members") or []
+            if len(members) != 1:
+                raise self.error(action, "the BMC lists {} systems; name one in {}".format(
+                    len(members), _pillar(self.node.id, "system")))
+            self._system = members[0]["@odata.id"].rstrip("/")
+        return self._system
+
+    def _reset(self, action, kind):
+        if self.power.get("bootdev", "pxe") == "pxe" and kind != "ForceOff":
+            self._request(action, "PATCH", self.system(action), {"Boot": {
+                "BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}})
+        self._request(action, "POST", self.system(action) + "/Actions/ComputerSystem.Reset",
+                      {"ResetType": kind})
+        return self._ret(action, message="ComputerSystem.Reset {} accepted".format(kind))
+
+    def status(self):
+        state = str(self._request("status", "GET", self.system()).get("PowerState", ""))
+        return {"on": "on", "off": "off"}.get(state.lower(), "unknown")
+
+    def on(self):
+        if self.status() == "on":
+            return self._ret("on", message="already on")
+        return self._reset("on", "On")
+
+    def off(self):
+        if self.status() == "off":
+            return self._ret("off", message="already off")
+        return self._reset("off", "ForceOff")
+
+    def cycle(self):
+        if self.status() == "off":
+            return dict(self._reset("cycle", "On"))
+        return self._reset("cycle", "ForceRestart")
+
+
+def _redfish_message(exc):
+    import json  # pylint: disable=import-outside-toplevel
+
+    try:
+        err = json.loads(exc.read() or b"{}").get("error") or {}
+        return str(err.get("message") or err.get("code") or exc.reason)
+    except (ValueError, OSError, AttributeError):
+        return str(exc.reason)
 
 
 # --------------------------------------------------------------------------- reboot
@@ -501,7 +639,8 @@ def qemu_command(name, mac, tap, vm_dir, memory=1024, cpus=1, firmware="bios",
     return cmd
 
 
-DRIVERS = {"wol": Wol, "ipmi": Ipmi, "reboot": Reboot, "manual": Manual, "virtual": Virtual}
+DRIVERS = {"wol": Wol, "ipmi": Ipmi, "redfish": Redfish, "reboot": Reboot, "manual": Manual,
+           "virtual": Virtual}
 
 
 def driver(lab, node_id, **kw):
@@ -522,6 +661,8 @@ def driver(lab, node_id, **kw):
         accepted |= {"vm_dir", "qemu"}
     if cls is Wol:
         accepted |= {"sender"}
+    if cls is Redfish:
+        accepted |= {"urlopen"}
     return cls(lab, node_id, **{k: v for k, v in kw.items() if k in accepted})
 
 
