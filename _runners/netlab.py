@@ -160,19 +160,17 @@ def _event_bus(listen=True):
     return salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=listen)
 
 
-def _fire(bus, node_id, state, **data):
-    tag = "netlab/node/{}/{}".format(node_id, state)
-    payload = dict(data, node=node_id, state=state)
-    try:
-        bus.fire_event(payload, tag)
-    except Exception as exc:  # pylint: disable=broad-except
-        log.warning("netlab: could not fire %s: %s", tag, exc)
+def _fire(bus, node_id, state, state_dir=None, **data):
+    """A lost event is a warning in the log and (``state_dir``) the run summary."""
+    _utils_module("netlab_run").fire_checked(
+        bus.fire_event, "netlab/node/{}/{}".format(node_id, state),
+        dict(data, node=node_id, state=state), state_dir, log)
 
 
 def _set(lab, bus, node_id, state, **kw):
     rec = netlab_lifecycle.set_state(lab, node_id, state, **kw)
-    _fire(bus, node_id, state, result=kw.get("result"), reason=kw.get("reason"),
-          generation=rec.get("generation"))
+    _fire(bus, node_id, state, state_dir=lab.netnode.state_dir, result=kw.get("result"),
+          reason=kw.get("reason"), generation=rec.get("generation"))
     return rec
 
 
@@ -553,7 +551,8 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
                     results[n]["method"], results[n]["reset_seconds"]))
                 pw = drv.on() if drv.can_off_on else drv.cycle()
                 if not pw["done"]:
-                    _fire(bus, n, "action-needed", message=pw["message"])
+                    _fire(bus, n, "action-needed", state_dir=lab.netnode.state_dir,
+                          message=pw["message"])
                 results[n]["power"] = pw["message"]
                 powered[n] = time.monotonic()
                 deadline[n] = powered[n] + timeout
@@ -625,7 +624,8 @@ def boot(nodes=None, timeout=600, pillar=None):
                 on = drv.can_off_on and drv.status() != "on"
                 pw = drv.on() if on else drv.cycle()
                 if not pw["done"]:
-                    _fire(bus, n, "action-needed", message=pw["message"])
+                    _fire(bus, n, "action-needed", state_dir=lab.netnode.state_dir,
+                          message=pw["message"])
                 powered[n] = time.monotonic()
                 deadline[n] = powered[n] + timeout
             except (netlab_power.PowerError, netlab_lifecycle.LifecycleError) as exc:

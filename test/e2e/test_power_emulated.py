@@ -34,7 +34,7 @@ from lib.netns import Segment
 from lib.saltrunner import master_conf
 from lib.vm import VENV_BIN, wait_for
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600, method="signal")]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EMU = str(REPO / "test" / "lib" / "bmc_emulators.py")
