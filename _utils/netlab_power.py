@@ -202,8 +202,10 @@ class Ipmi(Driver):
 
     def _cmd(self, action, what=("chassis", "power")):
         p = self.power
+        # -v: the session's failure reason (wrong password, no answer) goes to stderr;
+        # without it every one of them is "Unable to establish IPMI v2 / RMCP+ session"
         cmd = ["ipmitool", "-I", str(p.get("interface") or "lanplus"),
-               "-H", str(p["address"]), "-U", str(p["username"]), "-E"]
+               "-H", str(p["address"]), "-U", str(p["username"]), "-E", "-v"]
         if p.get("port"):
             cmd += ["-p", str(p["port"])]
         cmd += list(what) + [action]
@@ -211,11 +213,8 @@ class Ipmi(Driver):
         rc, out, err = self._run(cmd, env=env, timeout=30)
         if rc != 0:
             # the BMC's address stays out of the text: it reaches events and job returns
-            text = (err or out).strip().replace(str(p["address"]), "<bmc>")
+            text = ipmi_error(err or out, self.node.id).replace(str(p["address"]), "<bmc>")
             label = action if what[-1] == "power" else "{} {}".format(what[-1], action)
-            if "RAKP" in text or "unauthorized name" in text.lower():
-                text += " (the BMC refused the user name or password in {})".format(
-                    _pillar(self.node.id))
             raise self.error(label, "BMC: {}".format(text or "ipmitool exit {}".format(rc)))
         return out.strip()
 
@@ -247,6 +246,25 @@ class Ipmi(Driver):
         if out.endswith(" off"):
             return "off"
         return "unknown"
+
+
+def ipmi_error(text, node_id):
+    """ipmitool's (verbose) error output -> its error line and what it means."""
+    lines = [line.strip(" >") for line in str(text).splitlines() if line.strip(" >")]
+    errors = [line for line in lines if line.startswith("Error")] or lines[-1:]
+    msg = errors[-1] if errors else ""
+    low = str(text).lower()
+    if any(t in low for t in ("hmac is invalid", "unauthorized name",
+                              "invalid authentication")):
+        msg += " (the BMC refused the user name or password in {})".format(
+            _pillar(node_id))
+    elif "no response from rakp 1" in low:
+        msg += " (the BMC did not answer the session request: an unknown user name in " \
+            "{}, or IPMI over LAN disabled for it)".format(_pillar(node_id))
+    elif "get auth capabilities error" in low or "no response" in low:
+        msg += " (no answer from the BMC: check {} and {} and that IPMI over LAN is " \
+            "enabled)".format(_pillar(node_id, "address"), _pillar(node_id, "port"))
+    return msg
 
 
 # --------------------------------------------------------------------------- redfish

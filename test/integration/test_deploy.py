@@ -90,8 +90,8 @@ def first_deploy(netlab_env, lab):
     with _watch(netlab_env) as watcher:
         ret = _deploy(netlab_env)
         assert ret.returncode == 0, ret.stdout + ret.stderr
-        ret.events = watcher.events(settle_tag="netlab/deploy/summary")
-    return ret
+        events = watcher.events(settle_tag="netlab/deploy/summary")
+    return {"ret": ret, "events": events}
 
 
 def _node_tags(events, node_id):
@@ -100,7 +100,7 @@ def _node_tags(events, node_id):
 
 
 def test_deploy_fires_its_events_in_order_per_node_and_per_wave(netlab_env, first_deploy):
-    events = first_deploy.events
+    events = first_deploy["events"]
     tags = [t for t, _ in events]
     print("\n".join(tags))
     assert tags[0] == "netlab/deploy/started" and tags[-1] == "netlab/deploy/summary", tags

@@ -104,7 +104,7 @@ def test_ipmi_password_not_on_command_line(example_pillar, tmp_path):
     lab = lab_with(example_pillar, tmp_path)
     run = FakeRun((0, "Set Boot Device to pxe\n", ""), (0, "Chassis Power Control: Up/On\n", ""))
     res = netlab_power.power(lab, "nuc3", "on", run=run)
-    prefix = ["ipmitool", "-I", "lanplus", "-H", "192.168.43.13", "-U", "admin", "-E"]
+    prefix = ["ipmitool", "-I", "lanplus", "-H", "192.168.43.13", "-U", "admin", "-E", "-v"]
     # the next boot goes to the network first, then the power on
     assert [c["cmd"] for c in run.calls] == [prefix + ["chassis", "bootdev", "pxe"],
                                              prefix + ["chassis", "power", "on"]]
@@ -288,6 +288,29 @@ def test_wol_off_a_ping_that_cannot_run_is_an_error_not_off(example_pillar, tmp_
     with pytest.raises(netlab_power.PowerError, match="cannot tell whether 192.168.42.12 "
                        "is off: ping exit {}".format(rc)):
         netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((rc, "", err)))
+
+
+@pytest.mark.parametrize("stderr, meaning", [
+    ("Loading IANA PEN Registry...\n> RAKP 2 HMAC is invalid\n"
+     "Error: Unable to establish IPMI v2 / RMCP+ session\n",
+     "(the BMC refused the user name or password in netlab:nodes:nuc3:power)"),
+    ("> RAKP 2 message indicates an error : unauthorized name\n"
+     "Error: Unable to establish IPMI v2 / RMCP+ session\n",
+     "(the BMC refused the user name or password in netlab:nodes:nuc3:power)"),
+    ("> Error: no response from RAKP 1 message\nError: Unable to establish IPMI v2 / "
+     "RMCP+ session\n", "an unknown user name in netlab:nodes:nuc3:power"),
+    ("Get Auth Capabilities error\nError issuing Get Channel Authentication "
+     "Capabilities request\nError: Unable to establish IPMI v2 / RMCP+ session\n",
+     "(no answer from the BMC: check netlab:nodes:nuc3:power:address"),
+])
+def test_ipmi_session_failures_say_what_they_mean(example_pillar, tmp_path, stderr, meaning):
+    lab = lab_with(example_pillar, tmp_path)
+    with pytest.raises(netlab_power.PowerError) as exc:
+        netlab_power.power(lab, "nuc3", "status", run=FakeRun((1, "", stderr)))
+    text = str(exc.value)
+    assert text.startswith("node nuc3: ipmi power status failed: BMC: Error: Unable to "
+                           "establish IPMI v2 / RMCP+ session ("), text
+    assert meaning in text and "IANA" not in text
 
 
 def test_ipmi_error_text_has_no_bmc_address(example_pillar, tmp_path):
