@@ -104,22 +104,34 @@ def test_deploy_fires_its_events_in_order_per_node_and_per_wave(netlab_env, firs
     tags = [t for t, _ in events]
     print("\n".join(tags))
     assert tags[0] == "netlab/deploy/started" and tags[-1] == "netlab/deploy/summary", tags
-    for node_id in ("nuc1",) + COMPUTES:
-        assert _node_tags(events, node_id) == ["prepared", "stacking", "ready"], (
-            node_id, tags)
-    waves = [t for t in tags if t.startswith("netlab/stack/")]
-    assert waves == ["netlab/stack/controller/started", "netlab/stack/controller/finished",
-                     "netlab/stack/computes/started", "netlab/stack/computes/finished",
+    assert len(tags) == len(set(tags)), "an event fired twice: {}".format(tags)
+    per_node = ["up", "prepared", "stacking", "stack/started", "stack/finished", "ready"]
+    assert _node_tags(events, "nuc1") == per_node + ["discover/started",
+                                                     "discover/finished"], tags
+    for node_id in COMPUTES:
+        assert _node_tags(events, node_id) == per_node, (node_id, tags)
+    waves = [t for t in tags if t.startswith(("netlab/stack/", "netlab/prepare/"))]
+    assert waves == ["netlab/prepare/started",
+                     "netlab/stack/controller/started", "netlab/stack/controller/finished",
+                     "netlab/stack/compute/started", "netlab/stack/compute/finished",
                      "netlab/stack/discover/finished"], waves
     pos = {t: i for i, t in enumerate(tags)}
-    # the controller is ready inside its wave, before the computes' wave starts
-    assert pos["netlab/stack/controller/started"] < pos["netlab/node/nuc1/stacking"] \
-        < pos["netlab/node/nuc1/ready"] < pos["netlab/stack/controller/finished"] \
-        < pos["netlab/stack/computes/started"]
+    # every node is up and prepared before any stack.sh; the controller's stack.sh
+    # runs inside its wave, which ends before the computes' wave starts
+    last_prepared = max(pos["netlab/node/{}/prepared".format(n)] for n in ("nuc1",) + COMPUTES)
+    assert last_prepared < pos["netlab/node/nuc1/stacking"]
+    assert pos["netlab/stack/controller/started"] < pos["netlab/node/nuc1/stack/started"] \
+        < pos["netlab/node/nuc1/stack/finished"] < pos["netlab/node/nuc1/ready"] \
+        < pos["netlab/stack/controller/finished"] < pos["netlab/stack/compute/started"]
     for node_id in COMPUTES:
-        assert pos["netlab/stack/computes/started"] < pos[
-            "netlab/node/{}/stacking".format(node_id)] < pos[
-            "netlab/node/{}/ready".format(node_id)] < pos["netlab/stack/computes/finished"]
+        assert pos["netlab/stack/controller/finished"] < pos[
+            "netlab/node/{}/stack/started".format(node_id)] < pos[
+            "netlab/node/{}/ready".format(node_id)] < pos["netlab/stack/compute/finished"]
+    # both computes' stack.sh started before either finished (the parallel wave)
+    assert max(pos["netlab/node/{}/stack/started".format(n)] for n in COMPUTES) < min(
+        pos["netlab/node/{}/stack/finished".format(n)] for n in COMPUTES)
+    assert pos["netlab/stack/compute/finished"] < pos["netlab/node/nuc1/discover/started"] \
+        < pos["netlab/stack/discover/finished"] < pos["netlab/deploy/summary"]
     summary = dict(events)["netlab/deploy/summary"]
     assert summary["ready"] == ["nuc1", "nuc2", "nuc3"] and summary["failed"] == {}
     # nothing was lost on the way: no warning in the run's summary
@@ -203,12 +215,13 @@ def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(netlab_env,
         assert ret.returncode != 0, "a deploy with a failed node must fail"
         tags = [t for t, _ in events]
         # nuc3's failure is an event of its own and of the run; nuc2 still ends ready
-        assert _node_tags(events, "nuc3")[-2:] == ["stacking", "failed"], tags
+        assert _node_tags(events, "nuc3")[-4:] == ["stacking", "stack/started",
+                                                   "stack/failed", "failed"], tags
         assert _node_tags(events, "nuc2")[-1] == "ready", tags
         run_failed = [d for t, d in events if t == "netlab/run/failed"]
         assert [(d["step"], d["node"]) for d in run_failed] == [("stack", "nuc3")], run_failed
         assert tags.index("netlab/node/nuc3/failed") < tags.index(
-            "netlab/stack/computes/finished") < tags.index("netlab/deploy/summary")
+            "netlab/stack/compute/finished") < tags.index("netlab/deploy/summary")
         assert dict(events)["netlab/deploy/summary"]["failed"] == ["nuc3"] or \
             list(dict(events)["netlab/deploy/summary"]["failed"]) == ["nuc3"]
         after = {n: _records(netlab_env, n) for n in ("nuc1",) + COMPUTES}

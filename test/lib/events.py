@@ -93,10 +93,16 @@ class EventWatcher:
         out = []
         with self._lock:
             lines = list(self.lines)
+        seen = set()
         for line in lines:
             tag, _, rest = line.partition("\t")
             if not tag or tag.startswith(PROBE):
                 continue
+            # the same event (same tag, data and _stamp to the microsecond) can reach
+            # state.event twice through the master's publishers: one firing, one entry
+            if line in seen:
+                continue
+            seen.add(line)
             try:
                 data = json.loads(rest) if rest.strip() else {}
             except ValueError:
