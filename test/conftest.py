@@ -53,6 +53,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(TIER_TIMEOUTS[tier], method="signal"))
 
 
+def pytest_sessionstart(session):  # pylint: disable=unused-argument
+    """Remove what killed test runs left behind (their test users, sudoers files)."""
+    from lib import testusers  # pylint: disable=import-outside-toplevel
+
+    testusers.sweep()
+
+
 def pytest_unconfigure(config):
     """Drop salt's temporary log handler (and what it buffered).
 

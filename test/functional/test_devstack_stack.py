@@ -25,7 +25,7 @@ import yaml
 import netlab_lab
 import netlab_localconf
 import netlab_slice
-from lib import fake_devstack
+from lib import fake_devstack, testusers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SALT_CALL = "/opt/netlab-venv/bin/salt-call"
@@ -34,18 +34,11 @@ NODE = "nuc2"
 
 @pytest.fixture(scope="module")
 def stack_user():
-    name = "nlh5{}".format(uuid.uuid4().hex[:6])
-    home = pathlib.Path("/tmp") / ("home-" + name)
-    subprocess.run(["useradd", "--system", "--create-home", "--home-dir", str(home),
-                    "--shell", "/bin/bash", name], check=True, capture_output=True)
+    name = testusers.create("nlh5")  # swept by the next run if this one is killed
     try:
         yield name
     finally:
-        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
-        sudoers = pathlib.Path("/etc/sudoers.d") / ("50_netlab_" + name)
-        if sudoers.exists():
-            sudoers.unlink()
+        testusers.remove(name)  # with its home and its sudoers file
 
 
 @pytest.fixture(scope="module")
