@@ -7,7 +7,8 @@ inside a lab namespace, backed by a qemu VM's QMP socket (:mod:`qmpvm`):
               status and the boot device, for the real ``ipmitool``;
 ``redfish``   a Redfish service over HTTPS (service root, one system, its
               ``PowerState``, ``Boot`` override and ``ComputerSystem.Reset``),
-              HTTP basic authentication;
+              HTTP basic authentication (sushy-tools' emulator drives libvirt or
+              OpenStack, not a plain qemu: hence this small one over QMP);
 ``wol``       a Wake-on-LAN receiver on UDP 9 that powers the VM on only when a
               magic packet names the VM's MAC;
 ``dhcpwatch`` exits once a BOOTP/DHCP request from a MAC crosses an interface
