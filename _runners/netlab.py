@@ -571,7 +571,8 @@ def reimage(nodes=None, timeout=600, method="auto", pillar=None):
                 reason = ("node {}: no salt/minion/{}/start event within {:.0f} s after "
                           "power on ({})".format(n, n, timeout, _hint(lab, n)))
                 _set(lab, bus, n, "failed", reason=reason)
-                res.update(state="failed", reason=reason)
+                res.update(state="failed", reason=reason,
+                           console_tail=netlab_power.console_tail(lab, n))
         for res in results.values():
             res["seconds"] = round(time.monotonic() - res.pop("started"), 1)
     finally:
@@ -642,7 +643,8 @@ def boot(nodes=None, timeout=600, pillar=None):
                 reason = "node {}: no salt/minion/{}/start event within {:.0f} s ({})".format(
                     n, n, timeout, _hint(lab, n))
                 _set(lab, bus, n, "failed", reason=reason)
-                results[n] = {"state": "failed", "reason": reason}
+                results[n] = {"state": "failed", "reason": reason,
+                              "console_tail": netlab_power.console_tail(lab, n)}
     finally:
         bus.destroy()
     return _outcome(results)

@@ -30,6 +30,7 @@ Drivers:
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -655,6 +656,28 @@ def qemu_command(name, mac, tap, vm_dir, memory=1024, cpus=1, firmware="bios",
         cmd += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
                 "-drive", "if=pflash,format=raw,unit=1,file=" + vars_copy]
     return cmd
+
+
+def console_tail(lab, node_id, lines=15):
+    """The last ``lines`` lines of a ``virtual`` node's serial console (what a
+    person would read on the screen of a node that did not come back), printable
+    characters only; None for other drivers or when there is no log."""
+    node = lab.node(node_id)
+    if node.power_driver != "virtual":
+        return None
+    path = os.path.join(lab.netnode.state_dir, "vms", node_id, "serial.log")
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1bc", "", text)
+    text = "".join(c for c in text.replace("\r\n", "\n").replace("\r", "\n")
+                   if c == "\n" or c == "\t" or c.isprintable())
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
 
 
 DRIVERS = {"wol": Wol, "ipmi": Ipmi, "redfish": Redfish, "reboot": Reboot, "manual": Manual,

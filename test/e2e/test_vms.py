@@ -393,6 +393,7 @@ def test_reimage_of_node_that_never_comes_back_fails_in_time(vmlab, booted):
         assert "no salt/minion/gone/start event within 20 s after power on" in res["reason"]
         assert res["seconds"] >= 20
         assert "press the power button" in res["power"] or "press reset" in res["power"]
+        assert res["console_tail"] is None  # manual power: netlab has no console of it
         st = vmlab.status()["gone"]
         assert st["state"] == "failed" and "within 20 s" in st["result"]
         events = watcher.events(settle_tag="netlab/node/gone/failed")

@@ -219,7 +219,7 @@ def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(netlab_env,
                                                    "stack/failed", "failed"], tags
         assert _node_tags(events, "nuc2")[-1] == "ready", tags
         run_failed = [d for t, d in events if t == "netlab/run/failed"]
-        assert [(d["step"], d["node"]) for d in run_failed] == [("stack", "nuc3")], run_failed
+        assert [(d["step"], d["node"]) for d in run_failed] == [("stack.sh", "nuc3")], run_failed
         assert tags.index("netlab/node/nuc3/failed") < tags.index(
             "netlab/stack/compute/finished") < tags.index("netlab/deploy/summary")
         assert dict(events)["netlab/deploy/summary"]["failed"] == ["nuc3"] or \

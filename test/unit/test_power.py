@@ -321,3 +321,17 @@ def test_ipmi_error_text_has_no_bmc_address(example_pillar, tmp_path):
         netlab_power.power(lab, "nuc3", "status", run=run)
     assert "192.168.43.13" not in str(exc.value)
     assert "ipmi-secret" not in str([c["cmd"] for c in run.calls])
+
+
+def test_console_tail_of_a_virtual_node_that_did_not_come_back(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual"})
+    vm_dir = os.path.join(lab.netnode.state_dir, "vms", "nuc1")
+    assert netlab_power.console_tail(lab, "nuc1") is None  # no log yet
+    os.makedirs(vm_dir)
+    with open(os.path.join(vm_dir, "serial.log"), "wb") as fh:
+        fh.write(b"\x1b[2J\x1b[1;1HSeaBIOS\r\n" + b"".join(
+            "line {}\r\n".format(i).encode() for i in range(30))
+            + b"Kernel panic - not syncing: VFS: Unable to mount root fs\r\n\x00\x07")
+    tail = netlab_power.console_tail(lab, "nuc1", lines=3)
+    assert tail == "line 28\nline 29\nKernel panic - not syncing: VFS: Unable to mount root fs"
+    assert netlab_power.console_tail(lab, "nuc3") is None  # ipmi: no console here
