@@ -2,7 +2,7 @@
 netlab_image module + states through Salt's loaders, with a fake builder.
 
 The real build (mmdebstrap, minutes) is covered by test/e2e/test_image_build.py;
-here ``netlab_image.DEFAULT_BUILDER`` is replaced by a fast fake that makes a tiny
+here ``netlab_image_build.DEFAULT_BUILDER`` is replaced by a fast fake that makes a tiny
 root with a kernel and an initrd, so the state logic (no-op on the same hash,
 rebuild on change, failed build keeps the last good image, test-mode
 prediction, publish links, retention) runs in milliseconds against a temp dir.
@@ -18,6 +18,7 @@ import salt.config
 import salt.loader
 
 import netlab_image
+import netlab_image_build
 import netlab_lab
 import netlab_saltcompat
 
@@ -57,7 +58,7 @@ class FakeBuilder:
 @pytest.fixture
 def fake_builder(monkeypatch):
     builder = FakeBuilder()
-    monkeypatch.setattr(netlab_image, "DEFAULT_BUILDER", builder)
+    monkeypatch.setattr(netlab_image_build, "DEFAULT_BUILDER", builder)
     return builder
 
 
@@ -297,7 +298,7 @@ def test_retention_keeps_current_and_previous(lab_raw, salt_env, fake_builder, f
         return datetime.datetime(2026, 1, 1, 0, 0, next(stamps),
                                  tzinfo=datetime.timezone.utc)
 
-    monkeypatch.setattr(netlab_image, "_now", fake_now)
+    monkeypatch.setattr(netlab_image_build, "_now", fake_now)
     ids = []
     for n in range(4):
         lab_raw["image"]["packages"] = ["pkg{}".format(n)]

@@ -7,6 +7,8 @@ import shutil
 import pytest
 
 import netlab_image
+import netlab_image_recipe
+import netlab_image_store
 import netlab_lab
 
 
@@ -130,7 +132,8 @@ def test_file_modes_do_not_change_hash(raw, files_dir):
 def test_recipe_version_changes_hash(raw, files_dir, monkeypatch):
     lab = lab_of(raw)
     before = netlab_image.input_hash(lab, files_dir)
-    monkeypatch.setattr(netlab_image, "RECIPE_VERSION", netlab_image.RECIPE_VERSION + 1)
+    monkeypatch.setattr(netlab_image_recipe, "RECIPE_VERSION",
+                        netlab_image_recipe.RECIPE_VERSION + 1)
     assert netlab_image.input_hash(lab, files_dir) != before
 
 
@@ -344,7 +347,7 @@ def test_remove_tree_of_a_link_leaves_mounts_below_its_target_alone(tmp_path, mo
     link = tmp_path / "images-build"
     link.symlink_to(target)
     calls = []
-    monkeypatch.setattr(netlab_image.subprocess, "run",
+    monkeypatch.setattr(netlab_image_store.subprocess, "run",
                         lambda *a, **k: calls.append(a))
     netlab_image.remove_tree(str(link))
     assert calls == [] and not os.path.lexists(link) and target.is_dir()

@@ -125,7 +125,7 @@ def test_unknown_power_driver(lab):
     ("verify", "ca.pem", "'ca.pem' is not true, false or the absolute path of a CA bundle"),
     ("system", "a/b", "'a/b' is not a Redfish system id"),
     ("bootdev", "disk", "'disk' is not one of: pxe, none"),
-    ("port", 0, "0 is not a port (1-65535)"),
+    ("port", 0, "0 is not a TCP port (1-65535)"),
     ("address", "bmc.example", "is not an IPv4 address"),
 ])
 def test_redfish_power_fields(lab, field, value, error):
