@@ -108,11 +108,6 @@ def _lab_node_id(lab, node_id):
     return node_id
 
 
-def _generation(node_id):
-    func = __salt__.get("netlab.generation")  # pylint: disable=undefined-variable
-    if func is None:
-        return 0
-    return int(func(node_id))
 
 
 # --------------------------------------------------------------------------- local.conf
@@ -146,7 +141,7 @@ def local_conf(node_id=None, pillar=None, generation=None):
     lab = _load(data)
     node_id = _lab_node_id(lab, node_id)
     if generation is None:
-        generation = _generation(node_id)
+        generation = netlab_slice.generation(lab, node_id)
     try:
         return netlab_localconf.render(lab, node_id, generation=int(generation))
     except netlab_localconf.LocalConfError as exc:
@@ -229,7 +224,6 @@ def masked(text):
 
 
 # --- stack lifecycle (stack, unstack, discover) ---
-# (engineer H5: stack, unstack, discover and their helpers go below this line)
 
 # Runs on a lab node. Everything comes from the node's slice (pillar
 # ``netlab_node``): the stack user and DevStack's ``dest``. The scripts run as the

@@ -6,6 +6,8 @@ in ``_utils/netlab_*.py``; this module only reads pillar, calls it and turns its
 errors into ``CommandExecutionError``.
 """
 
+import copy
+import json
 import logging
 
 from salt.exceptions import CommandExecutionError
@@ -13,6 +15,7 @@ from salt.exceptions import CommandExecutionError
 try:
     # imported while the loader loads this module: _utils is importable only then
     import netlab_lab
+    import netlab_options
     import netlab_roots
     import netlab_saltcompat
     import netlab_slice
@@ -138,11 +141,10 @@ def node_slice(node_id, generation=None, pillar=None):
         salt-call netlab.node_slice nuc2
     """
     model = _lab_with_node(node_id, pillar)
-    if generation is None:
-        generation = _lifecycle().generation(model, node_id)
-    text = __salt__["devstack.local_conf"](  # pylint: disable=undefined-variable
-        node_id, pillar=pillar, generation=generation)
-    return netlab_slice.node_slice(model, node_id, generation=generation, local_conf=text)
+    try:
+        return netlab_slice.for_node(model, node_id, generation)
+    except ValueError as exc:  # netlab_localconf.LocalConfError
+        raise CommandExecutionError(str(exc)) from None
 
 
 def _lab_with_node(node_id, pillar=None):
@@ -155,8 +157,39 @@ def _lab_with_node(node_id, pillar=None):
     return model
 
 
+def orchestration(kind, options=None, pillar=None):
+    """
+    The normalised options of orchestration ``kind`` (deploy, restack, unstack:
+    orchestration pillar ``netlab_<kind>``) and, for restack and unstack, the
+    nodes to act on: ``{'error': text or None, 'options': {...}, 'targets': [...],
+    'controller': id or None, 'computes': [...]}``. The orchestration SLS files
+    render from this instead of deciding in Jinja.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call netlab.orchestration restack '{"computes_only": true}'
+    """
+    out = {"error": None, "options": {}, "targets": [], "controller": None, "computes": []}
+    if options is None:
+        options = __salt__["pillar.get"]("netlab_" + kind, {})  # pylint: disable=undefined-variable
+    try:
+        out["options"] = netlab_options.orchestration(kind, options)
+    except netlab_options.OptionError as exc:
+        out["error"] = str(exc)
+        return out
+    if kind in ("restack", "unstack"):
+        try:
+            out.update(netlab_options.targets(lab(pillar), out["options"]["nodes"],
+                                              out["options"]["computes_only"]))
+        except netlab_options.OptionError as exc:
+            out["error"] = "netlab_{}:nodes: {}".format(kind, exc)
+    return out
+
+
 # --------------------------------------------------------------------------- boot (netnode)
-# (engineer H2) the networking node's boot services: prepared data for the
+# the networking node's boot services: prepared data for the
 # netlab.netnode states, and the rogue-DHCP guard.
 try:
     import netlab_boot
@@ -187,6 +220,21 @@ def boot_report(params=None, pillar=None):
 
         salt-call netlab.boot_report
     """
+    # One state run renders every netlab.netnode SLS (each asks for the report):
+    # it is prepared once per run. Salt gives each state run a context of its own
+    # holding that run's file client, which keys the cached copy.
+    run = __context__.get("fileclient")  # pylint: disable=undefined-variable
+    key = (id(run), json.dumps([params, _raw(pillar)], sort_keys=True, default=str))
+    cached = __context__.get("netlab.boot_report")  # pylint: disable=undefined-variable
+    if run is not None and cached and cached[0] == key:
+        return copy.deepcopy(cached[1])
+    report = _boot_report(params, pillar)
+    if run is not None:
+        __context__["netlab.boot_report"] = (key, copy.deepcopy(report))  # pylint: disable=undefined-variable
+    return report
+
+
+def _boot_report(params, pillar):
     boot = _boot_libs()
     errors = _errors(_raw(pillar))
     if errors:
@@ -280,7 +328,7 @@ def dhcp_probe(interface=None, timeout=None, pillar=None):
 
 
 # --------------------------------------------------------------------------- lifecycle
-# (engineer H4) the lifecycle itself runs on the master: _runners/netlab.py. These
+# the lifecycle itself runs on the master: _runners/netlab.py. These
 # read the state kept on the networking node (whose minion runs this module).
 def _lifecycle():
     try:

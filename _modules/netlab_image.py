@@ -15,7 +15,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     import netlab_image as _img
-    import netlab_lab  # noqa: F401  pylint: disable=unused-import
+    import netlab_lab
 
     if not hasattr(_img, "RECIPE_VERSION"):  # shadowed by this very module
         raise ImportError("netlab_image from _utils is not importable")
@@ -38,7 +38,16 @@ def __virtual__():
 
 
 def _lab(pillar=None):
-    return __salt__["netlab.lab"](pillar=pillar)  # pylint: disable=undefined-variable
+    """The lab model from ``pillar`` (the value, or a dict holding it under
+    ``netlab``) or this minion's pillar; every problem in the error."""
+    if pillar is None:
+        pillar = __pillar__.get("netlab")  # pylint: disable=undefined-variable
+    elif isinstance(pillar, dict) and "netlab" in pillar:
+        pillar = pillar["netlab"]
+    try:
+        return netlab_lab.load(pillar)
+    except netlab_lab.LabError as exc:
+        raise CommandExecutionError(str(exc), info={"errors": exc.errors}) from None
 
 
 class _Files:

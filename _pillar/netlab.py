@@ -27,7 +27,6 @@ import salt.template
 
 try:
     import netlab_lab
-    import netlab_localconf
     import netlab_slice
 
     HAS_LIBS = netlab_lab.HAS_NETADDR
@@ -36,11 +35,6 @@ except ImportError as exc:  # pragma: no cover - depends on sync state
     HAS_LIBS = False
     IMPORT_ERROR = "netlab's _utils are not synced to the master ({}); run " \
                    "'salt-run saltutil.sync_all'".format(exc)
-
-try:
-    import netlab_lifecycle
-except ImportError:  # the lifecycle is optional for the slice
-    netlab_lifecycle = None
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +80,7 @@ def slice_for(raw_lab, minion_id, state_dir_override=None):
     lab = netlab_lab.load(raw_lab)
     if minion_id not in lab.nodes:
         return {}
-    generation = 0
-    if netlab_lifecycle is not None:
-        generation = netlab_lifecycle.generation(lab, minion_id)
-    text = netlab_localconf.render(lab, minion_id, generation=generation)
-    return {netlab_slice.SLICE_KEY: netlab_slice.node_slice(
-        lab, minion_id, generation=generation, local_conf=text)}
+    return {netlab_slice.SLICE_KEY: netlab_slice.for_node(lab, minion_id)}
 
 
 def ext_pillar(minion_id, pillar, sls="netlab.lab", saltenv="base", **kwargs):  # pylint: disable=unused-argument

@@ -17,101 +17,62 @@ Events on the master bus: ``netlab/stack/<wave>/started|finished`` here, and
 """
 
 import functools
+import importlib
 import logging
 import os
 import sys
-import time
 
 import salt.client
-import salt.exceptions
-import salt.pillar
 import salt.utils.event
 import salt.wheel
 
 try:
-    import netlab_lab
     import netlab_lifecycle
     import netlab_lock
+    import netlab_master
+    import netlab_master_ops
     import netlab_run
     import netlab_stack
-
-    HAS_LIBS = True
-    IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on sync state
-    HAS_LIBS = False
-    IMPORT_ERROR = exc
+    import netlab_waves
+except ImportError:  # pragma: no cover - synced after this master started: __virtual__
+    pass
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "devstack"
 
-# lifecycle states from which a node is first marked ``up`` (its minion answered)
-# before it can go to ``stacking``
-_NOT_YET_UP = ("registered", "booting", "reimaging")
+_LIBS = ("netlab_lab", "netlab_lifecycle", "netlab_lock", "netlab_master",
+         "netlab_master_ops", "netlab_options", "netlab_run", "netlab_stack", "netlab_waves")
 
-
-def _import_libs():
-    """Import netlab's _utils from the master's extension_modules (after a sync)."""
-    global HAS_LIBS, IMPORT_ERROR  # pylint: disable=global-statement
-    global netlab_lab, netlab_lifecycle, netlab_run, netlab_stack  # pylint: disable=global-statement,invalid-name
-    global netlab_lock  # pylint: disable=global-statement,invalid-name
-    utils_dir = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
-    if os.path.isdir(utils_dir) and utils_dir not in sys.path:
-        sys.path.append(utils_dir)
-    try:
-        import netlab_lab  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_lifecycle  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_lock  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_run  # pylint: disable=import-outside-toplevel,redefined-outer-name
-        import netlab_stack  # pylint: disable=import-outside-toplevel,redefined-outer-name
-    except ImportError as exc:
-        IMPORT_ERROR = exc
-        return False
-    HAS_LIBS = True
-    return True
 
 
 def __virtual__():
-    if not HAS_LIBS and not _import_libs():
+    utils = os.path.join(__opts__.get("extension_modules", ""), "utils")  # pylint: disable=undefined-variable
+    if os.path.isdir(utils) and utils not in sys.path:
+        sys.path.append(utils)  # _utils synced after this master started
+    try:
+        globals().update(importlib.import_module("netlab_master").import_utils(_LIBS))
+    except ImportError as exc:
         return (False, "netlab's _utils are not synced to the master ({}); run "
-                       "'salt-run saltutil.sync_all'".format(IMPORT_ERROR))
+                       "'salt-run saltutil.sync_all'".format(exc))
     return __virtualname__
 
 
 # --------------------------------------------------------------------------- helpers
-def _fail(message):
-    __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    raise salt.exceptions.SaltInvocationError(message)
-
-
 def _lab():
-    """The lab model from the master-side pillar; the full report when invalid.
+    """The lab model from the master-side pillar (netlab_master.load_lab: the same
+    rule as ``salt-run netlab.*``); a refusal with the full report when invalid."""
+    return netlab_master.load_lab(__opts__)  # pylint: disable=undefined-variable
 
-    Compiled for the master's own id and, when that has no ``netlab``, for the
-    networking node's minion id (master option ``netlab_pillar_id``, default the
-    master id without ``_master``) -- the same rule as ``salt-run netlab.*``.
-    """
-    opts = __opts__  # pylint: disable=undefined-variable
-    my_id = opts.get("id", "")
-    ids = [i for i in (
-        my_id, opts.get("netlab_pillar_id"),
-        my_id[:-len("_master")] if my_id.endswith("_master") else my_id + "_master",
-    ) if i]
-    raw = None
-    for minion_id in dict.fromkeys(ids):
-        raw = salt.pillar.get_pillar(
-            opts, opts.get("grains", {}), minion_id, saltenv=opts.get("saltenv"),
-            pillarenv=opts.get("pillarenv")).compile_pillar().get("netlab")
-        if raw is not None:
-            break
-    if raw is None:
-        _fail("no 'netlab' pillar for the master (compiled for {}); target the lab SLS "
-              "to '<netnode id>_master' too".format(", ".join(ids)))
-    try:
-        return netlab_lab.load(raw)
-    except netlab_lab.LabError as exc:
-        _fail(str(exc))
-    return None  # pragma: no cover
+
+def _guard(func):
+    """A refusal returns ``{'Error': message, 'retcode': 1}`` (netlab_master.guard)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return netlab_master.guard(func, (netlab_stack.StackError,))(*args, **kwargs)
+
+    return wrapper
 
 
 def _lab_locked(func):
@@ -128,15 +89,11 @@ def _lab_locked(func):
             + ["{}={}".format(k, v) for k, v in sorted(kwargs.items())
                if not k.startswith("__")])).strip()
         try:
-            wait = float(__opts__.get("netlab_lock_wait", netlab_lock.DEFAULT_WAIT))  # pylint: disable=undefined-variable
-        except (TypeError, ValueError):
-            wait = netlab_lock.DEFAULT_WAIT
-        try:
-            with netlab_lock.hold(lab.netnode.state_dir, "lab", command, wait=wait):
+            with netlab_lock.hold(lab.netnode.state_dir, "lab", command,
+                                  wait=netlab_master.lock_wait(__opts__)):  # pylint: disable=undefined-variable
                 return func(*args, **kwargs)
         except netlab_lock.LockBusy as exc:
-            _fail(str(exc))
-        return None  # pragma: no cover
+            return netlab_master.refuse(exc)
 
     return wrapper
 
@@ -162,12 +119,8 @@ def _progress(text):
 
 
 def _finish(ret):
-    """Both exit channels: ``__context__['retcode']`` fails the orchestration's
-    ``salt.runner`` state, ``retcode`` in the return sets ``salt-run``'s exit status."""
-    ret["retcode"] = 0 if ret.get("result", True) else 1
-    if ret["retcode"]:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return ret
+    """Both exit channels (netlab_master.finish)."""
+    return netlab_master.finish(__context__, ret)  # pylint: disable=undefined-variable
 
 
 def _run_failure(lab, step, cause, node=None, log=None, log_tail=None):
@@ -240,6 +193,7 @@ def _publish(targets, fun, kwarg, timeout):
 
 
 # --------------------------------------------------------------------------- steps
+@_guard
 def plan(role=None, nodes=None, force=False):
     """
     What ``devstack.stack`` would do: ``{stack: [...], ready: [...]}``.
@@ -256,6 +210,7 @@ def plan(role=None, nodes=None, force=False):
     return {"stack": to_stack, "ready": ready}
 
 
+@_guard
 @_lab_locked
 def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
     """
@@ -285,80 +240,32 @@ def stack(role=None, nodes=None, force=False, timeout=None, lines=25):
         salt-run devstack.stack nodes=nuc2 force=True
     """
     lab = _lab()
-    timeout = _timeout(timeout)
-    force = force in (True, "True", "true", 1, "1")
-    targets = netlab_stack.wave(lab, role=role, nodes=nodes)
-    states = _states(lab)
-    to_stack, ready = netlab_stack.plan(targets, states, force=force)
-    # nodes that failed earlier in this run (did not come up, node states failed)
-    excluded = _excluded(lab)
-    left_out = [n for n in to_stack if n in excluded]
-    to_stack = [n for n in to_stack if n not in excluded]
-    wave_name = role or ("nodes" if nodes else "all")
-    ret = {"result": True, "stacked": [], "failed": [], "skipped": ready, "nodes": {},
-           "left_out": left_out}
-    if not to_stack:
-        ret["comment"] = "nothing to stack: {} ready{}".format(
-            ", ".join(ready) or "no node",
-            "; left out (failed earlier): " + ", ".join(left_out) if left_out else "")
-        _progress(ret["comment"])
-        return _finish(ret)
-    ctl = lab.controller.id
-    if ctl not in to_stack and states.get(ctl) != netlab_stack.READY:
-        # computes register with the controller's services: stack it first
-        why = "failed earlier in this run" if ctl in excluded else \
-            "is not ready ({})".format(states.get(ctl, "registered"))
-        ret.update(result=False, skipped=to_stack + ready, comment=(
-            "not stacking {}: the controller {} {}".format(", ".join(to_stack), ctl, why)))
-        _progress(ret["comment"])
-        return _finish(ret)
-
-    answering = _ping(to_stack, timeout=timeout)
-    outcomes = {}
-    for node_id in to_stack:
-        if node_id not in answering:
-            outcomes[node_id] = netlab_stack.outcome(node_id, None, lab.node(node_id).role)
-            continue
-        if states.get(node_id) in _NOT_YET_UP:
-            _set(lab, node_id, "up", result="minion answers")
-        _set(lab, node_id, "stacking", result="stack.sh running")
-    running = [n for n in to_stack if n in answering]
-    _progress("stacking {} ({} wave){}".format(
-        ", ".join(running) or "nothing", wave_name,
-        "; skipping ready: " + ", ".join(ready) if ready else ""))
-    _fire("netlab/stack/{}/started".format(wave_name),
-          {"nodes": running, "skipped": ready, "started": time.time()})
-    if running:
-        returns = _publish(running, "devstack.stack", {"lines": int(lines)}, timeout)
-        for node_id, data in returns.items():
-            outcomes[node_id] = netlab_stack.outcome(node_id, data, lab.node(node_id).role)
-
-    for node_id in to_stack:
-        out = outcomes[node_id]
-        ret["nodes"][node_id] = out
-        if out["result"]:
-            ret["stacked"].append(node_id)
-            _set(lab, node_id, "ready", result=netlab_stack.result_text(out))
-            _progress("{}: ready ({})".format(node_id, netlab_stack.result_text(out)))
-        else:
-            ret["failed"].append(node_id)
-            _set(lab, node_id, "failed", reason=out["reason"])
-            _run_failure(lab, "stack.sh", out["reason"], node=node_id, log=out.get("log"),
-                         log_tail=out.get("log_tail"))
-            _progress("{}: FAILED: {}".format(node_id, out["reason"]))
-    netlab_stack.save_results(lab.netnode.state_dir, list(outcomes.values()))
-    _fire("netlab/stack/{}/finished".format(wave_name),
-          {"stacked": ret["stacked"], "failed": ret["failed"], "skipped": ready})
-    if ret["failed"]:
-        ret["result"] = False
-        ret["comment"] = "stack.sh failed on {}".format(", ".join(ret["failed"]))
-    else:
-        ret["comment"] = "stacked {}".format(", ".join(ret["stacked"]))
-    if left_out:
-        ret["comment"] += "; left out (failed earlier): " + ", ".join(left_out)
+    force = netlab_master.flag(force, name="force")
+    ret = netlab_waves.stack(lab, _wave_ops(lab, _timeout(timeout)), role=role, nodes=nodes,
+                             force=force, lines=lines)
     return _finish(ret)
 
 
+def _wave_ops(lab, timeout):
+    """The master's side of a stack wave (netlab_waves.Ops)."""
+    return netlab_waves.Ops(
+        states=lambda: _states(lab), excluded=lambda: _excluded(lab),
+        ping=lambda nodes: _ping(nodes, timeout=timeout),
+        publish=lambda nodes, fun, kwarg: _publish(nodes, fun, kwarg, timeout),
+        record=lambda node, state, **kw: _set(lab, node, state, **kw),
+        failure=lambda step, cause, node, log_, tail: _run_failure(
+            lab, step, cause, node=node, log=log_, log_tail=tail),
+        progress=_progress, fire=_fire, sync=lambda nodes: _sync(nodes, timeout))
+
+
+def _sync(nodes, timeout):
+    """netlab's modules and a fresh pillar on ``nodes`` before their states run."""
+    _client().cmd(nodes, "saltutil.sync_all", tgt_type="list", timeout=timeout)
+    _client().cmd(nodes, "saltutil.refresh_pillar", kwarg={"wait": True},
+                  tgt_type="list", timeout=timeout)
+
+
+@_guard
 @_lab_locked
 def bring_up(timeout=600, ping_timeout=None):
     """
@@ -383,7 +290,7 @@ def bring_up(timeout=600, ping_timeout=None):
     todo = netlab_stack.bring_up_plan(lab, _states(lab), answering,
                                       netlab_stack.stacked_roles(results))
     for node_id in todo["up"]:
-        if _states(lab).get(node_id) in _NOT_YET_UP:
+        if _states(lab).get(node_id) in netlab_waves.NOT_YET_UP:
             _set(lab, node_id, "up", result="minion answers")
     ret = {"plan": todo, "result": True}
     for node_id in todo["reimage"] + todo["boot"]:
@@ -394,8 +301,8 @@ def bring_up(timeout=600, ping_timeout=None):
         if not todo[action]:
             continue
         try:
-            ret[action] = __salt__["netlab." + action](  # pylint: disable=undefined-variable
-                nodes=todo[action], timeout=timeout)
+            ret[action] = netlab_master_ops.bring_up(
+                __opts__, lab, action, todo[action], timeout)  # pylint: disable=undefined-variable
         except Exception as exc:  # pylint: disable=broad-except
             ret[action] = {"error": str(exc)}
             ret["result"] = False
@@ -418,6 +325,7 @@ def bring_up(timeout=600, ping_timeout=None):
     return _finish(ret)
 
 
+@_guard
 def forget_removed(dry_run=False):
     """
     Nodes removed from pillar: delete their minion keys from this master, so a
@@ -438,7 +346,7 @@ def forget_removed(dry_run=False):
         netlab_stack.load_results(lab.netnode.state_dir))
     removed = sorted(n for n in known if n not in lab.nodes and n != lab.netnode.id)
     deleted = [n for n in removed if n in _keys()["all"]]
-    dry_run = dry_run in (True, "True", "true", 1, "1")
+    dry_run = netlab_master.flag(dry_run, name="dry_run")
     if deleted and not dry_run:
         with salt.wheel.WheelClient(__opts__) as wheel:  # pylint: disable=undefined-variable
             for node_id in deleted:
@@ -448,11 +356,13 @@ def forget_removed(dry_run=False):
     return {"removed": removed, "keys_deleted": deleted, "dry_run": dry_run}
 
 
+@_guard
 @_lab_locked
-def unstack(role=None, nodes=None, timeout=None, lines=25):
+def unstack(role=None, nodes=None, timeout=None, lines=25, computes_only=None):
     """
     Run ``unstack.sh`` on a wave of nodes at the same time (``role``: controller,
-    compute or all; or explicit ``nodes``). Stacked nodes go back to ``up``.
+    compute or all; or explicit ``nodes``; ``computes_only``: role compute). Stacked
+    nodes go back to ``up``.
 
     CLI Example:
 
@@ -462,6 +372,8 @@ def unstack(role=None, nodes=None, timeout=None, lines=25):
     """
     lab = _lab()
     timeout = _timeout(timeout)
+    if netlab_master.flag(computes_only, name="computes_only") and not nodes:
+        role = "compute"
     targets = netlab_stack.wave(lab, role=role, nodes=nodes)
     answering = _ping(targets, timeout=timeout)
     ret = {"result": True, "unstacked": [], "failed": [], "nodes": {}}
@@ -481,12 +393,11 @@ def unstack(role=None, nodes=None, timeout=None, lines=25):
     _progress("unstacked {}{}".format(", ".join(ret["unstacked"]) or "nothing",
                                       "; failed: " + ", ".join(ret["failed"])
                                       if ret["failed"] else ""))
-    if ret["failed"]:
-        ret["result"] = False
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return ret
+    ret["result"] = not ret["failed"]
+    return _finish(ret)
 
 
+@_guard
 def discover(timeout=None, lines=25):
     """
     Run ``tools/discover_hosts.sh`` on the controller (nova maps new computes
@@ -510,11 +421,10 @@ def discover(timeout=None, lines=25):
     _progress("host discovery on {}: {}".format(ctl, "done" if ok else "FAILED"))
     _fire("netlab/stack/discover/{}".format("finished" if ok else "failed"),
           {"node": ctl, "result": ok})
-    if not ok:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return {"result": ok, "node": ctl, "return": data}
+    return _finish({"result": ok, "node": ctl, "return": data})
 
 
+@_guard
 def summary(fail=True, stacked=True):
     """
     The run summary: which nodes are ready (or up, when stack.sh was not run),
@@ -530,7 +440,7 @@ def summary(fail=True, stacked=True):
         salt-run devstack.summary
     """
     lab = _lab()
-    stacked = stacked in (True, "True", "true", 1, "1")
+    stacked = netlab_master.flag(stacked, True, name="stacked")
     out = netlab_stack.summary(lab, netlab_lifecycle.status(lab),
                                netlab_stack.load_results(lab.netnode.state_dir))
     record = netlab_run.read(lab.netnode.state_dir)
@@ -547,12 +457,13 @@ def summary(fail=True, stacked=True):
         _progress(line)
     _fire("netlab/deploy/summary", {k: out[k] for k in ("ready", "failed", "pending")})
     bad = out["failed"] or out["pending"] or out["first_failure"]
-    out["result"] = not (fail in (True, "True", "true", 1, "1") and bad)
+    out["result"] = not (netlab_master.flag(fail, True, name="fail") and bad)
     out["comment"] = "first failure: " + netlab_run.describe(out["first_failure"]) \
         if out["first_failure"] else lines[0]
     return _finish(out)
 
 
+@_guard
 def begin(kind="deploy"):
     """
     Start a new orchestration run (``deploy`` or ``restack``): later steps leave
@@ -586,6 +497,7 @@ def _state_job_failures(target, sls, since=None):
     return []
 
 
+@_guard
 def step_failed(step, sls=None, target=None):
     """
     Record that a whole-lab step (the networking node's states, the image) failed,
@@ -623,6 +535,7 @@ def step_failed(step, sls=None, target=None):
     return _finish({"result": True, "recorded": entry})
 
 
+@_guard
 @_lab_locked
 def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
     """
@@ -641,54 +554,6 @@ def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
         salt-run devstack.prepare nodes=cmp1 checkout=False
     """
     lab = _lab()
-    timeout = _timeout(timeout)
-    checkout = checkout not in (False, "False", "false", 0, "0")
-    targets = netlab_stack.wave(lab, nodes=nodes)
-    excluded = _excluded(lab)
-    left_out = [n for n in targets if n in excluded]
-    targets = [n for n in targets if n not in excluded]
-    ret = {"result": True, "prepared": [], "failed": [], "left_out": left_out, "nodes": {}}
-    answering = _ping(targets, timeout=timeout)
-    for node_id in targets:
-        if node_id not in answering:
-            reason = "no answer from the minion (is it up? `salt {} test.ping`)".format(node_id)
-            ret["failed"].append(node_id)
-            ret["nodes"][node_id] = {"result": False, "reason": reason}
-    if answering:
-        _client().cmd(answering, "saltutil.sync_all", tgt_type="list", timeout=timeout)
-        _client().cmd(answering, "saltutil.refresh_pillar", kwarg={"wait": True},
-                      tgt_type="list", timeout=timeout)
-        kwarg = {"mods": sls}
-        if not checkout:
-            kwarg["pillar"] = {"netlab_checkout": False}
-        _progress("applying {} on {}".format(sls, ", ".join(answering)))
-        _fire("netlab/prepare/started", {"nodes": answering, "sls": sls})
-        returns = _publish(answering, "state.apply", kwarg, timeout)
-        for node_id in answering:
-            failures = netlab_run.state_failures(returns.get(node_id))
-            if failures:
-                reason = "{}: state {}: {}".format(sls, failures[0]["id"],
-                                                   failures[0]["comment"].splitlines()[0]
-                                                   if failures[0]["comment"] else "")
-                ret["failed"].append(node_id)
-                ret["nodes"][node_id] = {"result": False, "reason": reason,
-                                         "failures": failures}
-            else:
-                ret["prepared"].append(node_id)
-                ret["nodes"][node_id] = {"result": True}
-                _fire("netlab/node/{}/prepared".format(node_id),
-                      {"node": node_id, "result": "{} applied".format(sls)})
-    for node_id in ret["failed"]:
-        reason = ret["nodes"][node_id]["reason"]
-        _set(lab, node_id, "failed", reason=reason)
-        detail = "\n".join("{}: {}".format(f["id"], f["comment"])
-                           for f in ret["nodes"][node_id].get("failures", []))
-        _run_failure(lab, "node states", reason, node=node_id, log_tail=detail)
-        _progress("{}: FAILED: {}".format(node_id, reason))
-    ret["result"] = not ret["failed"]
-    ret["comment"] = "{} applied on {}{}{}".format(
-        sls, ", ".join(ret["prepared"]) or "no node",
-        "; failed: " + ", ".join(ret["failed"]) if ret["failed"] else "",
-        "; left out (failed earlier): " + ", ".join(left_out) if left_out else "")
-    _progress(ret["comment"])
-    return _finish(ret)
+    checkout = netlab_master.flag(checkout, True, name="checkout")
+    return _finish(netlab_waves.prepare(lab, _wave_ops(lab, _timeout(timeout)), nodes=nodes,
+                                        sls=sls, checkout=checkout))

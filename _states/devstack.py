@@ -121,6 +121,49 @@ def _write(name, text, uid, gid, mode):
         raise
 
 
+def _wanted(name, node_id, user, mode):
+    """``(text, mode, (uid, gid, user, group))`` the file should have."""
+    if not os.path.isabs(name):
+        raise CommandExecutionError("{} is not an absolute path".format(name))
+    want_mode = _mode(mode)
+    text = __salt__["devstack.local_conf"](node_id)  # pylint: disable=undefined-variable
+    if user is None:
+        user = __salt__["devstack.settings"](node_id)["user"]  # pylint: disable=undefined-variable
+    uid, gid, group = _owner(user)
+    return text, want_mode, (uid, gid, user, group)
+
+
+def _current(name, test):
+    """``(stat or None, text, problem)`` of the file there now."""
+    if os.path.islink(name):
+        return None, "", "{} is a symbolic link; refusing to write through it".format(name)
+    if os.path.exists(name):
+        current = os.stat(name)
+        if not stat.S_ISREG(current.st_mode):
+            return None, "", "{} exists and is not a regular file".format(name)
+        with open(name, "rb") as fh:
+            return current, fh.read().decode("utf-8", errors="replace"), None
+    directory = os.path.dirname(name)
+    if not os.path.isdir(directory) and not test:
+        return None, "", ("directory {} does not exist (the DevStack checkout; "
+                          "netlab.node creates it)".format(directory))
+    return None, "", None
+
+
+def _changes(name, current, old, text, owner, want_mode):
+    """What differs from the wanted file (``owner``: uid, gid, user, group)."""
+    uid, gid, user, group = owner
+    changes = {}
+    if current is None or old != text:
+        changes["diff"] = _diff(name, old, text)
+    if current is None or (current.st_uid, current.st_gid) != (uid, gid):
+        changes["user"] = user
+        changes["group"] = group
+    if current is None or stat.S_IMODE(current.st_mode) != want_mode:
+        changes["mode"] = "{:04o}".format(want_mode)
+    return changes
+
+
 def local_conf_managed(name, node_id=None, user=None, mode="0600"):
     """
     Manage a lab node's DevStack ``local.conf``.
@@ -139,44 +182,16 @@ def local_conf_managed(name, node_id=None, user=None, mode="0600"):
     ret = _ret(name)
     test = bool(__opts__.get("test"))  # pylint: disable=undefined-variable
     try:
-        if not os.path.isabs(name):
-            raise CommandExecutionError("{} is not an absolute path".format(name))
-        want_mode = _mode(mode)
-        text = __salt__["devstack.local_conf"](node_id)  # pylint: disable=undefined-variable
-        if user is None:
-            user = __salt__["devstack.settings"](node_id)["user"]  # pylint: disable=undefined-variable
-        uid, gid, group = _owner(user)
+        text, want_mode, (uid, gid, user, group) = _wanted(name, node_id, user, mode)
     except CommandExecutionError as exc:
         ret["comment"] = str(exc)
         return ret
 
-    directory = os.path.dirname(name)
-    current = None
-    old = ""
-    if os.path.islink(name):
-        ret["comment"] = "{} is a symbolic link; refusing to write through it".format(name)
+    current, old, problem = _current(name, test)
+    if problem:
+        ret["comment"] = problem
         return ret
-    if os.path.exists(name):
-        current = os.stat(name)
-        if not stat.S_ISREG(current.st_mode):
-            ret["comment"] = "{} exists and is not a regular file".format(name)
-            return ret
-        with open(name, "rb") as fh:
-            old = fh.read().decode("utf-8", errors="replace")
-    elif not os.path.isdir(directory) and not test:
-        ret["comment"] = ("directory {} does not exist (the DevStack checkout; "
-                          "netlab.node creates it)".format(directory))
-        return ret
-
-    changes = {}
-    if current is None or old != text:
-        changes["diff"] = _diff(name, old, text)
-    if current is None or (current.st_uid, current.st_gid) != (uid, gid):
-        changes["user"] = user
-        changes["group"] = group
-    if current is None or stat.S_IMODE(current.st_mode) != want_mode:
-        changes["mode"] = "{:04o}".format(want_mode)
-
+    changes = _changes(name, current, old, text, (uid, gid, user, group), want_mode)
     if not changes:
         ret["result"] = True
         ret["comment"] = "{} is in the correct state".format(name)

@@ -21,17 +21,15 @@ watched config changed.
 ``dhcp_guard`` is the rogue-DHCP guard that runs before ``full`` mode is turned on.
 """
 
-import contextlib
-import json
 import os
 import shlex
-import signal
 import subprocess
-import time
 
 try:
-    import netlab_dhcp
     import netlab_boot
+    import netlab_dhcp
+    import netlab_lab
+    import netlab_proc
 
     HAS_LIBS = True
 except ImportError:  # pragma: no cover
@@ -51,112 +49,6 @@ def _argv(cmd):
     if isinstance(cmd, str):
         return shlex.split(cmd)
     return [str(c) for c in cmd]
-
-
-def _read_pid(pidfile):
-    try:
-        with open(pidfile, encoding="ascii") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _state_of(pid):
-    try:
-        with open("/proc/{}/stat".format(pid), encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid):
-    return pid is not None and _state_of(pid) not in (None, "Z", "X")
-
-
-def _starttime(pid):
-    try:
-        with open("/proc/{}/stat".format(pid), encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _record(pidfile):
-    """What this state wrote next to the pidfile: argv and the process start time."""
-    try:
-        with open(pidfile + ".netlab", encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
-
-
-def status(pidfile, argv):
-    """``(pid, matches)``: the pid of the pidfile if alive and started by this state
-    (same process start time; a reused pid is not ours), and whether it was started
-    with ``argv``. Daemons rewrite their process titles (nginx), so the argv is
-    compared with the record the state kept, not with /proc/<pid>/cmdline."""
-    pid = _read_pid(pidfile)
-    if not _alive(pid):
-        return None, False
-    rec = _record(pidfile)
-    if rec.get("pid") != pid or rec.get("starttime") != _starttime(pid):
-        return None, False
-    return pid, rec.get("argv") == argv
-
-
-def _stop(pid, timeout):
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL. True when it was running."""
-    if not _alive(pid):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    time.sleep(0.1)
-    return True
-
-
-def _start(argv, pidfile, log, settle, env=None):
-    """Start ``argv`` in its own session; return (pid, error text or None)."""
-    for path in (pidfile, log):
-        if path:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    out = open(log or os.devnull, "ab")  # pylint: disable=consider-using-with
-    try:
-        proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
-            env=dict(os.environ, **(env or {})))
-    except OSError as exc:
-        return None, "cannot run {}: {}".format(argv[0], exc)
-    finally:
-        out.close()
-    with open(pidfile, "w", encoding="ascii") as fh:
-        fh.write("{}\n".format(proc.pid))
-    with open(pidfile + ".netlab", "w", encoding="utf-8") as fh:
-        json.dump({"pid": proc.pid, "argv": argv, "starttime": _starttime(proc.pid)}, fh)
-    deadline = time.monotonic() + settle
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    if proc.poll() is not None:
-        tail = ""
-        if log:
-            with contextlib.suppress(OSError), open(log, "rb") as fh:
-                tail = fh.read()[-2000:].decode(errors="replace")
-        with contextlib.suppress(OSError):
-            os.unlink(pidfile)
-        return None, "{} exited at once (code {}){}".format(
-            " ".join(argv), proc.returncode, ": " + tail.strip() if tail.strip() else "")
-    return proc.pid, None
 
 
 def _unless(cmd):
@@ -193,7 +85,7 @@ def running(name, cmd, pidfile, log=None, settle=1.0, stop_timeout=15, unless=No
     if _unless(unless):
         ret["comment"] = "{}: provided elsewhere (unless command succeeded)".format(name)
         return ret
-    pid, matches = status(pidfile, argv)
+    pid, matches = netlab_proc.status(pidfile, argv)
     if pid and matches:
         ret["comment"] = "{} is running (pid {})".format(name, pid)
         return ret
@@ -203,15 +95,9 @@ def running(name, cmd, pidfile, log=None, settle=1.0, stop_timeout=15, unless=No
         ret["comment"] = "{} would be {}".format(name, "started" if not pid else
                                                 "restarted with a new command line")
         return ret
-    if pid:
-        _stop(pid, stop_timeout)
-    new, err = _start(argv, pidfile, log, settle, env)
-    if err:
-        ret.update(result=False, comment="{}: {}".format(name, err))
-        return ret
-    ret["changes"] = {"started" if not pid else "restarted": name, "pid": new}
-    ret["comment"] = "{} started (pid {})".format(name, new)
-    return ret
+    return _replace(ret, pid, argv, pidfile, {"stop_timeout": stop_timeout, "log": log,
+                                              "settle": settle, "env": env},
+                    "started" if not pid else "restarted", "started")
 
 
 def mod_watch(name, sfun=None, **kwargs):
@@ -229,27 +115,30 @@ def mod_watch(name, sfun=None, **kwargs):
         ret.update(result=None, changes={"restarted": name},
                    comment="{} would be restarted".format(name))
         return ret
-    pid, _ = status(pidfile, argv)
+    pid, _ = netlab_proc.status(pidfile, argv)
+    return _replace(ret, pid, argv, pidfile, kwargs, "restarted", "restarted")
+
+
+def _replace(ret, pid, argv, pidfile, opts, change, said):
+    """Stop ``pid`` (if any), start ``argv``: the state's return, ``change`` naming
+    the change and ``said`` the comment's verb."""
     if pid:
-        _stop(pid, kwargs.get("stop_timeout", 15))
-    new, err = _start(argv, pidfile, kwargs.get("log"), kwargs.get("settle", 1.0),
-                      kwargs.get("env"))
+        netlab_proc.stop(pid, opts.get("stop_timeout", 15))
+    new, err = netlab_proc.start(argv, pidfile, opts.get("log"), opts.get("settle", 1.0),
+                                 opts.get("env"))
     if err:
-        ret.update(result=False, comment="{}: {}".format(name, err))
+        ret.update(result=False, comment="{}: {}".format(ret["name"], err))
         return ret
-    ret["changes"] = {"restarted": name, "pid": new}
-    ret["comment"] = "{} restarted (pid {})".format(name, new)
+    ret["changes"] = {change: ret["name"], "pid": new}
+    ret["comment"] = "{} {} (pid {})".format(ret["name"], said, new)
     return ret
 
 
 def dead(name, pidfile, stop_timeout=15, **_kwargs):
     """Stop the daemon of ``pidfile`` (SIGTERM, wait) and remove the pidfile."""
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    pid = _read_pid(pidfile)
-    rec = _record(pidfile)
-    if rec and (rec.get("pid") != pid or rec.get("starttime") != _starttime(pid)):
-        pid = None  # the pid was reused by another process: not ours to stop
-    if not _alive(pid):
+    pid = netlab_proc.ours(pidfile)  # a pid reused by another process is not ours
+    if pid is None:
         if os.path.exists(pidfile) and not __opts__["test"]:  # pylint: disable=undefined-variable
             os.unlink(pidfile)
         ret["comment"] = "{} is not running".format(name)
@@ -258,10 +147,8 @@ def dead(name, pidfile, stop_timeout=15, **_kwargs):
         ret.update(result=None, changes={"stopped": name},
                    comment="{} would be stopped".format(name))
         return ret
-    _stop(pid, stop_timeout)
-    for path in (pidfile, pidfile + ".netlab"):
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    netlab_proc.stop(pid, stop_timeout)
+    netlab_proc.remove_pidfile(pidfile)
     ret.update(changes={"stopped": name, "pid": pid}, comment="{} stopped".format(name))
     return ret
 
@@ -308,7 +195,12 @@ def leases_pruned(name, pillar=None):
     if not os.path.exists(name):
         ret["comment"] = "no lease file {}".format(name)
         return ret
-    lab = __salt__["netlab.lab"](pillar)  # pylint: disable=undefined-variable
+    raw = __pillar__.get("netlab") if pillar is None else pillar.get("netlab", pillar)  # pylint: disable=undefined-variable
+    try:
+        lab = netlab_lab.load(raw)
+    except netlab_lab.LabError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
     with open(name, encoding="utf-8") as fh:
         text = fh.read()
     kept, removed = netlab_boot.prune_leases(text, lab)

@@ -65,22 +65,8 @@ def built(name, force=False, files=None, keep=2, protect=None, lock_wait=0, salt
             cur["build_id"], plan["input_hash"][:12])
         return ret
 
-    new = {"input_hash": plan["input_hash"], "action": plan["action"],
-           "reason": plan["reason"]}
-    problems = plan.get("host_problems") or []
-    if __opts__["test"]:  # pylint: disable=undefined-variable
-        ret.update(result=None, changes={"image": {"old": _summary(cur), "new": new}},
-                   comment="Node image would be {}: {}".format(
-                       "rebuilt" if plan["action"] == "build" else "republished",
-                       plan["reason"]))
-        if problems:
-            ret.update(result=False, comment=ret["comment"] + "; but this host cannot "
-                       "build it: " + "; ".join(problems))
-        return ret
-    if problems:
-        ret.update(result=False, comment="Node image needs a build ({}), but this host "
-                   "cannot build it: {}".format(plan["reason"], "; ".join(problems)))
-        return ret
+    if __opts__["test"] or plan.get("host_problems"):  # pylint: disable=undefined-variable
+        return _predicted(ret, plan, cur, __opts__["test"])  # pylint: disable=undefined-variable
 
     try:
         res = __salt__["netlab_image.build"](  # pylint: disable=undefined-variable
@@ -91,6 +77,30 @@ def built(name, force=False, files=None, keep=2, protect=None, lock_wait=0, salt
             "the last good image {} stays current".format(cur["build_id"]) if cur
             else "there is no image yet", exc))
         return ret
+    return _built(ret, res, cur, plan)
+
+
+def _predicted(ret, plan, cur, test):
+    """Test mode's prediction, or the refusal when this host cannot build."""
+    problems = plan.get("host_problems") or []
+    if not test:
+        ret.update(result=False, comment="Node image needs a build ({}), but this host "
+                   "cannot build it: {}".format(plan["reason"], "; ".join(problems)))
+        return ret
+    new = {"input_hash": plan["input_hash"], "action": plan["action"],
+           "reason": plan["reason"]}
+    ret.update(result=None, changes={"image": {"old": _summary(cur), "new": new}},
+               comment="Node image would be {}: {}".format(
+                   "rebuilt" if plan["action"] == "build" else "republished",
+                   plan["reason"]))
+    if problems:
+        ret.update(result=False, comment=ret["comment"] + "; but this host cannot "
+                   "build it: " + "; ".join(problems))
+    return ret
+
+
+def _built(ret, res, cur, plan):
+    """The state's return after :func:`netlab_image.build` ran."""
     if not res["changed"]:
         ret["comment"] = "Node image {} is current".format(res["build_id"])
         return ret

@@ -35,7 +35,7 @@ IPXE_EFI = "ipxe.efi"
 PXELINUX = "pxelinux.0"
 LDLINUX = "ldlinux.c32"
 PXELINUX_CFG = "pxelinux.cfg"
-IMAGE_LINK = "images/current"   # under http_root (and tftp_root, a symlink): H3's boot files
+IMAGE_LINK = "images/current"   # under http_root (and tftp_root, a symlink): the image build's boot files
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 # option 93 client architectures: 6 IA32 EFI, 7 x86-64 EFI (BC), 9 x86-64 EFI
@@ -69,7 +69,7 @@ def node_root(lab, node, realpath=os.path.realpath):
 
 
 def kernel_cmdline(lab, node, realpath=os.path.realpath):
-    """The kernel command line of the boot contract (brief: Boot (H2))."""
+    """The kernel command line a node boots with (see docs/lifecycle.rst)."""
     parts = [
         "root=/dev/nfs",
         "nfsroot={}:{},vers=3,tcp".format(lab.netnode.ip, node_root(lab, node, realpath)),

@@ -9,6 +9,12 @@ the local.conf of every subnode because DevStack needs it as ``SERVICE_HOST``).
 """
 
 import netlab_lab
+import netlab_localconf  # imports this module too: both only use the other when called
+
+try:
+    import netlab_lifecycle
+except ImportError:  # pragma: no cover - a slice on its own (no lifecycle synced)
+    netlab_lifecycle = None
 
 SLICE_KEY = "netlab_node"
 
@@ -54,3 +60,21 @@ def node_slice(lab, node_id, generation=0, local_conf=None):
         "identity": identity(lab, node_id, generation),
         "local_conf": local_conf,
     }
+
+
+def generation(lab, node_id):
+    """The node's reimage generation from the lifecycle on the networking node's
+    storage (0 when the lifecycle module is not there: a slice on its own)."""
+    if netlab_lifecycle is None:  # pragma: no cover - depends on what is synced
+        return 0
+    return int(netlab_lifecycle.generation(lab, node_id))
+
+
+def for_node(lab, node_id, generation_=None):
+    """The whole ``netlab_node`` value, built one way for the ext_pillar and for
+    ``netlab.node_slice``: identity and local.conf at the node's generation (the
+    lifecycle's, unless given), rendered here. Raises
+    ``netlab_localconf.LocalConfError`` when local.conf cannot be rendered."""
+    gen = generation(lab, node_id) if generation_ is None else int(generation_)
+    text = netlab_localconf.render(lab, node_id, generation=gen)
+    return node_slice(lab, node_id, generation=gen, local_conf=text)

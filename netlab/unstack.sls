@@ -8,10 +8,9 @@
       salt-run state.orchestrate netlab.unstack pillar='{"netlab_unstack": {"computes_only": true} }'
       salt-run state.orchestrate netlab.unstack pillar='{"netlab_unstack": {"nodes": ["nuc3"]} }'
 
-    The node list is decided by the runner (devstack.unstack), so this file
-    renders without netlab's modules; they are synced first. #}
+    The node list and the options are read by the runner (devstack.unstack), so
+    this file renders without netlab's modules; they are synced first. #}
 {%- set options = salt['pillar.get']('netlab_unstack', {}) %}
-{%- set computes_only = options.get('computes_only', False) in (True, 'true', 'True', 1) %}
 
 netlab-unstack-salt-runner-saltutil-sync_all:
   salt.runner:
@@ -20,10 +19,7 @@ netlab-unstack-salt-runner-saltutil-sync_all:
 netlab-unstack-salt-runner-unstack:
   salt.runner:
     - name: devstack.unstack
-{%- if options.get('nodes') %}
-    - nodes: {{ options['nodes'] | json }}
-{%- else %}
-    - role: {{ 'compute' if computes_only else 'all' }}
-{%- endif %}
+    - nodes: {{ options.get('nodes') | json }}
+    - computes_only: {{ options.get('computes_only') | json }}
     - require:
       - salt: netlab-unstack-salt-runner-saltutil-sync_all

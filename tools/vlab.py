@@ -48,6 +48,10 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 UTILS = os.path.join(REPO, "_utils")
+if UTILS not in sys.path:
+    sys.path.insert(0, UTILS)
+import netlab_lab_schema  # noqa: E402  pylint: disable=wrong-import-position
+import netlab_proc  # noqa: E402  pylint: disable=wrong-import-position
 
 BRIDGE = "br0"
 CIDR = "10.98.0.0/24"
@@ -55,7 +59,8 @@ NETNODE_IP = "10.98.0.2"
 NODES = (("ctl", "10.98.0.11", "52:54:00:98:00:11", "controller"),
          ("cmp1", "10.98.0.12", "52:54:00:98:00:12", "compute"),
          ("cmp2", "10.98.0.13", "52:54:00:98:00:13", "compute"))
-SALT_VERSION = "3008.3"
+# the node image's salt-minion: the lab model's default
+SALT_VERSION = netlab_lab_schema.DEFAULT_SALT_VERSION
 DEFAULT_DIR = "/var/lib/netlab-vlab"
 DEVSTACK_REPO = "https://opendev.org/openstack/devstack"
 DEFAULT_PIP_HOSTS = ("pypi.org", "files.pythonhosted.org")
@@ -91,12 +96,10 @@ def _sh(cmd, check=True, **kw):
     return res
 
 
+
+
 def _alive(pid):
-    try:
-        with open("/proc/{}/stat".format(int(pid)), encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, ValueError, IndexError, TypeError):
-        return False
+    return netlab_proc.alive(pid)
 
 
 def _wait(predicate, timeout, what, interval=1.0):
@@ -792,15 +795,7 @@ class Vlab:
     def down(self, keep=False):
         """Stop every VM and daemon of the lab, remove its namespace, link and table."""
         n = self.names
-        pids = self._our_pids()
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
-                time.sleep(0.2)
-            pids = [p for p in pids if _alive(p)]
+        pids = [p for p in netlab_proc.stop_all(self._our_pids(), timeout=20) if _alive(p)]
         if pids:
             raise VlabError("processes of the lab do not stop: {}".format(pids))
         _sh(["nft", "delete", "table", "ip", n["table"]], check=False)
@@ -853,11 +848,7 @@ def _pump(stream):
 
 
 def _read_pid(path):
-    try:
-        with open(path, encoding="ascii") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    return netlab_proc.read_pid(path)
 
 
 def _listdir(path):

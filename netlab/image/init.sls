@@ -14,7 +14,8 @@
 {%- if not report.valid %}
 {{ invalid_pillar('netlab-image-check-netlab-invalid_pillar', report) }}
 {%- else %}
-{%- set distro = salt['pillar.get']('netlab:image:distro', 'debian') %}
+{#- the distro as the lab model reads it (its default included) #}
+{%- set distro = salt['netlab.lab']().image.distro %}
 {%- set pkgs = mapdata.pkgs.image + (mapdata.pkgs.get('image_' ~ distro, []) or []) %}
 {%- if mapdata.install_packages %}
 

@@ -39,18 +39,19 @@ netlab-netnode-bootfiles-file-managed-{{ name }}:
       - file: netlab-netnode-bootfiles-file-directory-tftp_root
 {%- endfor %}
 
+{#- Per-node files are rendered here, in this SLS's one Jinja run (the template is
+    compiled once), and handed to file.managed as contents: a template per state
+    would be compiled again for every node. Data and contents go in as one JSON
+    line each (not YAML structure: line-length does not apply to them). #}
 {%- for s_name, s in boot.scripts.items() %}
+{%-   set text %}{% include tplroot ~ '/files/netnode/node.ipxe.jinja' %}{% endset %}
 
 netlab-netnode-bootfiles-file-managed-{{ s_name }}:
   file.managed:
     - name: {{ (dirs.boot_dir ~ '/' ~ s_name) | json }}
-    - source: {{ (files ~ '/node.ipxe.jinja') | json }}
-    - template: jinja
+    - contents: {{ text | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
-    - context:
-        tpldir: {{ tpldir }}
-        name: {{ s_name }}
     - require:
       - file: netlab-netnode-bootfiles-file-directory-boot_dir
 {%- endfor %}
@@ -61,7 +62,7 @@ netlab-netnode-bootfiles-file-managed-boot.ipxe:
     - source: {{ (files ~ '/boot.ipxe.jinja') | json }}
     - template: jinja
     - context:
-        tpldir: {{ tpldir }}
+        menu: {{ boot.menu | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
     - require:
@@ -116,17 +117,14 @@ netlab-netnode-bootfiles-file-symlink-images:
 {%- endif %}
 
 {%- for cfg_name, p in boot.pxelinux.items() %}
+{%-   set text %}{% include tplroot ~ '/files/netnode/pxelinux.cfg.jinja' %}{% endset %}
 
 netlab-netnode-bootfiles-file-managed-pxelinux-{{ cfg_name }}:
   file.managed:
     - name: {{ (dirs.pxelinux_cfg ~ '/' ~ cfg_name) | json }}
-    - source: {{ (files ~ '/pxelinux.cfg.jinja') | json }}
-    - template: jinja
+    - contents: {{ text | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
-    - context:
-        tpldir: {{ tpldir }}
-        name: {{ cfg_name }}
     - require:
       - file: netlab-netnode-bootfiles-file-directory-pxelinux_cfg
 {%- endfor %}

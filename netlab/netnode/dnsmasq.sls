@@ -51,7 +51,7 @@ netlab-netnode-dnsmasq-file-managed-conf:
     - source: {{ (files ~ '/dnsmasq.conf.jinja') | json }}
     - template: jinja
     - context:
-        tpldir: {{ tpldir }}
+        d: {{ boot.dnsmasq | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
     - check_cmd: {{ mapdata.dnsmasq.binary }} --test -C

@@ -26,7 +26,7 @@ netlab-netnode-http-file-managed-conf:
     - source: {{ (files ~ '/nginx-server.conf.jinja') | json }}
     - template: jinja
     - context:
-        tpldir: {{ tpldir }}
+        d: {{ boot.nginx | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
 

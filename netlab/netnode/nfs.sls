@@ -40,7 +40,7 @@ netlab-netnode-nfs-file-managed-exports:
     - source: {{ (files ~ '/exports.jinja') | json }}
     - template: jinja
     - context:
-        tpldir: {{ tpldir }}
+        exports: {{ boot.exports | json }}  # yamllint disable-line rule:line-length
     - mode: '0644'
     - makedirs: true
     - require:
@@ -88,7 +88,7 @@ netlab-netnode-nfs-file-managed-ganesha:
     - mode: '0644'
     - makedirs: true
     - context:
-        tpldir: {{ tpldir }}
+        exports: {{ boot.exports | json }}  # yamllint disable-line rule:line-length
         recovery_root: {{ recovery | json }}
     - require:
       - file: netlab-netnode-nfs-file-directory-recovery

@@ -7,11 +7,14 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set node = salt['pillar.get']('netlab_node', {}) %}
 {%- set ds = node.get('devstack') or {} %}
-{%- set user = ds.get('user') or 'stack' %}
-{%- set dest = (ds.get('dest') or '/opt/stack').rstrip('/') %}
+{#- user and dest are filled in by the lab model (devstack defaults): a slice
+    without them is no slice, and the check reports that instead #}
+{%- set user = ds.get('user') %}
+{%- set dest = (ds.get('dest') or '').rstrip('/') %}
 
 include:
   - {{ tplroot }}.node.check
+{%- if user and dest %}
 
 netlab-node-localconf-file-directory-dest:
   file.directory:
@@ -37,3 +40,4 @@ netlab-node-localconf-devstack-local_conf_managed:
     - require:
       - devstack: netlab-node-check-devstack-node_valid
       - file: netlab-node-localconf-file-directory-devstack
+{%- endif %}

@@ -9,14 +9,20 @@
     (unless force), host discovery runs again. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set options = salt['pillar.get']('netlab_deploy', {}) %}
-{%- set force = options.get('force', False) in (True, 'true', 'True', 1) %}
-{%- set stack = options.get('stack', True) not in (False, 'false', 'False', 0) %}
-{%- set checkout = options.get('checkout', True) not in (False, 'false', 'False', 0) %}
 {%- set report = salt['netlab.validate']() %}
+{#- the options, normalised by the netlab module (defaults, any on/off spelling) #}
+{%- set run = salt['netlab.orchestration']('deploy', options) %}
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- if not report.valid %}
 {{ invalid_pillar('netlab-orch-deploy-check-netlab-invalid_pillar', report) }}
+{%- elif run.error %}
+
+netlab-orch-deploy-test-fail_without_changes:
+  test.fail_without_changes:
+    - name: netlab-orch-deploy-check
+    - comment: {{ (run.error ~ '; nothing was changed') | json }}
 {%- else %}
+{%- set opt = run.options %}
 {%- set lab = salt['netlab.lab']() %}
 {%- set netnode = lab.netnode.id %}
 {#- every node step requires the whole-lab steps: when the networking node or the
@@ -51,7 +57,7 @@ netlab-orch-deploy-salt-function-sync_all-netnode:
     - require:
       - salt: netlab-orch-deploy-salt-runner-preflight
 {%- for step, sls in [('netnode', tplroot ~ '.netnode'), ('image', tplroot ~ '.image')] %}
-{%- if options.get(step, True) not in (False, 'false', 'False') %}
+{%- if opt[step] %}
 {%- do prereq.append('netlab-orch-deploy-salt-state-' ~ step) %}
 
 netlab-orch-deploy-salt-state-{{ step }}:
@@ -78,12 +84,12 @@ netlab-orch-deploy-salt-runner-forget_removed:
   salt.runner:
     - name: devstack.forget_removed
 {{- require_prereq() }}
-{%- if options.get('boot', True) not in (False, 'false', 'False') %}
+{%- if opt.boot %}
 
 netlab-orch-deploy-salt-runner-bring_up:
   salt.runner:
     - name: devstack.bring_up
-    - timeout: {{ options.get('boot_timeout', 900) | int }}
+    - timeout: {{ opt.boot_timeout }}
 {{- require_prereq() }}
 {%- endif %}
 
@@ -94,9 +100,9 @@ netlab-orch-deploy-salt-runner-prepare:
   salt.runner:
     - name: devstack.prepare
     - sls: {{ tplroot }}.node
-    - checkout: {{ checkout | tojson }}
+    - checkout: {{ opt.checkout | tojson }}
 {{- require_prereq() }}
-{%- if stack %}
+{%- if opt.stack %}
 
 # the controller first: computes register with its database, queue and APIs
 # (when it fails, the computes step stacks none of them and says why)
@@ -104,7 +110,7 @@ netlab-orch-deploy-salt-runner-stack-controller:
   salt.runner:
     - name: devstack.stack
     - role: controller
-    - force: {{ force | tojson }}
+    - force: {{ opt.force | tojson }}
 {{- require_prereq() }}
 
 # every compute at once (one job, list target); one failing stops no other
@@ -112,7 +118,7 @@ netlab-orch-deploy-salt-runner-stack-computes:
   salt.runner:
     - name: devstack.stack
     - role: compute
-    - force: {{ force | tojson }}
+    - force: {{ opt.force | tojson }}
 {{- require_prereq() }}
 
 netlab-orch-deploy-salt-runner-discover:
@@ -125,5 +131,5 @@ netlab-orch-deploy-salt-runner-discover:
 netlab-orch-deploy-salt-runner-summary:
   salt.runner:
     - name: devstack.summary
-    - stacked: {{ stack | tojson }}
+    - stacked: {{ opt.stack | tojson }}
 {%- endif %}

@@ -7,35 +7,23 @@
     computes_only) -> stack.sh on the computes at once -> host discovery ->
     summary. Options: orchestration pillar netlab_restack (netlab/restack.sls). #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set options = salt['pillar.get']('netlab_restack', {}) %}
-{%- set computes_only = options.get('computes_only', False) in (True, 'true', 'True', 1) %}
 {%- set report = salt['netlab.validate']() %}
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- if not report.valid %}
 {{ invalid_pillar('netlab-orch-restack-check-netlab-invalid_pillar', report) }}
 {%- else %}
-{%- set lab = salt['netlab.lab']() %}
-{%- set controller = lab.controller.id %}
-{%- set wanted = options.get('nodes') or [] %}
-{%- if wanted is string %}{%- set wanted = wanted.split(',') %}{%- endif %}
-{%- set unknown = wanted | reject('in', lab.nodes) | list %}
-{%- if unknown %}
+{#- options and the nodes to act on, normalised by the netlab module #}
+{%- set run = salt['netlab.orchestration']('restack') %}
+{%- if run.error %}
 
 netlab-orch-restack-test-fail_without_changes:
   test.fail_without_changes:
     - name: netlab-orch-restack-check
-    - comment: {{ ('netlab_restack:nodes: not nodes of this lab: ' ~ (unknown | join(', '))
-                   ~ ' (known: ' ~ (lab.nodes | join(', ')) ~ '); nothing was changed')
-                  | json }}
+    - comment: {{ (run.error ~ '; nothing was changed') | json }}
 {%- else %}
-{%- if wanted %}
-{%- set targets = lab.nodes | select('in', wanted) | list %}
-{%- elif computes_only %}
-{%- set targets = lab.nodes | reject('equalto', controller) | list %}
-{%- else %}
-{%- set targets = lab.nodes | list %}
-{%- endif %}
-{%- set computes = targets | reject('equalto', controller) | list %}
+{%- set targets = run.targets %}
+{%- set controller = run.controller %}
+{%- set computes = run.computes %}
 
 # a new run: nodes that fail in it are left out of the later steps
 netlab-orch-restack-salt-runner-begin:
@@ -62,7 +50,7 @@ netlab-orch-restack-salt-runner-prepare:
     - name: devstack.prepare
     - sls: {{ tplroot }}.node
     - nodes: {{ targets | json }}
-{%- if controller in targets %}
+{%- if controller %}
 
 netlab-orch-restack-salt-runner-stack-controller:
   salt.runner:

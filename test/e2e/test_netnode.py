@@ -5,7 +5,7 @@ The netnode states are applied with ``salt-call --local`` inside a server networ
 namespace (``service_control: process``: the states start dnsmasq, nginx, rpcbind
 and nfs-ganesha themselves). Clients live in their own namespaces joined to the
 server's bridge by veth pairs: busybox udhcpc, a scripted PXE DHCPDISCOVER
-(``_utils/netlab_dhcp.py``; it also shows proxyDHCP offers), tftp-hpa, curl, dig
+(``tools/netlab_dhcp_client.py``; it also shows proxyDHCP offers), tftp-hpa, curl, dig
 and libnfs's nfs-cat/nfs-cp (NFSv3 MOUNT + READ/WRITE; the test machines'
 kernel has no NFS client).
 """

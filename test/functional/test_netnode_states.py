@@ -15,7 +15,7 @@ import secrets
 import pytest
 
 import netlab_saltcompat
-from lib.saltlocal import SaltLocal, changed, failed
+from lib.saltlocal import SaltLocal, changed, failed, temp_root_lookup
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NODES = {
@@ -37,16 +37,7 @@ def lab_pillar(root, nfs="ganesha", mode="proxy"):
         "nodes": copy.deepcopy(NODES),
         # the image's salt-minion is this Salt: never newer than the master
         "image": {"salt_version": netlab_saltcompat.salt_version()},
-        "lookup": {
-            "service_control": "none", "install_packages": False,
-            "run_dir": str(root / "run"),
-            "dnsmasq": {"conf": str(root / "etc" / "dnsmasq.conf"),
-                        "leasefile": str(root / "leases")},
-            "nginx": {"conf": str(root / "etc" / "nginx-netlab.conf"), "user": "root"},
-            "nfs": {"exports": str(root / "etc" / "netlab.exports"),
-                    "ganesha_conf": str(root / "etc" / "ganesha.conf"),
-                    "ganesha_recovery": str(root / "recov")},
-        },
+        "lookup": temp_root_lookup(root),
     }
 
 

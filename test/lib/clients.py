@@ -4,7 +4,7 @@ Real clients for e2e tests, run inside client namespaces.
 * :func:`udhcpc` -- busybox's DHCP client: the lease it got (IP, hostname, boot
   file, server) or ``None``;
 * :func:`pxe_discover` -- a scripted DHCPDISCOVER like a PXE ROM or iPXE
-  (``_utils/netlab_dhcp.py``); unlike udhcpc/dhclient it also shows proxyDHCP
+  (``tools/netlab_dhcp_client.py``); unlike udhcpc/dhclient it also shows proxyDHCP
   offers (no address, boot file only).
 """
 
@@ -15,7 +15,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-DHCP_TOOL = str(REPO / "_utils" / "netlab_dhcp.py")
+DHCP_TOOL = str(REPO / "tools" / "netlab_dhcp_client.py")
 
 
 UDHCPC_SCRIPT = """#!/bin/sh

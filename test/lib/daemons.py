@@ -30,47 +30,25 @@ import signal
 import subprocess
 import time
 
+import netlab_proc
+
 
 class DaemonError(RuntimeError):
     pass
 
 
-def _alive(pid):
-    try:
-        with open("/proc/{}/stat".format(pid), encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 def alive(pid):
     """True while ``pid`` runs (a zombie nobody reaped yet does not count)."""
-    return bool(pid) and _alive(pid)
+    return netlab_proc.alive(pid)
 
 
 def stop_pid(pid, timeout=15):
     """SIGTERM ``pid``, wait up to ``timeout`` s, then SIGKILL. True if it ran."""
-    if not pid or not _alive(pid):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return True
+    return netlab_proc.stop(pid, timeout)
 
 
 def read_pid(pidfile):
-    try:
-        with open(pidfile, encoding="ascii") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    return netlab_proc.read_pid(pidfile)
 
 
 def stop_pidfiles(run_dir, names=("nfs-ganesha", "ganesha", "nginx", "dnsmasq", "rpcbind"),

@@ -111,7 +111,7 @@ class NetnodeLab:
         return root
 
     def fake_boot_files(self, kernel=b"fake-kernel", initrd=b"fake-initrd"):
-        """H3's published boot files (``http/images/current/{vmlinuz,initrd.img}``)."""
+        """The image build's published boot files (``http/images/current/{vmlinuz,initrd.img}``)."""
         d = self.storage / "http" / "images" / "b0"
         d.mkdir(parents=True, exist_ok=True)
         (d / "vmlinuz").write_bytes(kernel)

@@ -13,7 +13,7 @@ Typical use (see ``test/e2e/conftest.py`` for the fixtures)::
         cli = seg.add_client("nuc1", mac="52:54:00:77:00:11")     # ns + veth eth0
         seg.server.run(["dnsmasq", "--test"])                     # in the server ns
         cli.run(["udhcpc", "-i", "eth0", "-n", "-q"])             # in the client ns
-        tap = seg.add_tap("vm1")          # a tap on the bridge for qemu (H4's VMs)
+        tap = seg.add_tap("vm1")          # a tap on the bridge for qemu (the test VMs)
     finally:
         seg.destroy()
 

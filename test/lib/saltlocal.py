@@ -117,3 +117,19 @@ def changed(ret):
 def failed(ret):
     """``{state id: comment}`` of failed states."""
     return {k: v.get("comment") for k, v in ret.items() if v.get("result") is False}
+
+
+def temp_root_lookup(root):
+    """``netlab:lookup`` that puts every file the netnode states write under
+    ``root`` and starts no daemon (``service_control: none``, no packages)."""
+    root = pathlib.Path(root)
+    return {
+        "service_control": "none", "install_packages": False,
+        "run_dir": str(root / "run"),
+        "dnsmasq": {"conf": str(root / "etc" / "dnsmasq.conf"),
+                    "leasefile": str(root / "leases")},
+        "nginx": {"conf": str(root / "etc" / "nginx-netlab.conf"), "user": "root"},
+        "nfs": {"exports": str(root / "etc" / "netlab.exports"),
+                "ganesha_conf": str(root / "etc" / "ganesha.conf"),
+                "ganesha_recovery": str(root / "recov")},
+    }

@@ -1,0 +1,230 @@
+"""
+The master's facilities as collaborators of netlab's pipelines: its event bus,
+calls to minions through its local client, power drivers, the lab and node
+locks, the NFS exports refresh after a root reset, and the bring-up pipelines
+(:mod:`netlab_bringup`) wired to them. Both runners use these (``salt-run
+netlab.reimage`` and ``devstack.bring_up`` run the same code, not each other).
+
+Runs only on the master (it imports Salt's client and event modules when used);
+``opts`` is the runner's ``__opts__``.
+"""
+
+import contextlib
+import logging
+import os
+
+import netlab_bringup
+import netlab_lifecycle
+import netlab_lock
+import netlab_master
+import netlab_power
+import netlab_roots
+import netlab_run
+import netlab_slice
+
+log = logging.getLogger(__name__)
+
+
+def event_bus(opts, listen=True):
+    """The master's event bus (``listen``: to read events from it)."""
+    import salt.utils.event  # pylint: disable=import-outside-toplevel
+
+    return salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=listen)
+
+
+def fire(bus, node_id, state, state_dir=None, **data):
+    """Fire ``netlab/node/<id>/<state>``; a lost event (the bus refused it or was
+    not reachable) is a warning in the log and, with ``state_dir``, in the run
+    summary (:func:`netlab_run.fire_checked`)."""
+    netlab_run.fire_checked(bus.fire_event, "netlab/node/{}/{}".format(node_id, state),
+                            dict(data, node=node_id, state=state), state_dir, log)
+
+
+def record(lab, bus, node_id, state, **kw):
+    """Move a node in the lifecycle and fire ``netlab/node/<id>/<state>``."""
+    rec = netlab_lifecycle.set_state(lab, node_id, state, **kw)
+    fire(bus, node_id, state, state_dir=lab.netnode.state_dir, result=kw.get("result"),
+         reason=kw.get("reason"), generation=rec.get("generation"))
+    return rec
+
+
+def minion_call(opts, timeout=30):
+    """``call(node, fun, *args)`` through the master's local client (made on first use)."""
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    clients = []
+
+    def call(node_id, fun, *args):
+        if not clients:  # made on first use: most drivers never need it
+            clients.append(salt.client.get_local_client(mopts=opts))
+        client = clients[0]
+        if fun in ("system.reboot", "system.poweroff"):
+            # the minion may die before it answers: it must answer a ping first,
+            # then the shutdown is sent without waiting for a reply
+            ping = client.cmd(node_id, "test.ping", timeout=timeout)
+            if ping.get(node_id) is not True:
+                raise RuntimeError("minion {} did not answer test.ping within {} s".format(
+                    node_id, timeout))
+            return client.cmd_async(node_id, fun, list(args))
+        ret = client.cmd(node_id, fun, list(args), timeout=timeout)
+        if node_id not in ret:
+            raise RuntimeError("minion {} did not answer {} within {} s".format(
+                node_id, fun, timeout))
+        return ret[node_id]
+
+    return call
+
+
+def driver(opts, lab, node_id):
+    """A node's power driver with the master's minion calls (and qemu, for tests)."""
+    kw = {"minion_call": minion_call(opts)}
+    if opts.get("netlab_qemu"):
+        kw["qemu"] = opts["netlab_qemu"]
+    return netlab_power.driver(lab, node_id, **kw)
+
+
+def take_locks(opts, stack, lab, command, nodes, lab_wide=True):
+    """Enter the lab lock (``lab_wide``) and the locks of ``nodes`` on ``stack``
+    (a contextlib.ExitStack); a busy lock refuses the run, naming its holder."""
+    try:
+        if lab_wide:
+            stack.enter_context(netlab_lock.hold_lab(lab.netnode.state_dir, command, nodes,
+                                                     wait=netlab_master.lock_wait(opts)))
+        else:
+            for n in sorted(set(nodes)):
+                stack.enter_context(netlab_lock.hold(lab.netnode.state_dir, "node-" + n,
+                                                     command, wait=netlab_master.lock_wait(opts)))
+    except netlab_lock.LockBusy as exc:
+        netlab_master.refuse(exc)
+
+
+def refresh_exports(opts, lab):
+    """After roots were reset: make the NFS server export the new directories.
+
+    A reset replaces ``<roots_dir>/<node>`` by a new directory (a new inode), and
+    a first reimage creates it; NFS servers hold an export root by handle and the
+    netnode states render a missing root commented out. So, in this order:
+
+    1. the commands of master option ``netlab_exports_refresh`` (a list of argv
+       lists; default: ganesha ``[[service, nfs-ganesha, stop]]``, kernel ``[]``);
+    2. ``state.sls netlab.netnode.nfs`` on the networking node's minion (renders
+       the exports again and (re)starts the server; master option
+       ``netlab_exports_apply: false`` skips it);
+    3. kernel server: ``exportfs -ra`` and ``exportfs -f`` (flush cached handles).
+
+    NFSv3 clients of other nodes ride over a ganesha restart (hard mounts retry).
+    """
+    cmds = opts.get("netlab_exports_refresh")
+    if cmds is None:
+        cmds = [["service", "nfs-ganesha", "stop"]] if lab.netnode.nfs_server == "ganesha" \
+            else []
+    if cmds and isinstance(cmds[0], str):
+        cmds = [cmds]
+    if lab.netnode.nfs_server == "kernel":
+        post = [["exportfs", "-ra"], ["exportfs", "-f"]]
+    else:
+        post = []
+
+    def run(cmd):
+        rc, out, err = netlab_power._run_cmd(list(cmd), timeout=120)  # pylint: disable=protected-access
+        if rc != 0:
+            raise RuntimeError("`{}` failed: {}".format(" ".join(cmd), (err or out).strip()))
+
+    for cmd in cmds:
+        run(cmd)
+    if opts.get("netlab_exports_apply", True):
+        import salt.client  # pylint: disable=import-outside-toplevel
+
+        client = salt.client.get_local_client(mopts=opts)
+        ret = client.cmd(lab.netnode.id, "state.sls", ["netlab.netnode.nfs"], timeout=300)
+        if lab.netnode.id not in ret:
+            raise RuntimeError("the networking node's minion {} did not answer "
+                               "state.sls netlab.netnode.nfs".format(lab.netnode.id))
+        res = ret[lab.netnode.id]
+        if not isinstance(res, dict):
+            raise RuntimeError("state.sls netlab.netnode.nfs on {}: {}".format(
+                lab.netnode.id, res))
+        bad = [v.get("comment", k) for k, v in res.items()
+               if isinstance(v, dict) and v.get("result") is False]
+        if bad:
+            raise RuntimeError("state.sls netlab.netnode.nfs on {} failed: {}".format(
+                lab.netnode.id, "; ".join(str(b) for b in bad)))
+    for cmd in post:
+        run(cmd)
+
+
+def next_start(bus, wait):
+    """The node id of the next ``salt/minion/<id>/start`` event within ``wait`` s."""
+    ev = bus.get_event(wait=wait, tag="salt/minion/", match_type="startswith", full=True)
+    parts = (ev or {}).get("tag", "").split("/")
+    return parts[2] if len(parts) == 4 and parts[3] == "start" else None
+
+
+def bringup_master(opts, lab, bus, method="auto", src=None):
+    """The master's side of netlab_bringup: lifecycle + events, roots and keys,
+    the NFS exports, minion start events."""
+
+    def reset(node, generation):
+        key = netlab_roots.gen_minion_keys()
+        out = netlab_roots.reset_root(lab, node, netlab_slice.identity(lab, node, generation),
+                                      key, method=method, src=src)
+        netlab_roots.preaccept_key(opts["pki_dir"], node, key[1])
+        return out
+
+    return netlab_bringup.Master(
+        record=lambda node, state, **kw: record(lab, bus, node, state, **kw),
+        fire=lambda node, state, **data: fire(bus, node, state,
+                                             state_dir=lab.netnode.state_dir, **data),
+        next_start=lambda wait: next_start(bus, wait),
+        hint=lambda node: hint(lab, node),
+        console=lambda node: netlab_power.console_tail(lab, node),
+        reset=reset,
+        commit=lambda node, gen, text: netlab_lifecycle.set_state(
+            lab, node, "reimaging", generation=gen, result=text),
+        generation=lambda node: netlab_lifecycle.generation(lab, node),
+        refresh_exports=lambda: refresh_exports(opts, lab))
+
+
+def drivers(opts, lab, node_ids):
+    """Every node's power driver, all checked before anything changes."""
+    try:
+        return {n: driver(opts, lab, n) for n in node_ids}
+    except netlab_power.PowerError as exc:
+        return netlab_master.refuse(exc)
+
+
+def bring_up(opts, lab, action, nodes, timeout, method="auto"):
+    """``reimage`` or ``boot`` (netlab_bringup) ``nodes`` with the master's bus;
+    a reimage runs under the lab lock and each node's lock. Every check (nodes,
+    timeout, power drivers, the image) comes first: :class:`netlab_master.Refused`
+    before anything changes. Returns netlab_bringup's outcome."""
+    node_ids = netlab_master.node_list(lab, nodes)
+    timeout = netlab_master.seconds(timeout)
+    drvs = drivers(opts, lab, node_ids)
+    src = None
+    if action == "reimage" and any(lab.node(n).root_mode == "persistent" for n in node_ids):
+        try:
+            src = netlab_roots.image_rootfs(lab)
+        except netlab_roots.RootError as exc:
+            netlab_master.refuse(exc)
+    with contextlib.ExitStack() as locks:
+        if action == "reimage":
+            # reset, key, pre-accept, power, wait: a second run is refused, naming this
+            take_locks(opts, locks, lab, "salt-run netlab.reimage {}".format(
+                ",".join(node_ids)), node_ids)
+        bus = event_bus(opts, listen=True)
+        try:
+            bus.subscribe("salt/minion/")
+            pipeline = getattr(netlab_bringup, action)
+            return pipeline(bringup_master(opts, lab, bus, method, src), drvs, timeout)
+        finally:
+            bus.destroy()
+
+
+def hint(lab, node_id):
+    """Where to look when a node's minion does not start."""
+    node = lab.node(node_id)
+    if node.power_driver == "virtual":
+        return "console log: {}".format(os.path.join(lab.netnode.state_dir, "vms", node_id,
+                                                     "serial.log"))
+    return "check the node's console: did it boot from the network?"
