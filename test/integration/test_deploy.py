@@ -76,7 +76,7 @@ def _watch(env):
 
     watcher = EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
                             str(env.master.config_dir)], "netlab/*", send)
-    watcher.__enter__()
+    watcher.start()  # the `with` that uses it keeps this one (and stops it)
     try:
         watcher.wait_live()
     except Exception:

@@ -35,6 +35,12 @@ class EventWatcher:
         self._lock = threading.Lock()
 
     def __enter__(self):
+        return self.start()
+
+    def start(self):
+        """Start the watcher (once: a second call keeps the running one)."""
+        if self.proc is not None:
+            return self
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
             self.cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             start_new_session=True)
