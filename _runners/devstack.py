@@ -105,12 +105,14 @@ def _lab_locked(func):
 
 
 def _fire(tag, data):
-    try:
+    """Fire an event; one that is lost is a warning in the log and the run summary."""
+
+    def fire(payload, event_tag):
         with salt.utils.event.get_master_event(
                 __opts__, __opts__["sock_dir"], listen=False) as bus:  # pylint: disable=undefined-variable
-            bus.fire_event(data, tag)
-    except Exception as exc:  # pylint: disable=broad-except
-        log.debug("netlab: could not fire %s: %s", tag, exc)
+            return bus.fire_event(payload, event_tag)
+
+    netlab_run.fire_checked(fire, tag, data, lambda: _lab().netnode.state_dir, log)
 
 
 def _progress(text):

@@ -27,18 +27,21 @@ class Master:
     ``generation(node)``: the current one; ``refresh_exports()``: the NFS server
     exports the new roots; ``next_start(wait)``: the node id of the next
     ``salt/minion/<id>/start`` event within ``wait`` seconds, or ``None``;
-    ``hint(node)``: where to look when a node does not come up; ``clock``: a
-    monotonic clock; ``confirm(node)``: True when that minion id answers a
-    ``test.ping`` (a start event alone can be fired by any minion; see
-    netlab_lifecycle.wait_for_starts). Without ``confirm`` the start event counts.
+    ``hint(node)``: where to look when a node does not come up; ``console(node)``:
+    the last lines of its console, or None; ``clock``: a monotonic clock;
+    ``confirm(node)``: True when that minion id answers a ``test.ping`` (a start
+    event alone can be fired by any minion; see netlab_lifecycle.wait_for_starts).
+    Without ``confirm`` the start event counts.
     """
 
     def __init__(self, record, fire, next_start, hint, reset=None, commit=None,
-                 generation=None, refresh_exports=None, clock=time.monotonic, confirm=None):
+                 generation=None, refresh_exports=None, clock=time.monotonic, confirm=None,
+                 console=None):
         self.record, self.fire, self.next_start, self.hint = record, fire, next_start, hint
         self.reset, self.commit, self.generation = reset, commit, generation
         self.refresh_exports, self.clock = refresh_exports, clock
         self.confirm = confirm
+        self.console = console or (lambda node: None)
 
 
 def wait_for_starts(master, deadline_for):
@@ -78,7 +81,7 @@ def _await(master, results, powered, timeout, after="after power on"):
             reason = "node {}: no salt/minion/{}/start event within {:.0f} s{} ({})".format(
                 node, node, timeout, " " + after if after else "", master.hint(node))
             master.record(node, "failed", reason=reason)
-            res.update(state="failed", reason=reason)
+            res.update(state="failed", reason=reason, console_tail=master.console(node))
 
 
 def outcome(results):

@@ -140,6 +140,11 @@ def _check_power(c, power, *where):
             c.err(path(*where, field), "unknown key for the {} driver (known: {})".format(
                 driver, ", ".join(required + optional) or "none"))
     c.fields(POWER_FIELDS.get(driver, ()), power, *where)
+    verify = power.get("verify")
+    if driver == "redfish" and verify is not None and not isinstance(verify, bool) and not (
+            isinstance(verify, str) and verify.startswith("/")):
+        c.err(path(*where, "verify"), "{!r} is not true, false or the absolute path of a "
+              "CA bundle".format(verify))
     return dict(power)
 
 

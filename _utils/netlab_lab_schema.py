@@ -59,7 +59,8 @@ DEVSTACK_DEFAULTS = {
 # power driver -> (required fields, optional fields)
 POWER_DRIVERS = {
     "wol": ((), ("broadcast", "port")),
-    "ipmi": (("address", "username", "password"), ("interface", "port")),
+    "ipmi": (("address", "username", "password"), ("interface", "port", "bootdev")),
+    "redfish": (("address", "username", "password"), ("port", "system", "verify", "bootdev")),
     "reboot": ((), ()),
     "manual": ((), ("instructions",)),
     "virtual": ((), ("memory", "cpus", "firmware", "disk", "netns", "bridge", "tap",
@@ -112,6 +113,7 @@ GIT_REF_RE = re.compile(r"(?!-)(?!.*\.\.)[A-Za-z0-9._/+@-]{1,255}")
 KERNEL_ARG_RE = re.compile(r"[A-Za-z0-9_.,:=/@+-]{1,255}")
 SALT_VERSION_RE = re.compile(r"[0-9]{1,5}(\.[0-9]{1,5}){0,3}(rc[0-9]{1,3})?")
 IPMI_USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,32}")
+REDFISH_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 IPMI_INTERFACES = ("lan", "lanplus", "open", "imb", "lipmi", "serial-basic",
                    "serial-terminal", "usb", "bmc", "free")
 GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
@@ -217,6 +219,16 @@ POWER_FIELDS = {
         Field("password", "text", empty_ok=True, maxlen=64),
         Field("interface", "choice", choices=IPMI_INTERFACES),
         _PORT,
+        Field("bootdev", "choice", choices=("pxe", "none")),
+    ),
+    "redfish": (
+        Field("address", "ipv4"),
+        Field("username", "text", empty_ok=True),
+        Field("password", "text", empty_ok=True),
+        Field("port", "port", nullable=True, what="a TCP port (1-65535)"),
+        Field("system", "text", pattern=REDFISH_ID_RE,
+              what="a Redfish system id (letters, digits, _ . -)"),
+        Field("bootdev", "choice", choices=("pxe", "none")),
     ),
     "wol": (Field("broadcast", "ipv4"), _PORT),
     "manual": (Field("instructions", "text"),),

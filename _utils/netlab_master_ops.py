@@ -19,6 +19,7 @@ import netlab_lock
 import netlab_master
 import netlab_power
 import netlab_roots
+import netlab_run
 import netlab_slice
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,19 @@ def event_bus(opts, listen=True):
     return salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=listen)
 
 
-def fire(bus, node_id, state, **data):
-    """Fire ``netlab/node/<id>/<state>``; a bus that fails only logs it."""
-    tag = "netlab/node/{}/{}".format(node_id, state)
-    payload = dict(data, node=node_id, state=state)
-    try:
-        bus.fire_event(payload, tag)
-    except Exception as exc:  # pylint: disable=broad-except
-        log.warning("netlab: could not fire %s: %s", tag, exc)
+def fire(bus, node_id, state, state_dir=None, **data):
+    """Fire ``netlab/node/<id>/<state>``; a lost event (the bus refused it or was
+    not reachable) is a warning in the log and, with ``state_dir``, in the run
+    summary (:func:`netlab_run.fire_checked`)."""
+    netlab_run.fire_checked(bus.fire_event, "netlab/node/{}/{}".format(node_id, state),
+                            dict(data, node=node_id, state=state), state_dir, log)
 
 
 def record(lab, bus, node_id, state, **kw):
     """Move a node in the lifecycle and fire ``netlab/node/<id>/<state>``."""
     rec = netlab_lifecycle.set_state(lab, node_id, state, **kw)
-    fire(bus, node_id, state, result=kw.get("result"), reason=kw.get("reason"),
-          generation=rec.get("generation"))
+    fire(bus, node_id, state, state_dir=lab.netnode.state_dir, result=kw.get("result"),
+         reason=kw.get("reason"), generation=rec.get("generation"))
     return rec
 
 
@@ -210,9 +209,11 @@ def bringup_master(opts, lab, bus, method="auto", src=None, pub=None):
 
     return netlab_bringup.Master(
         record=lambda node, state, **kw: record(lab, bus, node, state, **kw),
-        fire=lambda node, state, **data: fire(bus, node, state, **data),
+        fire=lambda node, state, **data: fire(bus, node, state,
+                                             state_dir=lab.netnode.state_dir, **data),
         next_start=lambda wait: next_start(bus, wait),
         hint=lambda node: hint(lab, node),
+        console=lambda node: netlab_power.console_tail(lab, node),
         reset=reset,
         # the new generation and its build are the node's from now on: it boots that
         # build's kernel until the next reimage, and the build is kept

@@ -17,7 +17,11 @@ Drivers:
              node that drops ICMP is not taken for off.
 ``ipmi``     ``ipmitool -I lanplus -H <address> -U <username> -E chassis power ...``;
              the password travels in the environment (``IPMI_PASSWORD``), never on
-             the command line.
+             the command line. ``on``/``cycle`` first set the next boot to PXE
+             (``chassis bootdev pxe``) unless ``bootdev: none``.
+``redfish``  a BMC's Redfish service over HTTPS (``address``, ``username``,
+             ``password``; ``port``, ``system``, ``verify``): boot override Pxe, then
+             ``ComputerSystem.Reset`` (On, ForceOff, ForceRestart).
 ``reboot``   through the node's running minion (``system.reboot`` /
              ``system.poweroff``); cannot power on a machine that is off.
 ``manual``   tells the user what to press (``instructions`` in pillar adds to it).
@@ -32,6 +36,7 @@ import.
 """
 
 import os
+import re
 import socket
 import time
 
@@ -171,28 +176,40 @@ class Wol(Driver):
 class Ipmi(Driver):
     name = "ipmi"
 
-    def _cmd(self, action):
+    def _cmd(self, action, what=("chassis", "power")):
         p = self.power
+        # -v: the session's failure reason (wrong password, no answer) goes to stderr;
+        # without it every one of them is "Unable to establish IPMI v2 / RMCP+ session"
         cmd = ["ipmitool", "-I", str(p.get("interface") or "lanplus"),
-               "-H", str(p["address"]), "-U", str(p["username"]), "-E"]
+               "-H", str(p["address"]), "-U", str(p["username"]), "-E", "-v"]
         if p.get("port"):
             cmd += ["-p", str(p["port"])]
-        cmd += ["chassis", "power", action]
+        cmd += list(what) + [action]
         env = dict(os.environ, IPMI_PASSWORD=str(p["password"]))
         rc, out, err = self._run(cmd, env=env, timeout=30)
         if rc != 0:
             # the BMC's address stays out of the text: it reaches events and job returns
-            text = (err or out).strip().replace(str(p["address"]), "<bmc>")
-            raise self.error(action, "BMC: {}".format(text or "ipmitool exit {}".format(rc)))
+            text = ipmi_error(err or out, self.node.id).replace(str(p["address"]), "<bmc>")
+            label = action if what[-1] == "power" else "{} {}".format(what[-1], action)
+            raise self.error(label, "BMC: {}".format(text or "ipmitool exit {}".format(rc)))
         return out.strip()
 
+    def _pxe(self, action):
+        """Next boot from the network (pillar ``bootdev: none`` leaves the BIOS
+        order alone): a node whose local disk boots first would never reach netlab."""
+        if self.power.get("bootdev", "pxe") == "pxe":
+            self._cmd("pxe", what=("chassis", "bootdev"))
+        del action
+
     def on(self):
+        self._pxe("on")
         return self._ret("on", message=self._cmd("on"))
 
     def off(self):
         return self._ret("off", message=self._cmd("off"))
 
     def cycle(self):
+        self._pxe("cycle")
         # `chassis power cycle` fails on a machine that is off: switch it on then
         if self.status() == "off":
             return self._ret("cycle", message=self._cmd("on"))
@@ -205,6 +222,143 @@ class Ipmi(Driver):
         if out.endswith(" off"):
             return "off"
         return "unknown"
+
+
+def ipmi_error(text, node_id):
+    """ipmitool's (verbose) error output -> its error line and what it means."""
+    lines = [line.strip(" >") for line in str(text).splitlines() if line.strip(" >")]
+    errors = [line for line in lines if line.startswith("Error")] or lines[-1:]
+    msg = errors[-1] if errors else ""
+    low = str(text).lower()
+    if any(t in low for t in ("hmac is invalid", "unauthorized name",
+                              "invalid authentication")):
+        msg += " (the BMC refused the user name or password in {})".format(
+            _pillar(node_id))
+    elif "no response from rakp 1" in low:
+        msg += " (the BMC did not answer the session request: an unknown user name in " \
+            "{}, or IPMI over LAN disabled for it)".format(_pillar(node_id))
+    elif "get auth capabilities error" in low or "no response" in low:
+        msg += " (no answer from the BMC: check {} and {} and that IPMI over LAN is " \
+            "enabled)".format(_pillar(node_id, "address"), _pillar(node_id, "port"))
+    return msg
+
+
+# --------------------------------------------------------------------------- redfish
+class Redfish(Driver):
+    """A BMC's Redfish service over HTTPS (DMTF Redfish: the ComputerSystem's
+    ``PowerState``, ``Boot`` override and ``ComputerSystem.Reset`` action).
+
+    Plain ``urllib`` and ``ssl`` from the standard library: netlab needs four
+    requests (find the system, read it, PATCH its boot override, POST a reset),
+    which does not justify sushy and its dependency tree on the networking node.
+    """
+
+    name = "redfish"
+
+    def __init__(self, lab, node_id, minion_call=None, run=None, urlopen=None):
+        super().__init__(lab, node_id, minion_call, run)
+        import urllib.request  # pylint: disable=import-outside-toplevel
+
+        p = self.power
+        self.base = "https://{}:{}".format(p["address"], p.get("port") or 443)
+        self._urlopen = urlopen or urllib.request.urlopen
+        self._system = ("/redfish/v1/Systems/" + str(p["system"])) if p.get("system") \
+            else None
+        self._ssl = self._ssl_context(p.get("verify", True))
+
+    @staticmethod
+    def _ssl_context(verify):
+        import ssl  # pylint: disable=import-outside-toplevel
+
+        if verify is False:  # a BMC's self-signed certificate, accepted knowingly
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        if isinstance(verify, str):  # the CA bundle that signed the BMC's certificate
+            ctx = ssl.create_default_context(cafile=verify)
+            ctx.check_hostname = False  # BMCs are reached by address, not by name
+            return ctx
+        return ssl.create_default_context()
+
+    def _request(self, action, method, path, body=None):
+        import base64  # pylint: disable=import-outside-toplevel
+        import json  # pylint: disable=import-outside-toplevel
+        import urllib.error  # pylint: disable=import-outside-toplevel
+        import urllib.request  # pylint: disable=import-outside-toplevel
+
+        p = self.power
+        auth = base64.b64encode("{}:{}".format(p["username"], p["password"]).encode())
+        req = urllib.request.Request(
+            self.base + path, method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": "Basic " + auth.decode(), "Accept": "application/json",
+                     "Content-Type": "application/json"})
+        try:
+            with self._urlopen(req, timeout=30, context=self._ssl) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise self.error(action, "the BMC refused the user name or password in {} "
+                                 "(HTTP {})".format(_pillar(self.node.id), exc.code)) from None
+            raise self.error(action, "{} {}: HTTP {} {}".format(
+                method, path, exc.code, _redfish_message(exc))) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = str(getattr(exc, "reason", exc)).replace(str(p["address"]), "<bmc>")
+            raise self.error(action, "cannot reach the BMC's Redfish service: {}".format(
+                reason)) from None
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise self.error(action, "{} {} did not answer JSON".format(method, path)) \
+                from None
+
+    def system(self, action="status"):
+        """The ComputerSystem's path: pillar ``system``, else the only member."""
+        if self._system is None:
+            members = self._request(action, "GET", "/redfish/v1/Systems").get("Members") or []
+            if len(members) != 1:
+                raise self.error(action, "the BMC lists {} systems; name one in {}".format(
+                    len(members), _pillar(self.node.id, "system")))
+            self._system = members[0]["@odata.id"].rstrip("/")
+        return self._system
+
+    def _reset(self, action, kind):
+        if self.power.get("bootdev", "pxe") == "pxe" and kind != "ForceOff":
+            self._request(action, "PATCH", self.system(action), {"Boot": {
+                "BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}})
+        self._request(action, "POST", self.system(action) + "/Actions/ComputerSystem.Reset",
+                      {"ResetType": kind})
+        return self._ret(action, message="ComputerSystem.Reset {} accepted".format(kind))
+
+    def status(self):
+        state = str(self._request("status", "GET", self.system()).get("PowerState", ""))
+        return {"on": "on", "off": "off"}.get(state.lower(), "unknown")
+
+    def on(self):
+        if self.status() == "on":
+            return self._ret("on", message="already on")
+        return self._reset("on", "On")
+
+    def off(self):
+        if self.status() == "off":
+            return self._ret("off", message="already off")
+        return self._reset("off", "ForceOff")
+
+    def cycle(self):
+        if self.status() == "off":
+            return dict(self._reset("cycle", "On"))
+        return self._reset("cycle", "ForceRestart")
+
+
+def _redfish_message(exc):
+    import json  # pylint: disable=import-outside-toplevel
+
+    try:
+        err = json.loads(exc.read() or b"{}").get("error") or {}
+        return str(err.get("message") or err.get("code") or exc.reason)
+    except (ValueError, OSError, AttributeError):
+        return str(exc.reason)
 
 
 # --------------------------------------------------------------------------- reboot
@@ -248,7 +402,30 @@ class Manual(Driver):
                           "so it boots from the network")
 
 
-DRIVERS = {"wol": Wol, "ipmi": Ipmi, "reboot": Reboot, "manual": Manual, "virtual": Virtual}
+def console_tail(lab, node_id, lines=15):
+    """The last ``lines`` lines of a ``virtual`` node's serial console (what a
+    person would read on the screen of a node that did not come back), printable
+    characters only; None for other drivers or when there is no log."""
+    node = lab.node(node_id)
+    if node.power_driver != "virtual":
+        return None
+    path = os.path.join(lab.netnode.state_dir, "vms", node_id, "serial.log")
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1bc", "", text)
+    text = "".join(c for c in text.replace("\r\n", "\n").replace("\r", "\n")
+                   if c == "\n" or c == "\t" or c.isprintable())
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+DRIVERS = {"wol": Wol, "ipmi": Ipmi, "redfish": Redfish, "reboot": Reboot, "manual": Manual,
+           "virtual": Virtual}
 
 
 def driver(lab, node_id, **kw):
@@ -269,6 +446,8 @@ def driver(lab, node_id, **kw):
         accepted |= {"vm_dir", "qemu"}
     if cls is Wol:
         accepted |= {"sender", "arp"}
+    if cls is Redfish:
+        accepted |= {"urlopen"}
     return cls(lab, node_id, **{k: v for k, v in kw.items() if k in accepted})
 
 

@@ -64,6 +64,9 @@ class Driver:
         return "unknown"
 
     def act(self, action):
+        # the CLI parses its arguments as YAML: `salt-run netlab.power nuc1 on` passes True
+        action = {True: "on", False: "off"}.get(action, action) \
+            if isinstance(action, bool) else action
         if action not in ("on", "off", "cycle", "status"):
             raise PowerError("node {}: unknown power action {!r} (on, off, cycle, status)"
                              .format(self.node.id, action))

@@ -91,6 +91,54 @@ def add_failure(state_dir, step, cause, node=None, log=None, log_tail=None, now=
     return entry
 
 
+MAX_WARNINGS = 20
+
+
+def add_warning(state_dir, text):
+    """Record a warning of the current run (an event that could not be fired...);
+    the summary shows it. Nothing is recorded when no run was started (the
+    warning is then only in the master's log)."""
+    with _locked(state_dir):
+        record = read(state_dir)
+        if record is None:
+            return False
+        warnings = record.setdefault("warnings", [])
+        record["warning_count"] = record.get("warning_count", len(warnings)) + 1
+        if len(warnings) < MAX_WARNINGS:
+            warnings.append(str(text))
+        _write(state_dir, record)
+    return True
+
+
+def fire_checked(fire, tag, data, state_dir=None, logger=None):
+    """Fire one event with ``fire(data, tag)`` (a Salt event bus's ``fire_event``).
+
+    Salt's ``fire_event`` returns False when it cannot reach the master's bus and
+    raises on a broken one. Either way the event is lost, so it becomes a warning
+    in the master's log and (``state_dir``: a path, or a callable returning one,
+    asked only then) in the run record, which the run's summary shows. Returns
+    True when the event was fired.
+    """
+    try:
+        ok = fire(data, tag) is not False
+        why = "the master's event bus did not take it"
+    except Exception as exc:  # pylint: disable=broad-except
+        ok, why = False, str(exc) or type(exc).__name__
+    if ok:
+        return True
+    text = "event {} was not fired: {}".format(tag, why)
+    if logger is not None:
+        logger.warning("netlab: %s", text)
+    try:
+        where = state_dir() if callable(state_dir) else state_dir
+        if where:
+            add_warning(where, text)
+    except Exception as exc:  # pylint: disable=broad-except
+        if logger is not None:
+            logger.warning("netlab: could not record that warning in the run: %s", exc)
+    return False
+
+
 def tail(text, lines=TAIL_LINES):
     return "\n".join(str(text).rstrip("\n").splitlines()[-lines:]) if text else ""
 
@@ -121,11 +169,21 @@ def describe(failure):
     return "{} failed on {}: {}".format(failure["step"], where, failure["cause"])
 
 
+def warning_lines(record):
+    warnings = (record or {}).get("warnings") or []
+    lines = ["warning: " + w for w in warnings]
+    more = (record or {}).get("warning_count", len(warnings)) - len(warnings)
+    if more > 0:
+        lines.append("warning: ... and {} more (see the master's log)".format(more))
+    return lines
+
+
 def summary_lines(record):
-    """The lines that end a run: the first failure with its log, then the others."""
+    """The lines that end a run: the first failure with its log, then the others,
+    then the run's warnings."""
     first = first_failure(record)
     if not first:
-        return []
+        return warning_lines(record)
     lines = ["first failure: " + describe(first)]
     if first.get("log"):
         lines.append("  log: {}".format(first["log"]))
@@ -134,7 +192,7 @@ def summary_lines(record):
     others = [f for f in record["failures"] if f is not first]
     for failure in others:
         lines.append("also: " + describe(failure))
-    return lines
+    return lines + warning_lines(record)
 
 
 def state_failures(ret):

@@ -29,6 +29,37 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 
+# A time bound per test (pytest-timeout; setup, call and teardown together, so the
+# first test of a module also pays for its module fixtures: an e2e module's VMs,
+# the session's image build). A hang fails that test with a stack dump and its
+# fixtures still clean up (the "signal" method raises inside the test), instead
+# of eating CI's budget. A test's own `@pytest.mark.timeout(N)` wins.
+TIER_TIMEOUTS = {"unit": 120, "functional": 600, "integration": 900, "e2e": 2400}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("timeout"):
+        return
+    tests = REPO / "test"
+    for item in items:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        try:
+            tier = pathlib.Path(str(item.fspath)).relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        if tier in TIER_TIMEOUTS:
+            item.add_marker(pytest.mark.timeout(TIER_TIMEOUTS[tier], method="signal"))
+
+
+def pytest_sessionstart(session):  # pylint: disable=unused-argument
+    """Remove what killed test runs left behind (their test users, sudoers files)."""
+    from lib import testusers  # pylint: disable=import-outside-toplevel
+
+    testusers.sweep()
+
+
 def pytest_unconfigure(config):
     """Drop salt's temporary log handler (and what it buffered).
 

@@ -35,7 +35,7 @@ def _lab_raw(seg, tmp_path, mode, run_dir):
     with open(REPO / "pillar.example", encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)["netlab"]
     raw["network"] = {"interface": seg.bridge, "cidr": str(seg.cidr),
-                      "dhcp": {"mode": mode, "probe_timeout": 4},
+                      "dhcp": {"mode": mode, "probe_timeout": 9},  # the rogue ping-checks ~3 s
                       "dns": {"enabled": False}}
     raw["netnode"] = {"id": "netnode", "ip": seg.server_ip, "storage": str(tmp_path / "srv")}
     raw["nodes"] = {"nuc1": {"mac": KNOWN, "ip": str(seg.cidr[11]), "role": "controller",
@@ -75,7 +75,7 @@ def test_unknown_pxe_clients_get_no_answer_and_are_discovered(segment_factory, d
     assert clients.pxe_discover(client, mac=BIOS_MAC, arch=0, timeout=3) == []
     assert clients.pxe_discover(client, mac=UEFI_MAC, arch=7, timeout=3) == []
     # the pillar node on the same wire gets its offer: dnsmasq does answer
-    offers = clients.pxe_discover(client, mac=KNOWN, arch=0, timeout=5)
+    offers = clients.pxe_discover(client, mac=KNOWN, arch=0, timeout=9)
     assert [o["yiaddr"] for o in offers if o.get("message_type") == "OFFER"] == ["10.78.0.11"]
 
     runners = runner_loader(tmp_path / "master")

@@ -132,9 +132,9 @@ def test_own_ipxe_script_over_http_names_kernel_initrd_root_hostname(full):
 def test_unknown_mac_gets_no_answer_and_no_lease(full):
     cli = full["seg"].clients["unknown"]
     assert udhcpc(cli, full["tmp"], tries=2) is None
-    assert pxe_discover(cli, arch=0) == []
-    assert pxe_discover(cli, arch=7) == []
-    assert pxe_discover(cli, user_class="iPXE") == []
+    assert pxe_discover(cli, arch=0, timeout=4) == []
+    assert pxe_discover(cli, arch=7, timeout=4) == []
+    assert pxe_discover(cli, user_class="iPXE", timeout=4) == []
 
 
 def test_node_names_resolve_through_the_netnode(full):
@@ -216,7 +216,7 @@ def test_removing_a_node_removes_its_answers(full):
     # boot answer and lease gone
     cli2 = seg.clients["nuc2"]
     cli2.run(["ip", "addr", "flush", "dev", "eth0"])
-    assert pxe_discover(cli2, arch=0) == []
+    assert pxe_discover(cli2, arch=0, timeout=4) == []
     assert udhcpc(cli2, full["tmp"], tries=2) is None
     # script gone, DNS name gone
     seg.set_client_ip("nuc1", "10.77.0.11")

@@ -42,6 +42,7 @@ import netlab_lab
 import netlab_lifecycle
 import netlab_roots
 import netlab_slice
+from lib.events import EventWatcher
 from lib.image import test_image  # noqa: F401  pylint: disable=unused-import
 from lib.netns import Segment
 from lib.vm import VENV_BIN, Master, copy_logs, serial_text, stop_lab_vms, stray_vm, wait_for
@@ -379,12 +380,11 @@ def test_reimage_resets_only_that_node(vmlab, booted):
 
 def test_reimage_of_node_that_never_comes_back_fails_in_time(vmlab, booted):
     master = vmlab.master
-    watcher = subprocess.Popen(  # pylint: disable=consider-using-with
-        [os.path.join(VENV_BIN, "salt-run"), "-c", master.conf_dir, "state.event",
-         "netlab/node/gone/*", "count=4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    try:
-        time.sleep(3)  # the watcher subscribes
+    watcher = EventWatcher(master.ns.prefix + [os.path.join(VENV_BIN, "salt-run"), "-c",
+                                               master.conf_dir], "netlab/*",
+                           lambda tag: master.run("salt-run", "event.send", tag))
+    with watcher:
+        watcher.wait_live()  # subscribed: proven by a probe event, not by a sleep
         data, proc, took = vmlab.reimage(["gone"], timeout=20, check=False)
         assert proc.returncode != 0
         assert data["failed"] == ["gone"] and data["retcode"] == 1
@@ -393,16 +393,15 @@ def test_reimage_of_node_that_never_comes_back_fails_in_time(vmlab, booted):
         assert "no salt/minion/gone/start event within 20 s after power on" in res["reason"]
         assert res["seconds"] >= 20
         assert "press the power button" in res["power"] or "press reset" in res["power"]
+        assert res["console_tail"] is None  # manual power: netlab has no console of it
         st = vmlab.status()["gone"]
         assert st["state"] == "failed" and "within 20 s" in st["result"]
-        out, _ = watcher.communicate(timeout=60)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait()
-    tags = [line.split()[0] for line in out.splitlines() if line.startswith("netlab/")]
+        events = watcher.events(settle_tag="netlab/node/gone/failed")
+    tags = [t for t, _ in events]
     assert tags == ["netlab/node/gone/reimaging", "netlab/node/gone/booting",
-                    "netlab/node/gone/action-needed", "netlab/node/gone/failed"], out
+                    "netlab/node/gone/action-needed", "netlab/node/gone/failed"], tags
+    assert "press" in dict(events)["netlab/node/gone/action-needed"]["message"]
+    assert "within 20 s" in dict(events)["netlab/node/gone/failed"]["reason"]
     # the orchestration says the same, and fails
     orch = master.run("salt-run", "state.orchestrate", "netlab.reimage",
                       'pillar={"nodes": ["gone"], "timeout": 5}', check=False, timeout=900)
@@ -426,3 +425,33 @@ def test_status_table_says_when_resets_are_copies(vmlab, booted):  # noqa: F811
         assert "netnode:storage on btrfs" in table
     else:
         assert "NOTE" not in table, table
+
+
+def test_reboot_driver_restarts_a_running_node_through_its_minion(vmlab, booted):
+    """Power driver ``reboot`` on its real path: the runner's minion call
+    (``test.ping``, then ``system.reboot`` sent with ``cmd_async``) to vma's real
+    minion; vma comes back on the same root (a file survives), with the same
+    identity and a new boot."""
+    master, lab = vmlab.master, vmlab.lab
+    master.cmd("vma", "echo kept > /root/reboot-marker && sync")
+    before = node_facts(master, "vma")
+    generation = netlab_lifecycle.generation(lab, "vma")
+    raw = json.loads(json.dumps(vmlab.raw))
+    raw["nodes"]["vma"]["power"] = {"driver": "reboot"}
+    t0 = time.monotonic()
+    data, proc = master.run_json("salt-run", "netlab.power", "vma", "cycle",
+                                 "pillar=" + json.dumps(raw), check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert data["done"] and data["message"] == "system.reboot sent to the node's minion"
+    after = wait_for(lambda: (lambda f: f if f["boot_id"] != before["boot_id"] else None)(
+        node_facts(master, "vma")), BOOT_TIMEOUT, "vma to come back after system.reboot",
+        interval=5)
+    print("reboot through the minion: back after {:.0f} s".format(time.monotonic() - t0))
+    assert after["machine_id"] == before["machine_id"] and after["hostname"] == "vma"
+    assert master.cmd("vma", "cat /root/reboot-marker") == "kept"
+    assert netlab_lifecycle.generation(lab, "vma") == generation  # no reimage
+    # the reboot driver cannot switch a machine on: a clear error, no traceback
+    data, proc = master.run_json("salt-run", "netlab.power", "vma", "on",
+                                 "pillar=" + json.dumps(raw), check=False)
+    assert proc.returncode == 1 and "reboot driver can only restart a running node" in \
+        data["Error"], data

@@ -25,7 +25,7 @@ import yaml
 import netlab_lab
 import netlab_localconf
 import netlab_slice
-from lib import fake_devstack
+from lib import fake_devstack, testusers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SALT_CALL = "/opt/netlab-venv/bin/salt-call"
@@ -34,18 +34,11 @@ NODE = "nuc2"
 
 @pytest.fixture(scope="module")
 def stack_user():
-    name = "nlh5{}".format(uuid.uuid4().hex[:6])
-    home = pathlib.Path("/tmp") / ("home-" + name)
-    subprocess.run(["useradd", "--system", "--create-home", "--home-dir", str(home),
-                    "--shell", "/bin/bash", name], check=True, capture_output=True)
+    name = testusers.create("nlh5")  # swept by the next run if this one is killed
     try:
         yield name
     finally:
-        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
-        sudoers = pathlib.Path("/etc/sudoers.d") / ("50_netlab_" + name)
-        if sudoers.exists():
-            sudoers.unlink()
+        testusers.remove(name)  # with its home and its sudoers file
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +125,15 @@ def _failed(states):
     return {k: v["comment"] for k, v in states.items() if v["result"] is not True}
 
 
-def test_node_sls_prepares_the_node_and_checks_out_devstack(node, fake):
-    rc, states = node.call("state.apply", "netlab.node")
+@pytest.fixture(scope="module")
+def prepared(node):
+    """The first ``state.apply netlab.node``, whichever test asks first (every test
+    here needs a prepared node; none depends on the file's order)."""
+    return node.call("state.apply", "netlab.node", check=False)
+
+
+def test_node_sls_prepares_the_node_and_checks_out_devstack(node, fake, prepared):
+    rc, states = prepared
     assert rc == 0 and not _failed(states), _failed(states)
     checkout = node.dest / "devstack"
     assert _git(checkout, "rev-parse", "HEAD") == fake.head("master")
@@ -151,15 +151,16 @@ def test_node_sls_prepares_the_node_and_checks_out_devstack(node, fake):
     subprocess.run(["su", node.user, "-c", "sudo -n true"], check=True, capture_output=True)
 
 
-def test_second_apply_changes_nothing(node):
+def test_second_apply_changes_nothing(node, prepared):
     rc, states = node.call("state.apply", "netlab.node")
     assert rc == 0
     changed = {k: v["changes"] for k, v in states.items() if v["changes"]}
     assert changed == {}
 
 
-def test_stack_runs_stack_sh_as_the_stack_user_with_this_nodes_local_conf(node):
+def test_stack_runs_stack_sh_as_the_stack_user_with_this_nodes_local_conf(node, prepared):
     lab = netlab_lab.load(node.raw)
+    before = len(fake_devstack.records(node.dest, "stack"))
     rc, out = node.call("devstack.stack")
     assert rc == 0, out
     assert out["result"] is True and out["retcode"] == 0
@@ -168,8 +169,8 @@ def test_stack_runs_stack_sh_as_the_stack_user_with_this_nodes_local_conf(node):
     assert "fake stack.sh: completed" in out["log_tail"]
     assert "fake stack.sh: completed" in pathlib.Path(out["log"]).read_text()
     recs = fake_devstack.records(node.dest, "stack")
-    assert len(recs) == 1
-    rec = recs[0]
+    assert len(recs) == before + 1
+    rec = recs[-1]
     assert rec["user"] == node.user and rec["uid"] != 0
     assert rec["host_ip"] == lab.node(NODE).ip
     assert rec["service_host"] == lab.controller.ip
@@ -183,7 +184,8 @@ def test_stack_runs_stack_sh_as_the_stack_user_with_this_nodes_local_conf(node):
     assert last["result"] is True and last["duration"] == out["duration"]
 
 
-def test_a_failing_stack_sh_returns_its_log_tail_and_fails_the_job(node):
+def test_a_failing_stack_sh_returns_its_log_tail_and_fails_the_job(node, prepared):
+    node.call("devstack.stack")  # a good run first: its log is the one kept as .1
     marker = node.dest / "fake-devstack" / "fail"
     marker.write_text("1")
     try:
@@ -199,7 +201,7 @@ def test_a_failing_stack_sh_returns_its_log_tail_and_fails_the_job(node):
     assert "fake failure requested" in tail
 
 
-def test_unstack_and_discover_run_their_scripts_as_the_stack_user(node):
+def test_unstack_and_discover_run_their_scripts_as_the_stack_user(node, prepared):
     rc, out = node.call("devstack.unstack")
     assert out["result"] is True
     rc, out = node.call("devstack.discover")
@@ -211,7 +213,8 @@ def test_unstack_and_discover_run_their_scripts_as_the_stack_user(node):
     assert unstack[0]["start"] < discover[0]["start"]
 
 
-def test_checkout_follows_devstack_branch_and_repo_from_pillar(node, fake, base, stack_user):
+def test_checkout_follows_devstack_branch_and_repo_from_pillar(node, fake, base, stack_user,
+                                                               prepared):
     checkout = node.dest / "devstack"
     node.raw["devstack"]["branch"] = "stable/2025.1"
     node.write_pillar()

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 import netlab_saltcompat
+from lib import testusers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -133,19 +134,14 @@ def integration_lab(base, stack_user):
 @pytest.fixture(scope="session")
 def stack_user():
     """A real unprivileged user for DevStack (created here, removed afterwards)."""
-    name = "nlstack{}".format(uuid.uuid4().hex[:6])
-    home = pathlib.Path("/tmp") / ("home-" + name)
-    _run("useradd", "--system", "--create-home", "--home-dir", str(home),
-         "--shell", "/bin/bash", name)
+    # marked with this pytest's pid: a killed run's user is swept by the next run
+    name = testusers.create("nlstack")
     try:
         pwd.getpwnam(name)
         yield name
     finally:
-        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
-        # netlab.node.prepare gives the stack user passwordless sudo
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink("/etc/sudoers.d/50_netlab_" + name)
+        # with its home and the sudoers file netlab.node.prepare gave it
+        testusers.remove(name)
 
 
 @pytest.fixture(scope="session")

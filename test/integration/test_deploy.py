@@ -13,12 +13,15 @@ image: false}``); the minions answer, so no node is powered or reimaged.
 
 import copy
 import json
+import os
 import pathlib
 
 import pytest
 
 import netlab_lifecycle
 from lib import fake_devstack
+from lib.events import EventWatcher
+from lib.vm import VENV_BIN
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +69,73 @@ def lab(netlab_env):
             sudoers.unlink()
 
 
+def _watch(env):
+    """Every netlab/* event of the master, subscribed (and proven live) before the run."""
+    def send(tag):
+        env.runner("event.send", tag)
+
+    watcher = EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
+                            str(env.master.config_dir)], "netlab/*", send)
+    watcher.start()  # the `with` that uses it keeps this one (and stops it)
+    try:
+        watcher.wait_live()
+    except Exception:
+        watcher.stop()
+        raise
+    return watcher
+
+
 @pytest.fixture(scope="module")
 def first_deploy(netlab_env, lab):
-    ret = _deploy(netlab_env)
-    assert ret.returncode == 0, ret.stdout + ret.stderr
-    return ret
+    with _watch(netlab_env) as watcher:
+        ret = _deploy(netlab_env)
+        assert ret.returncode == 0, ret.stdout + ret.stderr
+        events = watcher.events(settle_tag="netlab/deploy/summary")
+    return {"ret": ret, "events": events}
+
+
+def _node_tags(events, node_id):
+    prefix = "netlab/node/{}/".format(node_id)
+    return [t[len(prefix):] for t, _ in events if t.startswith(prefix)]
+
+
+def test_deploy_fires_its_events_in_order_per_node_and_per_wave(netlab_env, first_deploy):
+    events = first_deploy["events"]
+    tags = [t for t, _ in events]
+    print("\n".join(tags))
+    assert tags[0] == "netlab/deploy/started" and tags[-1] == "netlab/deploy/summary", tags
+    assert len(tags) == len(set(tags)), "an event fired twice: {}".format(tags)
+    per_node = ["up", "prepared", "stacking", "stack/started", "stack/finished", "ready"]
+    assert _node_tags(events, "nuc1") == per_node + ["discover/started",
+                                                     "discover/finished"], tags
+    for node_id in COMPUTES:
+        assert _node_tags(events, node_id) == per_node, (node_id, tags)
+    waves = [t for t in tags if t.startswith(("netlab/stack/", "netlab/prepare/"))]
+    assert waves == ["netlab/prepare/started",
+                     "netlab/stack/controller/started", "netlab/stack/controller/finished",
+                     "netlab/stack/compute/started", "netlab/stack/compute/finished",
+                     "netlab/stack/discover/finished"], waves
+    pos = {t: i for i, t in enumerate(tags)}
+    # every node is up and prepared before any stack.sh; the controller's stack.sh
+    # runs inside its wave, which ends before the computes' wave starts
+    last_prepared = max(pos["netlab/node/{}/prepared".format(n)] for n in ("nuc1",) + COMPUTES)
+    assert last_prepared < pos["netlab/node/nuc1/stacking"]
+    assert pos["netlab/stack/controller/started"] < pos["netlab/node/nuc1/stack/started"] \
+        < pos["netlab/node/nuc1/stack/finished"] < pos["netlab/node/nuc1/ready"] \
+        < pos["netlab/stack/controller/finished"] < pos["netlab/stack/compute/started"]
+    for node_id in COMPUTES:
+        assert pos["netlab/stack/controller/finished"] < pos[
+            "netlab/node/{}/stack/started".format(node_id)] < pos[
+            "netlab/node/{}/ready".format(node_id)] < pos["netlab/stack/compute/finished"]
+    # both computes' stack.sh started before either finished (the parallel wave)
+    assert max(pos["netlab/node/{}/stack/started".format(n)] for n in COMPUTES) < min(
+        pos["netlab/node/{}/stack/finished".format(n)] for n in COMPUTES)
+    assert pos["netlab/stack/compute/finished"] < pos["netlab/node/nuc1/discover/started"] \
+        < pos["netlab/stack/discover/finished"] < pos["netlab/deploy/summary"]
+    summary = dict(events)["netlab/deploy/summary"]
+    assert summary["ready"] == ["nuc1", "nuc2", "nuc3"] and summary["failed"] == {}
+    # nothing was lost on the way: no warning in the run's summary
+    assert "warning:" not in _summary(netlab_env)["text"]
 
 
 def test_every_node_is_stacked_and_ready(netlab_env, first_deploy):
@@ -144,8 +209,21 @@ def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(netlab_env,
     marker.write_text("1")
     try:
         before = {n: len(_records(netlab_env, n)) for n in ("nuc1",) + COMPUTES}
-        ret = _deploy(netlab_env, force=True)
+        with _watch(netlab_env) as watcher:
+            ret = _deploy(netlab_env, force=True)
+            events = watcher.events(settle_tag="netlab/deploy/summary")
         assert ret.returncode != 0, "a deploy with a failed node must fail"
+        tags = [t for t, _ in events]
+        # nuc3's failure is an event of its own and of the run; nuc2 still ends ready
+        assert _node_tags(events, "nuc3")[-4:] == ["stacking", "stack/started",
+                                                   "stack/failed", "failed"], tags
+        assert _node_tags(events, "nuc2")[-1] == "ready", tags
+        run_failed = [d for t, d in events if t == "netlab/run/failed"]
+        assert [(d["step"], d["node"]) for d in run_failed] == [("stack.sh", "nuc3")], run_failed
+        assert tags.index("netlab/node/nuc3/failed") < tags.index(
+            "netlab/stack/compute/finished") < tags.index("netlab/deploy/summary")
+        assert dict(events)["netlab/deploy/summary"]["failed"] == ["nuc3"] or \
+            list(dict(events)["netlab/deploy/summary"]["failed"]) == ["nuc3"]
         after = {n: _records(netlab_env, n) for n in ("nuc1",) + COMPUTES}
         # all three ran again (force); nuc2 finished although nuc3 failed
         assert {n: len(r) for n, r in after.items()} == {n: c + 1 for n, c in before.items()}

@@ -42,11 +42,13 @@ def udhcpc(ns, tmp_path, ifname="eth0", tries=3, vendor=None):
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     if out.exists():
         out.unlink()
-    cmd = ["udhcpc", "-i", ifname, "-f", "-q", "-n", "-t", str(tries), "-T", "1",
+    # -T 3: a DISCOVER every 3 s, so an offer that dnsmasq holds back ~3 s for its
+    # ping check (dynamic addresses) still lands inside the client's window on TCG
+    cmd = ["udhcpc", "-i", ifname, "-f", "-q", "-n", "-t", str(tries), "-T", "3",
            "-A", "1", "-s", str(script), "-O", "hostname", "-O", "domain"]
     if vendor:
         cmd += ["-V", vendor]
-    res = ns.run(cmd, check=False, timeout=tries * 3 + 10)
+    res = ns.run(cmd, check=False, timeout=tries * 5 + 20)
     if res.returncode != 0 or not out.exists():
         return None
     env = {}
@@ -57,11 +59,16 @@ def udhcpc(ns, tmp_path, ifname="eth0", tries=3, vendor=None):
     return env
 
 
-def pxe_discover(ns, mac=None, arch=0, user_class=None, timeout=4.0, pxe=True,
+def pxe_discover(ns, mac=None, arch=0, user_class=None, timeout=8.0, pxe=True,
                  ifname="eth0"):
     """One scripted DHCPDISCOVER like a PXE ROM (vendor class ``PXEClient``,
     option 93 = ``arch``) or iPXE (``user_class='iPXE'``) from inside ``ns``;
-    returns every reply (see ``netlab_dhcp.parse_reply``), proxy offers included."""
+    returns every reply (see ``netlab_dhcp.parse_reply``), proxy offers included.
+
+    It listens for ``timeout`` seconds: 8 by default, well over the ~3 s that
+    dnsmasq holds an offer of a dynamic address for its ping check (a test that
+    expects *no* answer may pass a shorter time: a late answer fails it anyway
+    only if it comes, never by chance)."""
     cmd = [PYTHON, DHCP_TOOL, "discover", ifname, "--timeout", str(timeout)]
     if mac:
         cmd += ["--mac", mac]

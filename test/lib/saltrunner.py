@@ -21,6 +21,14 @@ def runner_loader(root):
     import salt.config  # pylint: disable=import-outside-toplevel
     import salt.loader  # pylint: disable=import-outside-toplevel
 
+    opts = salt.config.master_config(str(master_conf(root)))
+    return salt.loader.runner(opts, utils=salt.loader.utils(opts))
+
+
+def master_conf(root):
+    """Write ``<root>/master`` (see :func:`runner_loader`) and return its path;
+    ``salt-run -c <root> netlab.<fun> ... pillar=...`` then runs netlab's runner
+    through Salt's own CLI without a running master."""
     root = pathlib.Path(root)
     ext = root / "extmods"
     ext.mkdir(parents=True, exist_ok=True)
@@ -35,5 +43,6 @@ def runner_loader(root):
         "file_roots": {"base": [str(REPO)]}, "pillar_roots": {"base": [str(root / "pillar")]},
         "log_file": "/master.log",
     }))
-    opts = salt.config.master_config(str(conf))
-    return salt.loader.runner(opts, utils=salt.loader.utils(opts))
+    # salt-run records its job here (Salt makes it only when a master starts)
+    (root / "var" / "cache" / "salt" / "master" / "proc").mkdir(parents=True, exist_ok=True)
+    return conf

@@ -115,9 +115,25 @@ def test_unknown_role(lab):
 
 # --------------------------------------------------------------------------- power
 def test_unknown_power_driver(lab):
-    lab["nodes"]["nuc2"]["power"] = {"driver": "redfish"}
+    lab["nodes"]["nuc2"]["power"] = {"driver": "amt"}
     assert only_error(lab).startswith(
-        "netlab:nodes:nuc2:power:driver: 'redfish' is not a power driver (known: wol, ipmi")
+        "netlab:nodes:nuc2:power:driver: 'amt' is not a power driver (known: wol, ipmi, "
+        "redfish")
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("verify", "ca.pem", "'ca.pem' is not true, false or the absolute path of a CA bundle"),
+    ("system", "a/b", "'a/b' is not a Redfish system id"),
+    ("bootdev", "disk", "'disk' is not one of: pxe, none"),
+    ("port", 0, "0 is not a TCP port (1-65535)"),
+    ("address", "bmc.example", "is not an IPv4 address"),
+])
+def test_redfish_power_fields(lab, field, value, error):
+    lab["nodes"]["nuc2"]["power"] = {"driver": "redfish", "address": "192.168.43.12",
+                                     "username": "op", "password": "pw", field: value}
+    text = only_error(lab)
+    assert text.startswith("netlab:nodes:nuc2:power:{}: ".format(field)), text
+    assert error in text, text
 
 
 def test_missing_power_driver_fields(lab):

@@ -142,24 +142,44 @@ def test_wol_send_error_names_node(example_pillar, tmp_path):
 # --------------------------------------------------------------------------- ipmi
 def test_ipmi_password_not_on_command_line(example_pillar, tmp_path):
     lab = lab_with(example_pillar, tmp_path)
-    run = FakeRun((0, "Chassis Power Control: Up/On\n", ""))
+    run = FakeRun((0, "Set Boot Device to pxe\n", ""), (0, "Chassis Power Control: Up/On\n", ""))
     res = netlab_power.power(lab, "nuc3", "on", run=run)
-    cmd = run.calls[0]["cmd"]
-    assert cmd == ["ipmitool", "-I", "lanplus", "-H", "192.168.43.13", "-U", "admin", "-E",
-                   "chassis", "power", "on"]
-    assert "ipmi-secret" not in " ".join(cmd)
-    assert run.calls[0]["env"]["IPMI_PASSWORD"] == "ipmi-secret"
+    prefix = ["ipmitool", "-I", "lanplus", "-H", "192.168.43.13", "-U", "admin", "-E", "-v"]
+    # the next boot goes to the network first, then the power on
+    assert [c["cmd"] for c in run.calls] == [prefix + ["chassis", "bootdev", "pxe"],
+                                             prefix + ["chassis", "power", "on"]]
+    for call in run.calls:
+        assert "ipmi-secret" not in " ".join(call["cmd"])
+        assert call["env"]["IPMI_PASSWORD"] == "ipmi-secret"
     assert res["done"] and "Up/On" in res["message"]
+
+
+def test_ipmi_bootdev_none_leaves_the_boot_order_alone(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path, nuc3={
+        "driver": "ipmi", "address": "192.168.43.13", "username": "admin",
+        "password": "ipmi-secret", "bootdev": "none"})
+    run = FakeRun((0, "Chassis Power Control: Up/On\n", ""))
+    netlab_power.power(lab, "nuc3", "on", run=run)
+    assert [c["cmd"][-3:] for c in run.calls] == [["chassis", "power", "on"]]
+
+
+@pytest.mark.parametrize("given, sent", [(True, "on"), (False, "off")])
+def test_yaml_on_off_from_the_cli_are_actions(example_pillar, tmp_path, given, sent):
+    """`salt-run netlab.power nuc3 on`: Salt's CLI parses `on` as YAML True."""
+    lab = lab_with(example_pillar, tmp_path)
+    run = FakeRun()
+    res = netlab_power.power(lab, "nuc3", given, run=run)
+    assert res["action"] == sent and run.calls[-1]["cmd"][-1] == sent
 
 
 def test_ipmi_status_and_cycle_when_off(example_pillar, tmp_path):
     lab = lab_with(example_pillar, tmp_path)
-    run = FakeRun((0, "Chassis Power is off\n", ""), (0, "Chassis Power is off\n", ""),
-                  (0, "Chassis Power Control: Up/On\n", ""))
+    run = FakeRun((0, "Chassis Power is off\n", ""), (0, "Set Boot Device to pxe\n", ""),
+                  (0, "Chassis Power is off\n", ""), (0, "Chassis Power Control: Up/On\n", ""))
     drv = netlab_power.driver(lab, "nuc3", run=run)
     assert drv.status() == "off"
     drv.cycle()
-    assert [c["cmd"][-1] for c in run.calls] == ["status", "status", "on"]
+    assert [c["cmd"][-1] for c in run.calls] == ["status", "pxe", "status", "on"]
 
 
 def test_ipmi_error_names_node_not_the_bmc_address(example_pillar, tmp_path):
@@ -290,11 +310,10 @@ def test_virtual_status_ignores_reused_pid(example_pillar, tmp_path):
     assert drv.off()["message"] == "not running"
 
 
-def test_kvm_detection_is_a_boolean():
-    assert netlab_power.kvm_works() in (True, False)
-    args = netlab_power.accel_args("auto")
-    assert args in (["-accel", "kvm", "-cpu", "host"], ["-accel", "tcg", "-cpu", "qemu64"])
+def test_accel_args_follow_the_choice():
+    # auto with a /dev/kvm that cannot run a guest: test/functional/test_kvm_detection.py
     assert netlab_power.accel_args("tcg") == ["-accel", "tcg", "-cpu", "qemu64"]
+    assert netlab_power.accel_args("kvm") == ["-accel", "kvm", "-cpu", "host"]
 
 
 @pytest.mark.parametrize("rc, err", [(127, "ping is not installed"),
@@ -311,6 +330,29 @@ def test_wol_off_a_ping_that_cannot_run_is_an_error_not_off(example_pillar, tmp_
         netlab_power.power(lab, "nuc2", "off", minion_call=dead, run=FakeRun((rc, "", err)))
 
 
+@pytest.mark.parametrize("stderr, meaning", [
+    ("Loading IANA PEN Registry...\n> RAKP 2 HMAC is invalid\n"
+     "Error: Unable to establish IPMI v2 / RMCP+ session\n",
+     "(the BMC refused the user name or password in netlab:nodes:nuc3:power)"),
+    ("> RAKP 2 message indicates an error : unauthorized name\n"
+     "Error: Unable to establish IPMI v2 / RMCP+ session\n",
+     "(the BMC refused the user name or password in netlab:nodes:nuc3:power)"),
+    ("> Error: no response from RAKP 1 message\nError: Unable to establish IPMI v2 / "
+     "RMCP+ session\n", "an unknown user name in netlab:nodes:nuc3:power"),
+    ("Get Auth Capabilities error\nError issuing Get Channel Authentication "
+     "Capabilities request\nError: Unable to establish IPMI v2 / RMCP+ session\n",
+     "(no answer from the BMC: check netlab:nodes:nuc3:power:address"),
+])
+def test_ipmi_session_failures_say_what_they_mean(example_pillar, tmp_path, stderr, meaning):
+    lab = lab_with(example_pillar, tmp_path)
+    with pytest.raises(netlab_power.PowerError) as exc:
+        netlab_power.power(lab, "nuc3", "status", run=FakeRun((1, "", stderr)))
+    text = str(exc.value)
+    assert text.startswith("node nuc3: ipmi power status failed: BMC: Error: Unable to "
+                           "establish IPMI v2 / RMCP+ session ("), text
+    assert meaning in text and "IANA" not in text
+
+
 def test_ipmi_error_text_has_no_bmc_address(example_pillar, tmp_path):
     lab = lab_with(example_pillar, tmp_path)
     run = FakeRun((1, "", "Error: Unable to establish IPMI v2 / RMCP+ session to "
@@ -319,3 +361,17 @@ def test_ipmi_error_text_has_no_bmc_address(example_pillar, tmp_path):
         netlab_power.power(lab, "nuc3", "status", run=run)
     assert "192.168.43.13" not in str(exc.value)
     assert "ipmi-secret" not in str([c["cmd"] for c in run.calls])
+
+
+def test_console_tail_of_a_virtual_node_that_did_not_come_back(example_pillar, tmp_path):
+    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual"})
+    vm_dir = os.path.join(lab.netnode.state_dir, "vms", "nuc1")
+    assert netlab_power.console_tail(lab, "nuc1") is None  # no log yet
+    os.makedirs(vm_dir)
+    with open(os.path.join(vm_dir, "serial.log"), "wb") as fh:
+        fh.write(b"\x1b[2J\x1b[1;1HSeaBIOS\r\n" + b"".join(
+            "line {}\r\n".format(i).encode() for i in range(30))
+            + b"Kernel panic - not syncing: VFS: Unable to mount root fs\r\n\x00\x07")
+    tail = netlab_power.console_tail(lab, "nuc1", lines=3)
+    assert tail == "line 28\nline 29\nKernel panic - not syncing: VFS: Unable to mount root fs"
+    assert netlab_power.console_tail(lab, "nuc3") is None  # ipmi: no console here

@@ -101,3 +101,61 @@ def test_job_return_unwraps_what_lookup_jid_gives():
                                  "netnode") == states
     assert netlab_run.job_return({}, "netnode") is None
     assert netlab_run.job_return(None, "netnode") is None
+
+
+# --------------------------------------------------------------------------- lost events
+class Logger:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, fmt, *args):
+        self.lines.append(fmt % args)
+
+
+def test_a_lost_event_is_a_warning_in_the_log_and_the_summary(tmp_path):
+    netlab_run.begin(str(tmp_path), "deploy")
+    logger = Logger()
+
+    def broken(data, tag):
+        raise OSError("IPC socket closed")
+
+    assert netlab_run.fire_checked(broken, "netlab/node/nuc1/up", {}, str(tmp_path),
+                                   logger) is False
+    # Salt's fire_event answers False when it cannot reach the master's bus at all
+    assert netlab_run.fire_checked(lambda d, t: False, "netlab/stack/wave1/started", {},
+                                   lambda: str(tmp_path), logger) is False
+    fired = []
+    assert netlab_run.fire_checked(lambda d, t: fired.append(t) or True, "netlab/x", {},
+                                   str(tmp_path), logger) is True
+    assert fired == ["netlab/x"]
+    assert logger.lines == [
+        "netlab: event netlab/node/nuc1/up was not fired: IPC socket closed",
+        "netlab: event netlab/stack/wave1/started was not fired: the master's event bus "
+        "did not take it"]
+    lines = netlab_run.summary_lines(netlab_run.read(str(tmp_path)))
+    assert lines == ["warning: event netlab/node/nuc1/up was not fired: IPC socket closed",
+                     "warning: event netlab/stack/wave1/started was not fired: the "
+                     "master's event bus did not take it"]
+    # with a failure too: the failure first, then the warnings
+    netlab_run.add_failure(str(tmp_path), "stack", "stack.sh failed", node="nuc1")
+    lines = netlab_run.summary_lines(netlab_run.read(str(tmp_path)))
+    assert lines[0].startswith("first failure: stack failed on node nuc1")
+    assert lines[-2:] == ["warning: event netlab/node/nuc1/up was not fired: IPC socket "
+                          "closed", "warning: event netlab/stack/wave1/started was not "
+                          "fired: the master's event bus did not take it"]
+
+
+def test_warnings_are_capped_but_counted(tmp_path):
+    netlab_run.begin(str(tmp_path), "deploy")
+    for i in range(netlab_run.MAX_WARNINGS + 3):
+        netlab_run.add_warning(str(tmp_path), "w{}".format(i))
+    lines = netlab_run.summary_lines(netlab_run.read(str(tmp_path)))
+    assert len(lines) == netlab_run.MAX_WARNINGS + 1
+    assert lines[-1] == "warning: ... and 3 more (see the master's log)"
+
+
+def test_no_run_no_record_only_the_log(tmp_path):
+    logger = Logger()
+    assert netlab_run.fire_checked(lambda d, t: False, "netlab/x", {}, str(tmp_path),
+                                   logger) is False
+    assert netlab_run.read(str(tmp_path)) is None and len(logger.lines) == 1
