@@ -266,8 +266,11 @@ def test_vms_netboot_and_join_with_their_own_identity(vmlab, booted):
     access = serial_text(str(vmlab.run_dir / "nginx-access.log"))
     for node, ip in (("vma", "10.99.0.11"), ("vmb", "10.99.0.12")):
         got = [line for line in access.splitlines() if line.startswith(ip + " ")]
-        for path in ("/boot/{}.ipxe".format(node), "/images/current/vmlinuz",
-                     "/images/current/initrd.img"):
+        # a reimaged node boots the kernel of the build its root came from
+        build = netlab_lifecycle.node_builds(lab)[node]
+        assert build and build == netlab_lifecycle.current_build_id(lab), build
+        for path in ("/boot/{}.ipxe".format(node), "/images/{}/vmlinuz".format(build),
+                     "/images/{}/initrd.img".format(build)):
             assert any('"GET {} '.format(path) in line and '" 200 ' in line
                        and "iPXE/" in line for line in got), (path, got)
         assert "initrd=initrd.img" in booted["facts"][node]["cmdline"]  # iPXE's line

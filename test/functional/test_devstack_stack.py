@@ -17,6 +17,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -28,7 +29,8 @@ import netlab_slice
 from lib import fake_devstack, testusers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SALT_CALL = "/opt/netlab-venv/bin/salt-call"
+# the salt-call of the Salt line under test (test/run-tests runs pytest from that venv)
+SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 NODE = "nuc2"
 
 
