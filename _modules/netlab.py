@@ -482,10 +482,7 @@ def cache_usage(pillar=None):
         salt-call netlab.cache_usage
     """
     model = lab(pillar)
-    out = netlab_cache.usage(model, netlab_cache.disk_usage)
-    if netlab_cache.enabled(model, "git"):
-        out["git"]["unused_mirrors"] = netlab_cache.stale_mirrors(model)
-    return out
+    return netlab_cache.usage_report(model)
 
 
 def cache_prune(pillar=None):

@@ -148,10 +148,7 @@ def cache_usage(pillar=None):
         salt-run netlab.cache_usage
     """
     lab = _lab(pillar)
-    out = netlab_cache.usage(lab, netlab_cache.disk_usage)
-    if netlab_cache.enabled(lab, "git"):
-        out["git"]["unused_mirrors"] = netlab_cache.stale_mirrors(lab)
-    return out
+    return netlab_cache.usage_report(lab)
 
 
 @_guard

@@ -785,3 +785,13 @@ def usage_table(usage):
     widths[-1] = 0
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
                      for row in [head] + rows)
+
+
+def usage_report(lab, measure=None):
+    """``usage`` of every part (``measure``: disk_usage) plus, with the git mirror on,
+    the mirrors the lab no longer names (``git.unused_mirrors``): what both the
+    execution module and the runner show."""
+    out = usage(lab, measure or disk_usage)
+    if enabled(lab, "git"):
+        out["git"]["unused_mirrors"] = stale_mirrors(lab)
+    return out
