@@ -217,12 +217,16 @@ def dnsmasq(lab, params=None):
         out["dhcp_boot"].extend(boot)
         if mode == "proxy":
             # proxyDHCP answers only clients with a PXE menu entry for their system
-            # type; with one entry and no prompt the client boots it at once.
+            # type; with one entry and no prompt the client boots it at once. The
+            # menu is for the firmware only: iPXE follows a PXE menu in preference to
+            # the boot file, and the menu's entry is iPXE itself (a loop), so iPXE's
+            # requests get no menu and take their script from dhcp-boot.
             label = '"netlab {}"'.format(node.id)
-            out["pxe_services"].append("tag:{},x86PC,{},{}".format(t, label, bios))
+            fw = "tag:{},tag:!ipxe".format(t)
+            out["pxe_services"].append("{},x86PC,{},{}".format(fw, label, bios))
             if efi:
                 for csa in ("X86-64_EFI", "BC_EFI"):
-                    out["pxe_services"].append("tag:{},{},{},{}".format(t, csa, label, efi))
+                    out["pxe_services"].append("{},{},{},{}".format(fw, csa, label, efi))
         out["nodes"].append({"id": node.id, "mac": node.mac, "tag": t,
                              "boot_loader": node.boot_loader})
     return out

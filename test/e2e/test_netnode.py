@@ -285,6 +285,18 @@ def proxy(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
         seg.destroy()
 
 
+def pxe_suboptions(reply):
+    """The sub-option codes of a reply's PXE vendor options (option 43)."""
+    raw, codes, i = bytes.fromhex(reply.get("pxe_options") or ""), set(), 0
+    while i < len(raw) and raw[i] != 255:
+        if raw[i] == 0:
+            i += 1
+            continue
+        codes.add(raw[i])
+        i += 2 + raw[i + 1]
+    return codes
+
+
 def test_proxy_client_address_from_router_boot_from_netlab(proxy):
     seg = proxy["seg"]
     cli = seg.clients["nuc1"]
@@ -298,6 +310,10 @@ def test_proxy_client_address_from_router_boot_from_netlab(proxy):
     assert by_server[NETNODE_IP].get("vendor_class") == "PXEClient"
     ipxe = {r["server_id"]: r for r in pxe_discover(cli, arch=0, user_class="iPXE")}
     assert ipxe[NETNODE_IP]["boot"] == "http://{}:{}/boot/nuc1.ipxe".format(NETNODE_IP, PORT)
+    # the PXE boot menu (option 43, sub-option 9) goes to the firmware only: iPXE would
+    # follow it before its boot file and load itself again, in a loop
+    assert 9 in pxe_suboptions(by_server[NETNODE_IP]), by_server[NETNODE_IP]
+    assert 9 not in pxe_suboptions(ipxe[NETNODE_IP]), ipxe[NETNODE_IP]
     # a real DHCP client takes its lease from the router
     lease = udhcpc(cli, proxy["tmp"])
     assert lease is not None

@@ -100,8 +100,8 @@ def test_dnsmasq_proxy_mode_gives_no_addresses(raw):
     assert lines(text, "dhcp-host")[0] == "94:c6:91:aa:00:01,set:known,set:nl-nuc1"
     assert lines(text, "dhcp-option") == []
     assert "dhcp-authoritative" not in text
-    assert 'tag:nl-nuc1,x86PC,"netlab nuc1",undionly.kpxe' in lines(text, "pxe-service")
-    assert 'tag:nl-nuc1,X86-64_EFI,"netlab nuc1",ipxe.efi' in lines(text, "pxe-service")
+    assert 'tag:nl-nuc1,tag:!ipxe,x86PC,"netlab nuc1",undionly.kpxe' in lines(text, "pxe-service")
+    assert 'tag:nl-nuc1,tag:!ipxe,X86-64_EFI,"netlab nuc1",ipxe.efi' in lines(text, "pxe-service")
 
 
 def test_dnsmasq_off_mode_serves_no_dhcp(raw):
@@ -178,7 +178,7 @@ def test_pxelinux_node_gets_pxelinux_over_tftp(raw):
     d = netlab_boot.dnsmasq(lab)
     assert [b for b in d["dhcp_boot"] if b.startswith("tag:nl-nuc3,")] == [
         "tag:nl-nuc3,tag:!efi,pxelinux.0,,192.168.42.2"]
-    assert 'tag:nl-nuc3,x86PC,"netlab nuc3",pxelinux.0' in d["pxe_services"]
+    assert 'tag:nl-nuc3,tag:!ipxe,x86PC,"netlab nuc3",pxelinux.0' in d["pxe_services"]
     cfgs = netlab_boot.pxelinux_configs(lab, realpath=no_realpath)
     assert list(cfgs) == ["01-94-c6-91-aa-00-03"]
     text = render("pxelinux.cfg.jinja", p=cfgs["01-94-c6-91-aa-00-03"])
