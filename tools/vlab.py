@@ -645,13 +645,15 @@ class Vlab:
         except netlab_lab.LabError as exc:
             raise VlabError("the options make an invalid lab: {}".format(exc)) from exc
         hosts = package_hosts(lab, netlab_image.host_pip_settings())
+        # before the namespace's private mount namespace is made: it copies the host's
+        # mounts when it starts, so the lab's daemons and the host see the same btrfs
+        self._storage(lab)
         self._namespace(lab, uplink, hosts)
         _say("the networking node reaches its package sources ({}) through NAT; the lab "
              "nodes {}".format(", ".join(hosts), "too (--uplink)" if uplink else
                                "have no way out (--uplink to give them one)"))
         if local_repo:
             raw["devstack"]["repo"] = self._serve_repo(lab, repo)
-        self._storage(lab)
         self._configure(raw)
         _say("salt-master + networking node minion in namespace {}".format(self.names["ns"]))
         self._start_master()
