@@ -645,9 +645,14 @@ class Vlab:
         except netlab_lab.LabError as exc:
             raise VlabError("the options make an invalid lab: {}".format(exc)) from exc
         hosts = package_hosts(lab, netlab_image.host_pip_settings())
-        # before the namespace's private mount namespace is made: it copies the host's
-        # mounts when it starts, so the lab's daemons and the host see the same btrfs
-        self._storage(lab)
+        # The networking node's storage stays a plain directory for now. On the
+        # loop-mounted btrfs of _storage() root resets are snapshots (0.7 s), but
+        # nfs-ganesha then refuses the nodes' NFS mounts of those snapshot roots
+        # ("Permission denied"; each btrfs subvolume is a filesystem of its own), so
+        # no node boots. If it is turned on again, mount it before the namespace's
+        # private mount namespace is made (that copies the host's mounts when it
+        # starts), or the lab's daemons write under the mount and the host sees an
+        # empty btrfs.
         self._namespace(lab, uplink, hosts)
         _say("the networking node reaches its package sources ({}) through NAT; the lab "
              "nodes {}".format(", ".join(hosts), "too (--uplink)" if uplink else
