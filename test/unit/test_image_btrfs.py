@@ -4,7 +4,6 @@ image recipe asks of mmdebstrap. A fake builder stands in for mmdebstrap."""
 
 import copy
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -13,25 +12,14 @@ import netlab_image
 import netlab_lab
 import netlab_roots
 import netlab_slice
+from lib.btrfs import loop_btrfs
 
 
 @pytest.fixture
 def btrfs_storage(tmp_path):
     """A loop-mounted btrfs filesystem (removed again, also on failure)."""
-    if os.geteuid() != 0 or not shutil.which("mkfs.btrfs"):
-        pytest.fail("this test needs root and btrfs-progs (mkfs.btrfs)")
-    img = tmp_path / "btrfs.img"
-    with open(img, "wb") as fh:
-        fh.truncate(256 * 1024 * 1024)
-    subprocess.run(["mkfs.btrfs", "-q", str(img)], check=True, capture_output=True)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True,
-                   capture_output=True)
-    try:
+    with loop_btrfs(tmp_path) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
 
 
 def fake_builder(rec, rootfs, stage_dir, links, logfile):  # pylint: disable=unused-argument

@@ -2,7 +2,6 @@
 
 import copy
 import os
-import shutil
 import stat
 import subprocess
 
@@ -11,6 +10,7 @@ import pytest
 import netlab_lab
 import netlab_roots
 import netlab_slice
+from lib.btrfs import loop_btrfs
 
 
 def make_lab(example_pillar, storage):
@@ -56,25 +56,8 @@ def publish_image(images_dir, build, subvolume=False):
 @pytest.fixture
 def btrfs_mount(tmp_path):
     """A loop-mounted btrfs filesystem (removed again, also on failure)."""
-    if os.geteuid() != 0 or not shutil.which("mkfs.btrfs"):
-        pytest.fail("this test needs root and btrfs-progs (mkfs.btrfs)")
-    img = tmp_path / "btrfs.img"
-    with open(img, "wb") as fh:
-        fh.truncate(256 * 1024 * 1024)
-    subprocess.run(["mkfs.btrfs", "-q", str(img)], check=True, capture_output=True)
-    loop = subprocess.run(["losetup", "--find", "--show", str(img)], check=True,
-                          capture_output=True, text=True).stdout.strip()
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "btrfs", loop, str(mnt)], check=True,
-                       capture_output=True)
-        try:
-            yield mnt
-        finally:
-            subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
-    finally:
-        subprocess.run(["losetup", "-d", loop], check=False, capture_output=True)
+    with loop_btrfs(tmp_path) as mnt:
+        yield mnt
 
 
 def key():
