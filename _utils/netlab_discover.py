@@ -161,12 +161,18 @@ def _free_ids(lab, prefix="node"):
 def pillar_lines(machines, lab):
     """YAML lines to add under ``netlab:nodes`` for ``machines`` (from
     :func:`unknown`): a free id and address each, the controller role for the
-    first one when the lab has none yet, Wake-on-LAN power."""
+    first one when the lab has none yet, Wake-on-LAN power; in proxy mode a
+    comment that the router must reserve those addresses."""
     if not machines:
         return []
     ids, ips = _free_ids(lab), _free_addresses(lab)
     has_controller = any(n.is_controller for n in lab.nodes.values())
     lines = ["  nodes:"]
+    if lab.network.dhcp_mode == "proxy":
+        # the router hands out the addresses: a node that gets another one than its
+        # pillar ip finds no NFS export for it
+        lines.append("    # dhcp proxy: reserve each ip below for its MAC on the router's "
+                     "DHCP server")
     for rec in machines:
         role = "compute" if has_controller else "controller"
         has_controller = True

@@ -1,33 +1,47 @@
 """
-./netlab-bootstrap on a fresh networking node played by a network namespace.
+README.rst's real-hardware path on a fresh networking node played by a network
+namespace, beside a home router: clone, ``./netlab-bootstrap``, switch a spare
+computer on, ``salt-run netlab.discover``, paste the lines, ``salt-run
+netlab.preflight``, ``salt-run state.orchestrate netlab.deploy``.
 
 The namespace has its own mount namespace: /etc and /var are overlays (writes
 land in the test's temp dir, the host's stay untouched) and /srv is a temp dir,
 so Salt's real default paths (/etc/salt, /var/cache/salt, /srv/pillar) are the
-node's own. The segment has a home router (a dnsmasq handing out addresses, the
-default route points at it). From a clean copy of the checkout, with the
-already-installed venv (no pip install), in process mode:
+node's own. The segment has a home router: a plain dnsmasq handing out addresses
+only (no PXE), the default route, and the way out (NAT to Debian's mirror and
+PyPI only, lib.uplink). From a clean copy of the checkout, with the installed
+venv (no pip install), in process mode, the commands as README.rst writes them
+(Salt's commands from the venv on PATH):
 
-* the first run ends with master and minion running, the networking node's key
-  accepted, netlab.validate passing and lab.sls filled from the namespace's
-  interface (DHCP proxy: the router answers); ``salt-run netlab.preflight``
-  passes (all but the outside check: the segment has no uplink);
-* a second run changes nothing (same daemons, same files);
-* from there to a netbooted node, the way docs/hardware.rst tells a user: the
-  lab moves to a segment of its own (the router goes, ``dhcp: full``), storage
-  and the NFS server are set in lab.sls, ``netlab.netnode`` is applied, a qemu VM
-  whose MAC is in no pillar PXE-boots and gets no answer, ``salt-run
-  netlab.discover`` lists it (MAC, BIOS) and prints pillar lines; those lines go
-  into lab.sls (power driver switched to ``virtual``, what a user adjusts), the
-  networking node is applied again and ``salt-run netlab.reimage`` boots the VM
-  from the network (the deploy's boot step; the image is the cached test image,
-  the image build and DevStack have tests of their own) until its minion answers;
+* the first bootstrap ends with master and minion running, the networking node's
+  key accepted, netlab.validate passing and lab.sls filled from the namespace's
+  interface, ``dhcp: proxy`` among it (the router answered the probe); a second
+  run changes nothing (same daemons, same files);
+* ``salt-call state.apply netlab.netnode`` starts netlab's proxyDHCP; a qemu VM
+  whose MAC is in no pillar PXE-boots, gets an address from the router and no
+  boot answer from netlab; ``salt-run netlab.discover`` lists it (MAC, BIOS) and
+  prints pillar lines;
+* those lines go into lab.sls with what a user adjusts (the power driver, here
+  ``virtual``; a stateless root) and the router reserves the node's address;
+  ``salt-run netlab.preflight`` passes every check, the outside one included;
+* ``salt-run state.orchestrate netlab.deploy`` runs every step: networking node,
+  LAN cache (off in this lab), image (the cached test image is current: nothing
+  to build), the node netboots through proxyDHCP (router address, netlab's iPXE
+  script, NFS root) until its minion answers, prepare (DevStack's checkout from
+  the stand-in repository, test/lib/fake_devstack.py, served by the networking
+  node), stack.sh, host discovery: the node ends ``ready``;
+* the same master switched to gitfs (``--gitfs`` with a local git remote that
+  has one commit more than the checkout): the networking node and the lab node
+  sync modules from the remote;
 * a master config it did not write is left alone and named in a refusal.
 """
 
+import copy
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import time
 
@@ -36,15 +50,20 @@ import yaml
 
 import netlab_image
 import netlab_lab
-from lib import clients
+from lib import clients, fake_devstack
 from lib import daemons as daemons_lib
+from lib import image as image_lib
 from lib.image import test_image  # noqa: F401  pylint: disable=unused-import
+from lib.uplink import Uplink
 from lib.vm import serial_text, stop_lab_vms, stray_vm, wait_for
 
 REPO = clients.REPO
 VENV = os.environ.get("NETLAB_VENV", "/opt/netlab-venv")
 pytestmark = pytest.mark.slow
 STRAY_MAC = "52:54:00:78:02:42"
+CIDR, ROUTER_IP, NETNODE_IP = "10.78.2.0/24", "10.78.2.1", "10.78.2.2"
+# what the networking node may reach through the router (the outside check)
+PACKAGE_HOSTS = ("deb.debian.org", "pypi.org", "files.pythonhosted.org")
 
 
 def _clean_copy(dest):
@@ -82,10 +101,16 @@ def _pids(ns):
     return out
 
 
-def _bootstrap(ns, checkout):
+def _root_path():
+    """root's PATH on a fresh machine: the venv is not on it."""
+    return ":".join(p for p in os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(
+        ":") if os.path.realpath(p) != os.path.realpath(VENV + "/bin"))
+
+
+def _bootstrap(ns, checkout, *extra):
     return ns.run([checkout / "netlab-bootstrap", "--id", "netnode", "--venv", VENV,
-                   "--service-control", "process", "--probe-timeout", "4"],
-                  check=False, timeout=600)
+                   "--service-control", "process", "--probe-timeout", "4"] + list(extra),
+                  check=False, timeout=600, env=dict(os.environ, PATH=_root_path()))
 
 
 def _salt(ns, *args, timeout=900):
@@ -100,13 +125,20 @@ def _salt(ns, *args, timeout=900):
         return None, res
 
 
-def _apply_netnode(ns):
-    data, res = _salt(ns, "salt", "-t", "600", "netnode", "state.apply", "netlab.netnode")
-    states = (data or {}).get("netnode")
-    assert isinstance(states, dict), res.stdout[-3000:] + res.stderr[-2000:]
-    bad = ["{}: {}".format(k.split("_|-")[1], str(v.get("comment"))[:300])
-           for k, v in states.items() if not v.get("result")]
-    assert not bad, "netlab.netnode failed:\n" + "\n".join(bad[:5])
+
+
+def _cmd(ns, line, timeout=900):
+    """A command line as README.rst writes it, run by a root shell on the node with
+    Salt's commands (the venv's) on PATH, as the bootstrap's last line says."""
+    env = dict(os.environ, PATH=VENV + "/bin:" + _root_path())
+    return ns.run(["sh", "-c", line], check=False, timeout=timeout, env=env)
+
+
+def _json(res):
+    try:
+        return json.loads(res.stdout) if res.stdout.strip() else None
+    except ValueError:
+        return None
 
 
 def _edit_lab(srv, edit):
@@ -117,101 +149,28 @@ def _edit_lab(srv, edit):
     return doc["netlab"]
 
 
-def _netboot_a_discovered_machine(node, seg, srv, tmp_path, image):
-    """From the bootstrapped node to a VM netbooted as a lab node (see the module
-    doc). Returns the seconds each step took."""
-    took = {}
-    storage = tmp_path / "storage"  # same path inside the node's namespace and here
-    storage.mkdir()
-    for p in [storage] + list(storage.parents):
-        if str(p).startswith("/tmp/"):
-            os.chmod(p, 0o755)  # nginx (www-data) serves the boot files under it
-
-    def own_segment(lab):
-        lab["network"]["dhcp"]["mode"] = "full"
-        lab["netnode"]["storage"] = str(storage)
-        lab["netnode"]["nfs"] = {"server": "ganesha"}
-        lab.pop("image", None)  # the cached test image's defaults
-        lab["lookup"].update({"install_packages": False,  # the test machine has them
-                              "dnsmasq": {"ra": True}})   # iPXE: no 13 s IPv6 wait
-
-    raw = _edit_lab(srv, own_segment)
-    assert raw["lookup"]["service_control"] == "process"  # written by the bootstrap
-    lab = netlab_lab.load(raw)
-    os.makedirs(lab.netnode.images_dir)
-    os.symlink(image["dir"], os.path.join(lab.netnode.images_dir, image["build_id"]))
-    os.symlink(image["build_id"], os.path.join(lab.netnode.images_dir, "current"))
-    netlab_image.publish(lab, image["build_id"])
-    t0 = time.monotonic()
-    _apply_netnode(node)
-    took["netlab.netnode"] = time.monotonic() - t0
-
-    # a spare computer switched on: netlab does not answer it, but logs it
-    t0 = time.monotonic()
-    with stray_vm(node.name, seg.bridge, STRAY_MAC, str(tmp_path / "stray")) as serial:
-        found = wait_for(lambda: (lambda d: d if d and any(
-            m["mac"] == STRAY_MAC for m in d.get("unknown", [])) else None)(
-                _salt(node, "salt-run", "netlab.discover")[0]), 180,
-            "netlab.discover to list the PXE-booting VM", interval=3)
-        stray_serial = serial_text(serial)
-    took["PXE request seen by netlab.discover"] = time.monotonic() - t0
-    assert found["retcode"] == 0, found
-    [machine] = [m for m in found["unknown"] if m["mac"] == STRAY_MAC]
-    assert machine["firmware"] == "bios", machine
-    assert "Linux version" not in stray_serial  # no boot answer while unknown
-    added = yaml.safe_load(found["pillar"])["nodes"]
-    [(new_id, new)] = added.items()
-    assert new["mac"] == STRAY_MAC and new["role"] == "controller"
-    assert new["power"] == {"driver": "wol"}
-    # the user pastes the lines and picks the power driver that fits the machine
-    new["power"] = {"driver": "virtual", "bridge": seg.bridge, "memory": 1024, "cpus": 1,
-                    "firmware": "bios"}
-    raw = _edit_lab(srv, lambda lab: lab.update(nodes=dict(lab.get("nodes") or {}, **added)))
-    lab = netlab_lab.load(raw)
-    try:
-        t0 = time.monotonic()
-        _apply_netnode(node)  # its boot answer (the deploy's networking node step)
-        data, res = _salt(node, "salt-run", "netlab.reimage", new_id, "timeout=600",
-                          timeout=1200)
-        took["netlab.netnode + reimage (VM boot)"] = time.monotonic() - t0
-        print("reimage {}: {}".format(new_id, json.dumps((data or {}).get("nodes"))))
-        vm_serial = serial_text(os.path.join(lab.netnode.state_dir, "vms", new_id,
-                                             "serial.log"))
-        assert res.returncode == 0 and data["nodes"][new_id]["state"] == "up", (
-            res.stdout[-3000:] + res.stderr[-2000:] + vm_serial[-3000:])
-        ping, _ = _salt(node, "salt", "-t", "60", new_id, "cmd.run",
-                        "hostname; findmnt -n -o FSTYPE,SOURCE /")
-        host, root = ping[new_id].splitlines()
-        assert host == new_id
-        assert root.split()[0].startswith("nfs") and root.split()[1].startswith(
-            raw["netnode"]["ip"] + ":")
-        leases = node.run(["cat", "/var/lib/misc/netlab-dnsmasq.leases"]).stdout
-        assert STRAY_MAC in leases and new["ip"] in leases
-    finally:
-        stop_lab_vms(lab)
-        # the node's root (a copy of the image, ~1 GB); the image is a symlink
-        subprocess.run(["rm", "-rf", "--one-file-system", str(storage)], check=False)
-    return took
-
-
-def test_bootstrap_fresh_node_to_a_netbooted_node_idempotent_refuses_foreign_config(
-        segment_factory, daemons, tmp_path, test_image):  # noqa: F811  pylint: disable=redefined-outer-name
-    # IPv6 on the bridge: netlab's router advertisements spare iPXE its ~13 s IPv6 wait
-    seg = segment_factory(cidr="10.78.2.0/24", server_ip="10.78.2.2", ipv6=True)
-    node = seg.server
-    router = seg.add_client("router", mac="52:54:00:78:02:01", ip="10.78.2.1")
+def _home_router(seg, daemons, tmp_path):
+    """The router: DHCP for everyone (no PXE), reservations from a hosts file, the
+    segment's default route and its way out (NAT to the package hosts only)."""
+    router = seg.add_client("router", mac="52:54:00:78:02:01", ip=ROUTER_IP)
+    hosts = tmp_path / "router.hosts"
+    hosts.write_text("")
     conf = daemons_lib.router_dnsmasq_conf(tmp_path / "router.conf", "eth0", "10.78.2.100",
-                                           "10.78.2.150", router="10.78.2.1")
-    home_router = daemons.start(router, "router-dnsmasq", ["dnsmasq", "-k", "-C", conf],
-                                log=tmp_path / "router.log",
-                                ready=lambda: daemons_lib.port_open(router, 67, "udp"))
-    node.run(["ip", "route", "add", "default", "via", "10.78.2.1"])
-    t_start = time.monotonic()
-    srv = _private_root(node, tmp_path)
-    checkout = _clean_copy(tmp_path / "netlab")
-    assert not (tmp_path / "ov" / "etc" / "upper" / "salt").exists()
+                                           "10.78.2.150", router=ROUTER_IP, hostsfile=hosts)
+    dhcp = daemons.start(router, "router-dnsmasq", ["dnsmasq", "-k", "-C", conf],
+                         log=tmp_path / "router.log",
+                         ready=lambda: daemons_lib.port_open(router, 67, "udp"))
+    uplink = Uplink(router, PACKAGE_HOSTS)
+    try:
+        uplink.share(CIDR)
+    except Exception:
+        uplink.remove()
+        raise
+    return {"ns": router, "dhcp": dhcp, "hosts": hosts, "uplink": uplink,
+            "leases": str(conf) + ".leases"}
 
-    # ---- first run: a fresh node
+
+def _first_bootstrap(node, seg, srv, checkout, tmp_path):
     first = _bootstrap(node, checkout)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "accepted the key of minion netnode" in first.stdout
@@ -221,10 +180,10 @@ def test_bootstrap_fresh_node_to_a_netbooted_node_idempotent_refuses_foreign_con
     assert keys["minions"] == ["netnode"] and not keys["minions_pre"]
     lab = yaml.safe_load((srv / "pillar" / "netlab" / "lab.sls").read_text())["netlab"]
     assert lab["network"]["interface"] == seg.bridge
-    assert lab["network"]["cidr"] == "10.78.2.0/24"
-    assert lab["network"]["gateway"] == "10.78.2.1"
-    assert lab["network"]["dhcp"]["mode"] == "proxy"  # the router answers
-    assert lab["netnode"]["ip"] == "10.78.2.2"
+    assert lab["network"]["cidr"] == CIDR
+    assert lab["network"]["gateway"] == ROUTER_IP
+    assert lab["network"]["dhcp"]["mode"] == "proxy"  # the router answered the probe
+    assert lab["netnode"]["ip"] == NETNODE_IP
     assert lab["nodes"] == {}
     assert lab["lookup"] == {"service_control": "process"}  # no systemd here
     assert oct((srv / "pillar" / "netlab" / "lab.sls").stat().st_mode & 0o777) == "0o600"
@@ -233,38 +192,227 @@ def test_bootstrap_fresh_node_to_a_netbooted_node_idempotent_refuses_foreign_con
     assert valid["netnode"]["valid"] is True, valid
     master_conf = tmp_path / "ov" / "etc" / "upper" / "salt" / "master.d" / "netlab.conf"
     assert str(checkout) in master_conf.read_text()
+    assert "export PATH={}/bin:$PATH".format(VENV) in first.stdout  # not on PATH yet
+    return pids, master_conf
 
-    # the runner face of preflight on the bootstrapped node (no uplink: no outside check)
-    pre = node.run([VENV + "/bin/salt-run", "--out=json", "netlab.preflight",
-                    "checks=salt,modules,pillar,interface,ports,storage,dhcp"],
-                   check=False, timeout=300)
-    report = json.loads(pre.stdout)
-    assert pre.returncode == 0 and report["retcode"] == 0, pre.stdout + pre.stderr
+
+def _test_lab(srv, tmp_path, image):
+    """What this test machine needs in lab.sls (a user keeps pillar.example's values):
+    storage in the temp dir, nfs-ganesha (no kernel NFS here), packages installed
+    already, router advertisements (iPXE skips its IPv6 wait), the LAN cache off
+    (test_cache_e2e has it), the image = the cached test image."""
+    storage = tmp_path / "storage"  # same path inside the node's namespace and here
+    storage.mkdir()
+    for p in [storage] + list(storage.parents):
+        if str(p).startswith("/tmp/"):
+            os.chmod(p, 0o755)  # nginx (www-data) serves the boot files under it
+
+    def adjust(lab):
+        lab["netnode"]["storage"] = str(storage)
+        lab["netnode"]["nfs"] = {"server": "ganesha"}
+        lab["image"] = copy.deepcopy(image_lib.TEST_LAB["image"])
+        lab["cache"] = {part: {"enabled": False} for part in ("apt", "pip", "git", "files")}
+        lab["lookup"].update({"install_packages": False, "dnsmasq": {"ra": True}})
+
+    raw = _edit_lab(srv, adjust)
+    assert raw["lookup"]["service_control"] == "process"  # written by the bootstrap
+    lab = netlab_lab.load(raw)
+    os.makedirs(lab.netnode.images_dir)
+    os.symlink(image["dir"], os.path.join(lab.netnode.images_dir, image["build_id"]))
+    os.symlink(image["build_id"], os.path.join(lab.netnode.images_dir, "current"))
+    netlab_image.publish(lab, image["build_id"])
+    # the image step of the deploy finds it current (nothing to build)
+    plan = netlab_image.plan(lab)
+    assert plan["action"] == "none", plan["reason"]
+    # DevStack's stand-in, served by the networking node's nginx like any file there
+    fake_devstack.create(os.path.join(lab.netnode.http_root, "git"), sleep=0.5)
+    url = "http://{}/git/devstack.git".format(NETNODE_IP)
+    _edit_lab(srv, lambda lab: lab["devstack"].update(repo=url))
+
+
+def _discover(node, seg, tmp_path):
+    """A spare computer switched on: the router gives it an address, netlab no boot
+    answer, but netlab.discover lists it."""
+    with stray_vm(node.name, seg.bridge, STRAY_MAC, str(tmp_path / "stray")) as serial:
+        found = wait_for(lambda: (lambda d: d if d and any(
+            m["mac"] == STRAY_MAC for m in d.get("unknown", [])) else None)(
+                _json(_cmd(node, "salt-run --out=json netlab.discover"))), 180,
+            "netlab.discover to list the PXE-booting VM", interval=3)
+        stray_serial = serial_text(serial)
+    assert found["retcode"] == 0, found
+    [machine] = [m for m in found["unknown"] if m["mac"] == STRAY_MAC]
+    assert machine["firmware"] == "bios", machine
+    assert "Linux version" not in stray_serial  # no boot answer while unknown
+    return found
+
+
+def _add_discovered(srv, router, found, seg):
+    added = yaml.safe_load(found["pillar"])["nodes"]
+    [(new_id, new)] = added.items()
+    assert new["mac"] == STRAY_MAC and new["role"] == "controller"
+    assert new["power"] == {"driver": "wol"}
+    # the user picks the power driver that fits the machine (a VM here) and, for a
+    # short test, a stateless root (nothing copied: the image plus a RAM overlay)
+    new["power"] = {"driver": "virtual", "bridge": seg.bridge, "memory": 1024, "cpus": 1,
+                    "firmware": "bios"}
+    new["root"] = {"mode": "stateless"}
+    raw = _edit_lab(srv, lambda lab: lab.update(nodes=dict(lab.get("nodes") or {}, **added)))
+    # proxy mode: the router hands out the addresses, so it reserves the node's
+    router["hosts"].write_text("{},{}\n".format(new["mac"], new["ip"]))
+    os.kill(router["dhcp"].pid, signal.SIGHUP)
+    return new_id, new, raw
+
+
+def _node_records(node, new_id):
+    out = _salt(node, "salt", "-t", "60", new_id, "cmd.run",
+                "for f in /opt/stack/fake-devstack/*.json; do cat $f; echo; done")[0]
+    return sorted((json.loads(line) for line in out[new_id].splitlines() if line.strip()),
+                  key=lambda r: r["start"])
+
+
+def _deploy(node, new_id, new, raw, took):
+    t0 = time.monotonic()
+    pre = _cmd(node, "salt-run --out=json netlab.preflight", timeout=300)
+    report = _json(pre) or {}
+    assert pre.returncode == 0 and report.get("retcode") == 0, pre.stdout + pre.stderr
     assert report["passed"] == ["salt", "modules", "pillar", "interface", "ports", "storage",
-                                "dhcp"]
+                                "dhcp", "outside"]
+    took["salt-run netlab.preflight"] = time.monotonic() - t0
+    lab = netlab_lab.load(raw)
+    t0 = time.monotonic()
+    try:
+        res = _cmd(node, "salt-run --out=json state.orchestrate netlab.deploy", timeout=2400)
+        took["salt-run state.orchestrate netlab.deploy"] = time.monotonic() - t0
+        vm_serial = serial_text(os.path.join(lab.netnode.state_dir, "vms", new_id,
+                                             "serial.log"))
+        assert res.returncode == 0, (res.stdout[-6000:] + res.stderr[-2000:] +
+                                     vm_serial[-3000:])
+        status = {r["node"]: r for r in _json(_cmd(
+            node, "salt-run --out=json netlab.status as_table=False"))}
+        assert status[new_id]["state"] == "ready", status
+        ping, _ = _salt(node, "salt", "-t", "60", new_id, "cmd.run",
+                        "hostname; findmnt -n -o FSTYPE /; ip -4 -o route show default")
+        host, root, route = ping[new_id].splitlines()
+        assert host == new_id and root == "overlay"  # stateless: RAM over the NFS image
+        assert "via " + ROUTER_IP in route
+        records = _node_records(node, new_id)
+        stack = [r for r in records if r["event"] == "stack"]
+        assert len(stack) == 1 and stack[0]["rc"] == 0, records
+        assert stack[0]["host_ip"] == new["ip"]
+        assert [r["event"] for r in records] == ["stack", "discover"], records
+    except Exception:
+        stop_lab_vms(lab)
+        raise
+    return lab
 
-    # ---- second run: nothing changes
-    before = {p: p.read_text() for p in (srv / "pillar").rglob("*.sls")}
-    second = _bootstrap(node, checkout)
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "nothing changed (already bootstrapped)" in second.stdout, second.stdout
-    assert _pids(node) == pids
-    assert {p: p.read_text() for p in (srv / "pillar").rglob("*.sls")} == before
-    took = {"bootstrap, preflight, second run": time.monotonic() - t_start}
 
-    # ---- a discovered machine added and netbooted (its own segment: no router)
-    home_router.stop()
-    took.update(_netboot_a_discovered_machine(node, seg, srv, tmp_path, test_image))
-    print("timings: " + ", ".join("{} {:.0f} s".format(k, v) for k, v in took.items()))
+def _switch_to_gitfs(node, checkout, tmp_path, new_id):
+    """The same master serving netlab from a git remote (one commit ahead of the
+    checkout: a module only the remote has), both minions syncing from it."""
+    work, bare = tmp_path / "gitsrc", tmp_path / "netlab.git"
+    shutil.copytree(checkout, work)
+    (work / "_modules" / "netlab_gitfs_probe.py").write_text(
+        '"""Only in the git remote (test_bootstrap_node)."""\n\n\n'
+        'def where():\n    """CLI Example: salt \'*\' netlab_gitfs_probe.where"""\n'
+        '    return "gitfs"\n')
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "netlab"]):
+        subprocess.run(git + args, cwd=work, check=True, capture_output=True)
+    subprocess.run(git + ["clone", "-q", "--bare", str(work), str(bare)], check=True,
+                   capture_output=True)
+    res = _bootstrap(node, checkout, "--gitfs", "file://" + str(bare))
+    assert res.returncode == 0, res.stdout + res.stderr
+    conf = (tmp_path / "ov" / "etc" / "upper" / "salt" / "master.d" / "netlab.conf")
+    assert "gitfs_remotes" in conf.read_text() and str(checkout) not in conf.read_text()
+    for minion in ("netnode", new_id):
+        synced = wait_for(lambda m=minion: (lambda d: d if d and isinstance(
+            d.get(m), list) else None)(_salt(node, "salt", "-t", "30", m,
+                                             "saltutil.sync_modules")[0]),
+            180, "{} to sync from gitfs".format(minion), interval=3)
+        assert "modules.netlab_gitfs_probe" in synced[minion] or minion == "netnode", synced
+        where, _ = _salt(node, "salt", "-t", "30", minion, "netlab_gitfs_probe.where")
+        assert where == {minion: "gitfs"}, where
+    return _pids(node)
 
-    # ---- a master config someone else wrote: left alone, named, nothing changed
-    foreign = "# the site's own master\nfile_roots:\n  base: [/srv/site]\n"
-    node.run(["sh", "-c", "printf '%s' \"$1\" > /etc/salt/master", "sh", foreign])
-    ours = master_conf.read_text()
-    third = _bootstrap(node, checkout)
-    assert third.returncode == 2, third.stdout + third.stderr
-    assert "/etc/salt/master sets file_roots" in third.stdout
-    assert "netlab-bootstrap leaves Salt config it did not write alone" in third.stdout
-    assert node.run(["cat", "/etc/salt/master"]).stdout == foreign
-    assert master_conf.read_text() == ours
-    assert _pids(node) == pids
+
+def test_readme_path_from_a_fresh_node_to_a_stacked_node_beside_a_home_router(
+        segment_factory, daemons, tmp_path, test_image):  # noqa: F811  pylint: disable=redefined-outer-name
+    # IPv6 on the bridge: netlab's router advertisements spare iPXE its ~13 s IPv6 wait
+    seg = segment_factory(cidr=CIDR, server_ip=NETNODE_IP, ipv6=True)
+    node = seg.server
+    router = _home_router(seg, daemons, tmp_path)
+    lab = None
+    try:
+        node.run(["ip", "route", "add", "default", "via", ROUTER_IP])
+        took = {}
+        t0 = time.monotonic()
+        srv = _private_root(node, tmp_path)
+        checkout = _clean_copy(tmp_path / "netlab")
+        assert not (tmp_path / "ov" / "etc" / "upper" / "salt").exists()
+
+        # ---- first run: a fresh node
+        pids, master_conf = _first_bootstrap(node, seg, srv, checkout, tmp_path)
+        took["netlab-bootstrap (first run)"] = time.monotonic() - t0
+
+        # ---- second run: nothing changes
+        t0 = time.monotonic()
+        before = {p: p.read_text() for p in (srv / "pillar").rglob("*.sls")}
+        second = _bootstrap(node, checkout)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "nothing changed (already bootstrapped)" in second.stdout, second.stdout
+        assert _pids(node) == pids
+        assert {p: p.read_text() for p in (srv / "pillar").rglob("*.sls")} == before
+        took["netlab-bootstrap (second run)"] = time.monotonic() - t0
+
+        # ---- netlab's proxyDHCP up, a spare computer discovered
+        _test_lab(srv, tmp_path, test_image)
+        t0 = time.monotonic()
+        res = _cmd(node, "salt-call --out=json state.apply netlab.netnode", timeout=600)
+        bad = [k for k, v in ((_json(res) or {}).get("local") or {"?": {}}).items()
+               if not v.get("result")]
+        assert res.returncode == 0 and not bad, res.stdout[-4000:] + res.stderr[-2000:]
+        took["salt-call state.apply netlab.netnode"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        found = _discover(node, seg, tmp_path)
+        took["PXE request seen by netlab.discover"] = time.monotonic() - t0
+        new_id, new, raw = _add_discovered(srv, router, found, seg)
+        lab = netlab_lab.load(raw)
+
+        # ---- preflight, then the deploy as README.rst writes it
+        _deploy(node, new_id, new, raw, took)
+        # its address came from the router (the reservation), its boot answer from
+        # netlab's proxyDHCP (no address of netlab's), its iPXE script over HTTP
+        leases = serial_text(router["leases"])
+        assert STRAY_MAC in leases and new["ip"] in leases
+        run_log = node.run(["cat", "/run/netlab/dnsmasq.log"]).stdout
+        answered = re.compile(r"PXE\(br0\) (\S+ )?{} proxy$".format(STRAY_MAC))
+        assert any(answered.search(line) for line in run_log.splitlines()), run_log[-3000:]
+        assert STRAY_MAC not in node.run(["cat", "/var/lib/misc/netlab-dnsmasq.leases"],
+                                         check=False).stdout
+        access = node.run(["cat", "/run/netlab/nginx-access.log"]).stdout
+        assert any(line.startswith(new["ip"] + " ") and "/boot/{}.ipxe".format(new_id)
+                   in line for line in access.splitlines()), access[-3000:]
+
+        # ---- the formula from a git remote instead of the checkout
+        t0 = time.monotonic()
+        pids = _switch_to_gitfs(node, checkout, tmp_path, new_id)
+        took["--gitfs bootstrap + both minions synced"] = time.monotonic() - t0
+        print("timings: " + ", ".join("{} {:.0f} s".format(k, v) for k, v in took.items()))
+
+        # ---- a master config someone else wrote: left alone, named, nothing changed
+        foreign = "# the site's own master\nfile_roots:\n  base: [/srv/site]\n"
+        node.run(["sh", "-c", "printf '%s' \"$1\" > /etc/salt/master", "sh", foreign])
+        ours = master_conf.read_text()
+        third = _bootstrap(node, checkout)
+        assert third.returncode == 2, third.stdout + third.stderr
+        assert "/etc/salt/master sets file_roots" in third.stdout
+        assert "netlab-bootstrap leaves Salt config it did not write alone" in third.stdout
+        assert node.run(["cat", "/etc/salt/master"]).stdout == foreign
+        assert master_conf.read_text() == ours
+        assert _pids(node) == pids
+    finally:
+        if lab is not None:
+            stop_lab_vms(lab)
+        router["uplink"].remove()
+        subprocess.run(["rm", "-rf", "--one-file-system", str(tmp_path / "storage")],
+                       check=False)

@@ -145,9 +145,10 @@ class Daemons:
 
 
 def router_dnsmasq_conf(path, interface, start, end, netmask="255.255.255.0",
-                        leasefile=None, router=None):
+                        leasefile=None, router=None, hostsfile=None):
     """Write a plain dnsmasq config playing a home router's DHCP server (hands out
-    addresses from ``start``-``end`` to anyone; no PXE)."""
+    addresses from ``start``-``end`` to anyone; no PXE). ``hostsfile``: its address
+    reservations (``<mac>,<ip>`` lines, re-read on SIGHUP)."""
     text = [
         "interface={}".format(interface), "bind-interfaces", "port=0", "log-dhcp",
         "dhcp-range={},{},{},1h".format(start, end, netmask),
@@ -156,6 +157,8 @@ def router_dnsmasq_conf(path, interface, start, end, netmask="255.255.255.0",
     ]
     if router:
         text.append("dhcp-option=option:router,{}".format(router))
+    if hostsfile:
+        text.append("dhcp-hostsfile={}".format(hostsfile))
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(text) + "\n")
     return str(path)

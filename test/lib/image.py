@@ -15,7 +15,7 @@ or, in a conftest / test module, the session fixture (re-export it)::
 
 Cache: ``$NETLAB_TEST_CACHE`` (default ``/var/cache/netlab-test``), one
 directory per input hash: ``<cache>/image-<hash16>/images/<build_id>/...``.
-The image is Debian bookworm, minbase, with salt-minion (``TEST_SALT_VERSION``)
+The image is Debian bookworm, minbase, with git, salt-minion (``TEST_SALT_VERSION``)
 in /opt/salt and the DevStack user ``stack``.
 
 Treat the cached rootfs as read-only: clone it (``cp -a`` / reflink / btrfs
@@ -49,7 +49,9 @@ CACHE_KEEP = 3
 TEST_LAB = {
     "network": {"interface": "br0", "cidr": "10.99.0.0/24"},
     "netnode": {"id": "netnode", "ip": "10.99.0.1"},
-    "image": {"distro": "debian", "release": "bookworm", "packages": [],
+    # git: netlab.node.prepare clones DevStack with it (pillar.example's images
+    # have it too); with it installed the deploy's prepare needs no mirror
+    "image": {"distro": "debian", "release": "bookworm", "packages": ["git"],
               "salt_version": TEST_SALT_VERSION, "variant": "minbase"},
     "devstack": {"user": TEST_USER},
     "nodes": {"node01": {"mac": "52:54:00:99:00:01", "ip": "10.99.0.101",

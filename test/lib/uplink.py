@@ -109,6 +109,20 @@ class Uplink:
         _sh(["nft", "-f", "-"], input="\n".join(rules) + "\n")
         self.made.append("table")
 
+    def share(self, cidr):
+        """Let the segment ``cidr`` behind the namespace out through the uplink too,
+        the way a home router does: forwarding on and a masquerade inside the
+        namespace (both go with it). The host's filter still lets only the
+        allowed hosts through."""
+        self.ns.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        self.ns.run(["nft", "-f", "-"], input=(
+            "table ip netlab_share {\n"
+            "  chain postrouting {\n"
+            "    type nat hook postrouting priority 100; policy accept;\n"
+            '    ip saddr %s oifname "uplink0" masquerade\n'
+            "  }\n"
+            "}\n") % cidr)
+
     def cut(self):
         """No way out any more: the namespace's default route and the NAT go."""
         self.ns.run(["ip", "route", "del", "default"], check=False)

@@ -122,3 +122,15 @@ def test_first_discovered_machine_of_an_empty_lab_is_the_controller(example_pill
     raw["nodes"] = added
     assert netlab_lab.validate(raw) == []
     assert netlab_discover.pillar_lines([], lab) == []
+
+
+def test_proxy_mode_lines_say_the_router_reserves_the_addresses(example_pillar):
+    raw = copy.deepcopy(example_pillar)
+    raw["nodes"] = {}
+    machines = [{"mac": "52:54:00:79:00:21", "arch": "bios", "vendor_class": "",
+                 "first_seen": "2026-11-30T11:30:12"}]
+    for mode, said in (("proxy", True), ("full", False)):
+        raw["network"]["dhcp"] = {"mode": mode}
+        lines = netlab_discover.pillar_lines(machines, netlab_lab.load(raw))
+        assert any("reserve each ip below" in line for line in lines) is said
+        assert yaml.safe_load("\n".join(lines))["nodes"]["node1"]["ip"] == "192.168.42.11"
