@@ -11,9 +11,10 @@ Pure Python plus a few standard commands (``cp``, ``btrfs``, ``ssh-keygen``,
 Clone methods, best first (``method='auto'`` picks the first that works):
 
 ``snapshot``
-    the image rootfs is a btrfs subvolume and the roots directory is on the same
-    btrfs filesystem: ``btrfs subvolume snapshot`` (constant time, shares every
-    block until written).
+    the image rootfs is a btrfs subvolume, the roots directory is on the same
+    btrfs filesystem and the NFS server is the kernel's (nfs-ganesha cannot
+    export subvolumes): ``btrfs subvolume snapshot`` (constant time, shares
+    every block until written).
 ``reflink``
     the filesystem can share extents between files (btrfs, xfs with reflink=1):
     ``cp -a --reflink=always`` (walks the tree, shares data blocks).
@@ -40,7 +41,7 @@ import netlab_safefs
 # pylint: disable=unused-import
 from netlab_roots_clone import (  # noqa: F401
     BTRFS_SUBVOL_INO, METHODS, RootError, _run, can_reflink, clone_tree, detect_method,
-    fs_type, is_subvolume, remove_tree)
+    fs_type, is_subvolume, remove_tree, snapshots_exportable)
 
 SSH_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 
@@ -298,7 +299,8 @@ def reset_cost(lab):
     while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
         parent = os.path.dirname(parent)
     try:
-        out["method"] = detect_method(src, parent)
+        out["method"] = detect_method(src, parent,
+                                      snapshots_exportable(lab.netnode.nfs_server))
     except OSError:
         return out
     out["image_mb"] = _image_mb(src)
@@ -307,9 +309,10 @@ def reset_cost(lab):
         out["note"] = (
             "NOTE: node root resets are full copies of the image{} on this storage "
             "({}, {}): every reimage reads and writes the whole image per node, and "
-            "takes longer as the image grows. Put netnode:storage on btrfs (the image "
-            "is then built as a subvolume and resets are snapshots, well under a "
-            "second) or on XFS with reflink (docs/lifecycle.rst, 'Per-node roots')"
+            "takes longer as the image grows. Put netnode:storage on btrfs (with the "
+            "kernel NFS server the image is then built as a subvolume and resets are "
+            "snapshots, well under a second; with nfs-ganesha they are reflink copies, "
+            "a few seconds) or on XFS with reflink (docs/lifecycle.rst, 'Per-node roots')"
             .format(size, fs_type(parent), parent))
     return out
 
@@ -364,7 +367,8 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None,
         remove_tree(leftover)
     build = build_of(src)
     try:
-        clone = clone_tree(src, new, method)
+        clone = clone_tree(src, new, method,
+                           snapshots_exportable(lab.netnode.nfs_server))
         write_identity(lab, node_id, new, identity, minion_key, master_pub, build)
     except RootError as exc:
         remove_tree(new)
