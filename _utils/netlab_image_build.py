@@ -355,8 +355,19 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
         result.update(changed=True, build_id=build_id,
                       duration=round(time.monotonic() - t0, 1),
                       pruned=prune(lab, keep=keep, protect=protect),
-                      current=current_build(lab))
+                      current=current_build(lab), spare=_spare(lab))
         return result
+
+
+def _spare(lab):
+    """The first reset after a build takes a root cloned now (netlab_roots_spare):
+    ``{'method', 'seconds'}``, None without persistent nodes, or the reason it
+    could not be made (the reset then clones, as it would without it)."""
+    try:
+        out = netlab_roots.prepare_spare(lab)
+    except (netlab_roots.RootError, OSError) as exc:
+        return {"error": str(exc)}
+    return out and {"method": out["method"], "seconds": out["seconds"]}
 
 
 def _make_rootfs_dir(rootfs, nfs_server):
