@@ -323,7 +323,9 @@ def _switch_to_gitfs(node, checkout, tmp_path, new_id):
     res = _bootstrap(node, checkout, "--gitfs", "file://" + str(bare))
     assert res.returncode == 0, res.stdout + res.stderr
     conf = (tmp_path / "ov" / "etc" / "upper" / "salt" / "master.d" / "netlab.conf")
-    assert "gitfs_remotes" in conf.read_text() and str(checkout) not in conf.read_text()
+    text = conf.read_text()
+    assert "gitfs_remotes" in text and "file://" + str(bare) in text, text
+    assert "# the netlab checkout" not in text, text  # file_roots: only /srv/salt
     for minion in ("netnode", new_id):
         synced = wait_for(lambda m=minion: (lambda d: d if d and isinstance(
             d.get(m), list) else None)(_salt(node, "salt", "-t", "30", m,
