@@ -44,6 +44,8 @@ KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 # option 93 client architectures: 6 IA32 EFI, 7 x86-64 EFI (BC), 9 x86-64 EFI
 EFI_ARCHES = (7, 9)
+PXE_CSAS = ("x86PC", "X86-64_EFI", "BC_EFI")   # pxe-service system types: BIOS, UEFI
+NOT_A_NODE = "netlab-not-a-lab-node"   # proxy mode: no such file, never sent
 SERVICE_CONTROLS = ("service", "process", "none")
 
 
@@ -195,6 +197,14 @@ def dnsmasq(lab, params=None):
     else:  # proxy
         out["dhcp_ranges"].append("{},proxy,{}".format(_network_address(net.cidr),
                                                        net.netmask))
+        # dnsmasq's proxyDHCP logs a PXE request only when a boot service matches the
+        # client; without one, a machine that is not a node leaves no trace and
+        # netlab.discover cannot list it (a fresh lab has no node, so no service at
+        # all). These match only machines that are not nodes, which dhcp-ignore
+        # never answers ("proxy-ignored" in the log); their file does not exist.
+        for csa in PXE_CSAS:
+            out["pxe_services"].append('tag:!known,{},"netlab: not a lab node",{}'.format(
+                csa, NOT_A_NODE))
     script_base = "{}/{}".format(http_base(lab), BOOT_DIR)
     for node in lab.nodes.values():
         t = tag(node)
@@ -225,7 +235,7 @@ def dnsmasq(lab, params=None):
             fw = "tag:{},tag:!ipxe".format(t)
             out["pxe_services"].append("{},x86PC,{},{}".format(fw, label, bios))
             if efi:
-                for csa in ("X86-64_EFI", "BC_EFI"):
+                for csa in PXE_CSAS[1:]:
                     out["pxe_services"].append("{},{},{},{}".format(fw, csa, label, efi))
         out["nodes"].append({"id": node.id, "mac": node.mac, "tag": t,
                              "boot_loader": node.boot_loader})

@@ -243,6 +243,9 @@ def _discover(node, seg, tmp_path):
     [machine] = [m for m in found["unknown"] if m["mac"] == STRAY_MAC]
     assert machine["firmware"] == "bios", machine
     assert "Linux version" not in stray_serial  # no boot answer while unknown
+    pxe = [line for line in node.run(["cat", "/run/netlab/dnsmasq.log"]).stdout.splitlines()
+           if "PXE(" in line and STRAY_MAC in line]
+    assert pxe and all(line.endswith(" proxy-ignored") for line in pxe), pxe
     return found
 
 

@@ -62,8 +62,11 @@ def test_dnsmasq_one_host_line_per_mac_known_tag_and_ignore_unknown(raw, mode):
         assert ",set:known," in h + ","
     assert lines(text, "dhcp-ignore") == ["tag:!known"]
     # every boot answer is tied to a node tag: an unknown MAC matches none of them
+    # (proxy mode's entries for other machines only make dnsmasq log them: ignored)
     for b in lines(text, "dhcp-boot") + lines(text, "pxe-service"):
-        assert re.match(r"^tag:nl-nuc[123],", b), b
+        assert re.match(r"^tag:nl-nuc[123],", b) or (
+            mode == "proxy" and b.startswith("tag:!known,") and
+            b.endswith(",netlab-not-a-lab-node")), b
 
 
 def test_dnsmasq_full_mode_static_leases_options_and_no_pool(raw):
@@ -102,6 +105,19 @@ def test_dnsmasq_proxy_mode_gives_no_addresses(raw):
     assert "dhcp-authoritative" not in text
     assert 'tag:nl-nuc1,tag:!ipxe,x86PC,"netlab nuc1",undionly.kpxe' in lines(text, "pxe-service")
     assert 'tag:nl-nuc1,tag:!ipxe,X86-64_EFI,"netlab nuc1",ipxe.efi' in lines(text, "pxe-service")
+
+
+def test_dnsmasq_proxy_mode_without_nodes_still_logs_other_machines(raw):
+    """A fresh lab (no node yet): dnsmasq logs PXE requests in proxy mode only when a
+    boot service matches, so there is one for machines that are not nodes; they are
+    ignored (dhcp-ignore), never answered, for discovery only."""
+    raw["nodes"] = {}
+    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(load(raw, mode="proxy")))
+    assert lines(text, "pxe-service") == [
+        'tag:!known,{},"netlab: not a lab node",netlab-not-a-lab-node'.format(csa)
+        for csa in ("x86PC", "X86-64_EFI", "BC_EFI")]
+    assert lines(text, "dhcp-ignore") == ["tag:!known"]
+    assert lines(text, "dhcp-boot") == []
 
 
 def test_dnsmasq_off_mode_serves_no_dhcp(raw):
