@@ -216,7 +216,10 @@ def dnsmasq(lab, params=None):
         bios, efi = _boot_files(node)
         boot = []
         if node.boot_loader == "ipxe":
-            boot.append("tag:{},tag:ipxe,{}/{}.ipxe".format(t, script_base, node.id))
+            # the server address (siaddr) too: a proxyDHCP offer counts for iPXE only
+            # with a boot file AND a next-server (or a PXE menu, which iPXE's requests
+            # do not get); without it iPXE asks port 4011, gets nothing and stops
+            boot.append("tag:{},tag:ipxe,{}/{}.ipxe,,{}".format(t, script_base, node.id, ip))
             if bios == efi:
                 boot.append("tag:{},tag:!ipxe,{},,{}".format(t, bios, ip))
             else:

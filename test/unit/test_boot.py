@@ -161,7 +161,7 @@ def test_dnsmasq_client_arch_chainloads_ipxe(raw):
                                                  "set:efi,option:client-arch,9"]
     boot = [b for b in lines(text, "dhcp-boot") if b.startswith("tag:nl-nuc1,")]
     assert boot == [
-        "tag:nl-nuc1,tag:ipxe,http://192.168.42.2:80/boot/nuc1.ipxe",
+        "tag:nl-nuc1,tag:ipxe,http://192.168.42.2:80/boot/nuc1.ipxe,,192.168.42.2",
         "tag:nl-nuc1,tag:!ipxe,tag:efi,ipxe.efi,,192.168.42.2",
         "tag:nl-nuc1,tag:!ipxe,tag:!efi,undionly.kpxe,,192.168.42.2",
     ]
@@ -175,7 +175,8 @@ def test_dnsmasq_forced_firmware(raw, firmware, expect):
     raw["nodes"]["nuc2"]["boot"]["firmware"] = firmware
     d = netlab_boot.dnsmasq(load(raw, mode="full"))
     nuc2 = [b for b in d["dhcp_boot"] if b.startswith("tag:nl-nuc2,")]
-    assert nuc2 == ["tag:nl-nuc2,tag:ipxe,http://192.168.42.2:80/boot/nuc2.ipxe", expect]
+    assert nuc2 == ["tag:nl-nuc2,tag:ipxe,http://192.168.42.2:80/boot/nuc2.ipxe,,192.168.42.2",
+                    expect]
 
 
 def test_dnsmasq_ra_only_when_asked(raw):
