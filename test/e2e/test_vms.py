@@ -409,13 +409,54 @@ def _two_node_timeout(booted):
     return int(min(BOOT_TIMEOUT, max(150, 1.5 * first)))
 
 
+def _reboot_through_minion(vmlab):
+    """Power driver ``reboot`` on its real path: the runner's minion call
+    (``test.ping``, then ``system.reboot`` sent with ``cmd_async``) to vma's real
+    minion; vma comes back on the same root (a file survives), with the same
+    identity and a new boot, from the kernel of its own build."""
+    master, lab = vmlab.master, vmlab.lab
+    master.cmd("vma", "echo kept > /root/reboot-marker && sync")
+    before = node_facts(master, "vma")
+    generation = netlab_lifecycle.generation(lab, "vma")
+    kernel = '"GET /images/{}/vmlinuz '.format(netlab_lifecycle.node_builds(lab)["vma"])
+
+    def kernel_fetches():
+        return sum(1 for line in serial_text(str(vmlab.run_dir / "nginx-access.log")
+                                             ).splitlines()
+                   if line.startswith("10.99.0.11 ") and kernel in line and '" 200 ' in line)
+
+    fetched = kernel_fetches()
+    raw = json.loads(json.dumps(vmlab.raw))
+    raw["nodes"]["vma"]["power"] = {"driver": "reboot"}
+    t0 = time.monotonic()
+    data, proc = master.run_json("salt-run", "netlab.power", "vma", "cycle",
+                                 "pillar=" + json.dumps(raw), check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert data["done"] and data["message"] == "system.reboot sent to the node's minion"
+    after = wait_for(lambda: (lambda f: f if f["boot_id"] != before["boot_id"] else None)(
+        node_facts(master, "vma")), BOOT_TIMEOUT, "vma to come back after system.reboot",
+        interval=5)
+    print("reboot through the minion: back after {:.0f} s".format(time.monotonic() - t0))
+    assert after["machine_id"] == before["machine_id"] and after["hostname"] == "vma"
+    assert master.cmd("vma", "cat /root/reboot-marker") == "kept"
+    assert netlab_lifecycle.generation(lab, "vma") == generation  # no reimage
+    # a plain reboot boots the kernel of the build the node's root came from again
+    assert kernel_fetches() == fetched + 1, kernel
+    # the reboot driver cannot switch a machine on: a clear error, no traceback
+    data, proc = master.run_json("salt-run", "netlab.power", "vma", "on",
+                                 "pillar=" + json.dumps(raw), check=False)
+    assert proc.returncode == 1 and "reboot driver can only restart a running node" in \
+        data["Error"], data
+
+
 def test_rebuild_under_running_nodes_then_two_node_reimage(vmlab, booted):
     """The image is rebuilt while vma, vmb (persistent) and vmc (stateless) run:
     they stay on their build (stale) and keep working; then one reimage of vma and
     gone (manual power, nobody presses the button): its NFS exports refresh
     restarts nfs-ganesha under vmb and vmc, whose roots keep working (vmb runs a
-    write/read loop through it); vma comes up on the new build, gone fails at its
-    deadline with the reason; the old build stays (vmc and vmb use it)."""
+    write/read loop through it); vma comes up on the new build and, while gone's
+    deadline still runs, is rebooted by the ``reboot`` power driver; gone fails
+    at its deadline with the reason; the old build stays (vmc and vmb use it)."""
     master, lab = vmlab.master, vmlab.lab
     for node in ("vma", "vmb"):
         master.cmd(node, "echo precious > /root/{}-file && sync".format(node))
@@ -453,12 +494,18 @@ def test_rebuild_under_running_nodes_then_two_node_reimage(vmlab, booted):
                  "vma to come up from the two-node reimage", interval=5)
         assert master.cmd("vma", "cat /etc/netlab-test-build") == new
         loads_module(master, "vma", "openvswitch")
+        # while gone's deadline runs: the reboot driver on vma. The runner asks a
+        # node that started (its start event) at once, and vma has answered our
+        # own calls for many seconds by now; it records the outcome at the end
+        run_rebooted = not run.done()
+        if run_rebooted:
+            _reboot_through_minion(vmlab)
         data, proc, took = run.result()
         events = watcher.events(settle_tag="netlab/node/gone/failed")
     io = loop.stop()
-    print("two-node reimage (gone's timeout {} s): {:.0f} s; vma up after {} s; vmb's I/O "
-          "loop through the nfs-ganesha restart: {}".format(
-              timeout, took, data["nodes"]["vma"].get("seconds"), io))
+    print("two-node reimage (gone's timeout {} s): {:.0f} s; vma up {} s after power on; "
+          "vmb's I/O loop through the nfs-ganesha restart: {}".format(
+              timeout, took, data["nodes"]["vma"].get("boot_seconds"), io))
     assert io["errors"] == 0 and not io["error_text"].strip(), io
     # one failed, the other up, in one run
     assert proc.returncode != 0 and data["failed"] == ["gone"] and data["retcode"] == 1, data
@@ -504,6 +551,8 @@ def test_rebuild_under_running_nodes_then_two_node_reimage(vmlab, booted):
     assert old_rootfs in (vmlab.base / "etc" / "ganesha.conf").read_text()
     assert netlab_image.prune(lab, keep=1) == []
     assert {b["build_id"] for b in netlab_image.builds(lab)} >= {old, new}
+    if not run_rebooted:
+        _reboot_through_minion(vmlab)  # the reimage ended first (vma was slow)
     # the orchestration says the same of a node that never comes back, and fails
     orch = master.run("salt-run", "state.orchestrate", "netlab.reimage",
                       'pillar={"nodes": ["gone"], "timeout": 5}', check=False, timeout=900)
@@ -527,44 +576,21 @@ def test_status_table_says_when_resets_are_copies(vmlab, booted):  # noqa: F811
         assert "NOTE" not in table, table
 
 
-def test_reboot_driver_restarts_a_running_node_through_its_minion(vmlab, booted):
-    """Power driver ``reboot`` on its real path: the runner's minion call
-    (``test.ping``, then ``system.reboot`` sent with ``cmd_async``) to vma's real
-    minion; vma comes back on the same root (a file survives), with the same
-    identity and a new boot."""
-    master, lab = vmlab.master, vmlab.lab
-    master.cmd("vma", "echo kept > /root/reboot-marker && sync")
-    before = node_facts(master, "vma")
-    generation = netlab_lifecycle.generation(lab, "vma")
-    kernel = '"GET /images/{}/vmlinuz '.format(netlab_lifecycle.node_builds(lab)["vma"])
-
-    def kernel_fetches():
-        return sum(1 for line in serial_text(str(vmlab.run_dir / "nginx-access.log")
-                                             ).splitlines()
-                   if line.startswith("10.99.0.11 ") and kernel in line and '" 200 ' in line)
-
-    fetched = kernel_fetches()
-    raw = json.loads(json.dumps(vmlab.raw))
-    raw["nodes"]["vma"]["power"] = {"driver": "reboot"}
-    t0 = time.monotonic()
-    data, proc = master.run_json("salt-run", "netlab.power", "vma", "cycle",
-                                 "pillar=" + json.dumps(raw), check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert data["done"] and data["message"] == "system.reboot sent to the node's minion"
-    after = wait_for(lambda: (lambda f: f if f["boot_id"] != before["boot_id"] else None)(
-        node_facts(master, "vma")), BOOT_TIMEOUT, "vma to come back after system.reboot",
-        interval=5)
-    print("reboot through the minion: back after {:.0f} s".format(time.monotonic() - t0))
-    assert after["machine_id"] == before["machine_id"] and after["hostname"] == "vma"
-    assert master.cmd("vma", "cat /root/reboot-marker") == "kept"
-    assert netlab_lifecycle.generation(lab, "vma") == generation  # no reimage
-    # a plain reboot boots the kernel of the build the node's root came from again
-    assert kernel_fetches() == fetched + 1, kernel
-    # the reboot driver cannot switch a machine on: a clear error, no traceback
-    data, proc = master.run_json("salt-run", "netlab.power", "vma", "on",
-                                 "pillar=" + json.dumps(raw), check=False)
-    assert proc.returncode == 1 and "reboot driver can only restart a running node" in \
-        data["Error"], data
+def _last_json(text):
+    """The last JSON document of a runner's output: devstack runners print their
+    progress events (one document each) before their return."""
+    docs, pos, decoder = [], 0, json.JSONDecoder()
+    while True:
+        while pos < len(text) and text[pos] not in "{[":
+            pos += 1
+        if pos >= len(text):
+            return docs[-1] if docs else None
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            pos += 1
+            continue
+        docs.append(doc)
 
 
 def test_deploy_bring_up_boots_a_known_node_that_is_off(vmlab, booted):
@@ -584,9 +610,10 @@ def test_deploy_bring_up_boots_a_known_node_that_is_off(vmlab, booted):
     master.write_pillar(raw)
     try:
         t0 = time.monotonic()
-        data, proc = master.run_json("salt-run", "devstack.bring_up",
-                                     "timeout={}".format(BOOT_TIMEOUT), "ping_timeout=15",
-                                     check=False, timeout=BOOT_TIMEOUT + 600)
+        proc = master.run("salt-run", "--out=json", "devstack.bring_up",
+                          "timeout={}".format(BOOT_TIMEOUT), "ping_timeout=15",
+                          check=False, timeout=BOOT_TIMEOUT + 600)
+        data = _last_json(proc.stdout)
         took = time.monotonic() - t0
     finally:
         master.write_pillar(vmlab.raw)
