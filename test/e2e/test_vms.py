@@ -16,13 +16,19 @@ Shown here:
   third (vmc) is stateless: the shared read-only image over NFS under a tmpfs
   overlay, its identity, SSH host keys and minion key from its identity tree,
   writes that never reach the image, sshd and a console login;
-* a file written on vma's root is gone after ``reimage vma``; vmb keeps its
-  file and was not rebooted; vma's machine-id is new;
 * a VM whose MAC is not in pillar does not boot from netlab; minions whose key
   was not pre-seeded (a stranger, an impostor of vmb) are not accepted;
-* a reimage whose node never comes back (node ``gone``, manual power: nobody
-  presses the button) fails within its timeout, leaving ``gone`` failed with
-  the reason (runner and orchestration).
+* the image is rebuilt while the VMs run: each stays on its build (``stale``
+  in ``netlab.status``), answers, reads its root and loads kernel modules;
+* one reimage of vma and ``gone`` (manual power: nobody presses the button):
+  its exports refresh restarts nfs-ganesha under vmb (a write/read loop on its
+  root sees no error) and vmc (still reads the old build's export); vma comes
+  up on the new build with a fresh root (its file is gone, new machine-id)
+  while vmb keeps its file and was not rebooted; ``gone`` fails at its
+  deadline with the reason (runner and orchestration); pruning keeps the old
+  build; in the time left to ``gone``'s deadline the ``reboot`` power driver
+  restarts vma through its minion;
+* the deploy's bring-up step boots a known node that is powered off (vmc).
 
 Timings are printed (``-s``), never asserted; bench/bench_lifecycle.py has them.
 """
