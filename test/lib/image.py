@@ -20,6 +20,10 @@ in /opt/salt and the DevStack user ``stack``.
 
 Treat the cached rootfs as read-only: clone it (``cp -a`` / reflink / btrfs
 snapshot) for a writable node root.
+
+:func:`clone_rebuild` rebuilds a lab's image in seconds through the real
+``netlab_image.build`` (a clone of the current build plus a marker file), for
+tests of what a rebuild does to running nodes.
 """
 
 import copy
