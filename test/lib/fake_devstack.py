@@ -43,7 +43,7 @@ import shutil
 import subprocess
 import tempfile
 
-__all__ = ["FakeDevstack", "create", "records"]
+__all__ = ["FakeDevstack", "create", "records", "write_files"]
 
 _GITHOME = pathlib.Path(tempfile.gettempdir()) / "netlab-fake-devstack-githome-{}".format(
     os.getuid())
@@ -466,6 +466,31 @@ class FakeDevstack:
         self._update_server_info()
 
 
+EXECUTABLES = ("stack.sh", "unstack.sh", "tools/discover_hosts.sh")
+
+
+def write_files(work, sleep=1.5, require_sudo=True, version="master"):
+    """Write the stand-in's files into the working tree ``work`` (scripts
+    executable); returns their relative paths, for ``git add``."""
+    work = pathlib.Path(work)
+    files = {
+        "stack.sh": _STACK,
+        "unstack.sh": _UNSTACK,
+        "tools/discover_hosts.sh": _DISCOVER,
+        "functions-common": _COMMON,
+        "fake.conf": _CONFIG.format(sleep=float(sleep), require_sudo=1 if require_sudo else 0),
+        "VERSION": version + "\n",
+        "README.rst": "Stand-in for DevStack, made by netlab's test/lib/fake_devstack.py\n",
+    }
+    for rel, text in files.items():
+        target = work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    for rel in EXECUTABLES:
+        (work / rel).chmod(0o755)
+    return sorted(files)
+
+
 def create(root, sleep=1.5, require_sudo=True, version="master", owner=None):
     """Create the stand-in under ``root`` (bare + working clone); return :class:`FakeDevstack`.
 
@@ -483,21 +508,7 @@ def create(root, sleep=1.5, require_sudo=True, version="master", owner=None):
     _git("init", "-q", "--bare", "--initial-branch=master", str(fake.bare))
     _git("init", "-q", "--initial-branch=master", str(fake.work))
     _git("remote", "add", "origin", str(fake.bare), cwd=fake.work)
-    files = {
-        "stack.sh": _STACK,
-        "unstack.sh": _UNSTACK,
-        "tools/discover_hosts.sh": _DISCOVER,
-        "functions-common": _COMMON,
-        "fake.conf": _CONFIG.format(sleep=float(sleep), require_sudo=1 if require_sudo else 0),
-        "VERSION": version + "\n",
-        "README.rst": "Stand-in for DevStack, made by netlab's test/lib/fake_devstack.py\n",
-    }
-    for rel, text in files.items():
-        target = fake.work / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    for rel in ("stack.sh", "unstack.sh", "tools/discover_hosts.sh"):
-        (fake.work / rel).chmod(0o755)
+    write_files(fake.work, sleep=sleep, require_sudo=require_sudo, version=version)
     _git("add", "-A", cwd=fake.work)
     _git("commit", "-q", "-m", "fake devstack", cwd=fake.work)
     _git("push", "-q", "origin", "master", cwd=fake.work)
