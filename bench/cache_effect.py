@@ -23,11 +23,13 @@ PyPI needed; it builds the image twice (about 10 minutes on 2 cores). Run it
 under the e2e lock:
 
     flock /work/wt/e2e.lock /opt/netlab-venv/bin/python bench/cache_effect.py
+    /opt/netlab-venv/bin/python bench/cache_effect.py --no-image   # the light part
 
 Everything it makes (namespaces, links, the nftables table, daemons, temp dir) is
 removed at the end, also on failure.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -118,7 +120,13 @@ def measure(what, func, upstream, node):
             "node_bytes": node() - node0}
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="The LAN cache's effect, cold vs warm (docs/operations.rst).")
+    parser.add_argument("--no-image", action="store_true",
+                        help="leave out the two image builds (the heavy part: about "
+                             "10 minutes of mmdebstrap on 2 cores)")
+    args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench/cache_effect.py needs root (namespaces, mmdebstrap)")
     root = pathlib.Path(tempfile.mkdtemp(prefix="netlab-cache-bench-"))
@@ -170,9 +178,10 @@ def main():
         index = "http://{}:3141/root/pypi/+simple/".format(NETNODE_IP)
         script = BUILD_SCRIPT.format(utils=str(REPO / "_utils"))
         for run in ("cold", "warm"):
-            rows.append(dict(run=run, **measure("image build (force)", lambda: (
-                seg.server.run([sys.executable, "-c", script, json.dumps(lab)],
-                               timeout=3600)), from_up, to_node)))
+            if not args.no_image:
+                rows.append(dict(run=run, **measure("image build (force)", lambda: (
+                    seg.server.run([sys.executable, "-c", script, json.dumps(lab)],
+                                   timeout=3600)), from_up, to_node)))
 
             def prepare(run=run):
                 apt.clear()
