@@ -174,6 +174,32 @@ netlab-cache-netlab_daemon-running-{{ part }}:
 {%- endif %}
 {%- endif %}
 {%- endfor %}
+{#- a part turned off (netlab:cache:<part>:enabled: false): its daemon stops, so
+    no cache keeps listening that the lab no longer uses #}
+{%- for part in ['apt', 'pip'] if part not in d.parts %}
+{%- if control == 'service' %}
+{%- set unit = '/etc/systemd/system/' ~ c[part ~ '_service'] ~ '.service' %}
+{%- if salt['file.file_exists'](unit) %}
+
+netlab-cache-service-dead-{{ part }}:
+  service.dead:
+    - name: {{ c[part ~ '_service'] | json }}
+    - enable: false
+
+netlab-cache-file-absent-unit-{{ part }}:
+  file.absent:
+    - name: {{ unit | json }}
+    - require:
+      - service: netlab-cache-service-dead-{{ part }}
+{%- endif %}
+{%- elif control == 'process' %}
+
+netlab-cache-netlab_daemon-dead-{{ part }}:
+  netlab_daemon.dead:
+    - name: {{ c[part ~ '_service'] | json }}
+    - pidfile: {{ (d.run_dir ~ '/' ~ part ~ '.pid') | json }}
+{%- endif %}
+{%- endfor %}
 {%- if 'git' in d.parts or 'files' in d.parts %}
 
 netlab-cache-netlab_cache-refreshed:
