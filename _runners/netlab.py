@@ -36,6 +36,7 @@ __virtualname__ = "netlab"
 
 try:
     import netlab_cache
+    import netlab_cache_refresh
     import netlab_lab
     import netlab_lifecycle
     import netlab_master
@@ -45,8 +46,8 @@ try:
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
     pass
 
-_LIBS = ("netlab_cache", "netlab_lab", "netlab_lifecycle", "netlab_master", "netlab_master_ops",
-         "netlab_power", "netlab_roots", "netlab_master_preflight", "netlab_preflight",
+_LIBS = ("netlab_cache", "netlab_cache_refresh", "netlab_lab", "netlab_lifecycle",
+         "netlab_master", "netlab_master_ops", "netlab_power", "netlab_roots", "netlab_master_preflight", "netlab_preflight",
          "netlab_dhcp", "netlab_discover", "netlab_run")
 
 
@@ -127,8 +128,8 @@ def status(as_table=True, pillar=None):
         table = netlab_lifecycle.status_table(lab)
         if netlab_cache.any_enabled(lab):
             # the LAN cache lives on this machine (the networking node)
-            table += "\n\n" + netlab_cache.usage_table(
-                netlab_cache.usage(lab, netlab_cache.disk_usage))
+            table += "\n\n" + netlab_cache_refresh.usage_table(
+                netlab_cache_refresh.usage(lab, netlab_cache_refresh.disk_usage))
         # resets by copy cost time and space per node: say so under the table
         note = netlab_roots.reset_cost(lab)["note"]
         return table + "\n\n" + note if note else table
@@ -148,7 +149,7 @@ def cache_usage(pillar=None):
         salt-run netlab.cache_usage
     """
     lab = _lab(pillar)
-    return netlab_cache.usage_report(lab)
+    return netlab_cache_refresh.usage_report(lab)
 
 
 @_guard
@@ -306,6 +307,7 @@ def _netlab_raw():
     return netlab_master.raw_lab(__opts__)  # pylint: disable=undefined-variable
 
 
+@_guard
 def preflight(checks=None, deploy=None, pillar=None):
     """
     Check everything a first deploy needs and report every problem at once:
@@ -327,34 +329,15 @@ def preflight(checks=None, deploy=None, pillar=None):
         salt-run netlab.preflight
         salt-run netlab.preflight checks=ports,storage
     """
-    pf = _utils_module("netlab_preflight")
+    mp = _utils_module("netlab_master_preflight")
     try:
         lab = netlab_lab.load(netlab_master.raw_lab(_opts(), pillar))
     except netlab_lab.LabError as exc:
         return _refusal("preflight: invalid netlab pillar\n" + str(exc))
-    if deploy is not None:
-        wanted = pf.deploy_checks(deploy, pf.image_published(lab))
-        if not wanted:
-            return {"retcode": 0, "passed": [], "problems": [],
-                    "comment": "preflight skipped (netlab_deploy:preflight is false)"}
-    else:
-        wanted = pf.CHECKS if not checks else [c.strip() for c in str(checks).split(",")]
-    unknown = [c for c in wanted if c not in pf.CHECKS]
-    if unknown:
-        return _refusal("unknown check(s) {} (known: {})".format(
-            ", ".join(unknown), ", ".join(pf.CHECKS)))
-    report = _utils_module("netlab_master_preflight").run(_opts(), lab, wanted)
-    out = netlab_master.finish(__context__, {"passed": report["passed"],  # pylint: disable=undefined-variable
-                                             "problems": report["problems"]}, ok=report["ok"])
-    if not report["ok"]:
-        out["Error"] = "preflight found {} problem(s); nothing was changed".format(
-            len(report["problems"]))
-        if deploy is not None:
-            # the deploy's summary names it as the run's first failure
-            _utils_module("netlab_run").add_failure(
-                lab.netnode.state_dir, "preflight", "; ".join(
-                    str(p) for p in report["problems"]))
-    return out
+    out = mp.preflight(lab, lambda names: mp.run(_opts(), lab, names), checks, deploy,
+                       lambda step, cause: _utils_module("netlab_run").add_failure(
+                           lab.netnode.state_dir, step, cause))
+    return netlab_master.finish(__context__, out, ok=out.pop("ok"))  # pylint: disable=undefined-variable
 
 
 def discover(log=None, since=None, all_clients=False, pillar=None):
@@ -380,26 +363,14 @@ def discover(log=None, since=None, all_clients=False, pillar=None):
     raw = netlab_master.raw_lab(__opts__, pillar)  # pylint: disable=undefined-variable
     try:
         lab = netlab_lab.load(raw)
-    except netlab_lab.LabError as exc:
+        ret = disc.report(lab, (raw or {}).get("lookup"), _read_lines,
+                          _utils_module("netlab_preflight").command_runner(60),
+                          log=log, since=since, all_clients=all_clients)
+    except (netlab_lab.LabError, disc.DiscoverError) as exc:
         return _refusal(exc)
-    lookup = (raw or {}).get("lookup") or {}
-    if not log and lookup.get("service_control") == "process":
-        log = os.path.join(lookup.get("run_dir") or "/run/netlab", "dnsmasq.log")
-    if log:
-        try:
-            with open(log, encoding="utf-8", errors="replace") as fh:
-                lines = fh.readlines()
-        except OSError as exc:
-            return _refusal("cannot read dnsmasq's log {}: {}".format(log, exc))
-        source = log
-    else:
-        cmd = disc.journal_command(since)
-        rc, out, err = _utils_module("netlab_preflight").command_runner(60)(cmd)
-        if rc != 0:
-            return _refusal("cannot read dnsmasq's log from the journal ({}): {}; pass "
-                            "log=<file>".format(" ".join(cmd), err.strip()))
-        lines, source = out.splitlines(), "journal"
-    machines = disc.unknown(disc.parse_log(lines, pxe_only=not all_clients), lab)
-    return {"retcode": 0, "source": source, "unknown": machines,
-            "pillar": "\n".join(disc.pillar_lines(machines, lab)) or
-                      "(no unknown machine has tried to boot)"}
+    return dict(ret, retcode=0)
+
+
+def _read_lines(path):
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readlines()

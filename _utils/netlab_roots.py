@@ -34,7 +34,7 @@ import os
 import tempfile
 import time
 
-import netlab_cache
+import netlab_cache_config
 import netlab_safefs
 
 # pylint: disable=unused-import
@@ -199,7 +199,7 @@ def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, bu
     written += write_minion_key(root, minion_key, master_pub)
     written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
     # apt and pip through the networking node's LAN cache (netlab:cache)
-    for rel, text in sorted(netlab_cache.node_files(lab).items()):
+    for rel, text in sorted(netlab_cache_config.node_files(lab).items()):
         put(rel, text)
     put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n{}".format(
         node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"],

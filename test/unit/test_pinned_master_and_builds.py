@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-import netlab_boot
+import netlab_netnode
 import netlab_image
 import netlab_image_store
 import netlab_lab
@@ -205,7 +205,7 @@ def test_a_node_boots_the_build_its_root_came_from(lab):
     lc.set_state(lab, "nuc2", "reimaging", generation=1, build=B1)
     lc.set_state(lab, "nuc3", "reimaging", generation=1, build=B1)
     make_build(lab, B2)  # a rebuild while they run
-    data = netlab_boot.prepare(lab)
+    data = netlab_netnode.prepare(lab)
     s1 = data["scripts"]["nuc1.ipxe"]
     assert s1["kernel"].endswith("/images/{}/vmlinuz".format(B1))
     assert s1["initrd"].endswith("/images/{}/initrd.img".format(B1))
@@ -225,7 +225,7 @@ def test_reimage_moves_a_node_to_the_new_build_others_stay(lab):
         lc.set_state(lab, n, "reimaging", generation=1, build=B1)
     make_build(lab, B2)
     lc.set_state(lab, "nuc1", "reimaging", generation=2, build=B2)
-    data = netlab_boot.prepare(lab)
+    data = netlab_netnode.prepare(lab)
     assert "/images/{}/".format(B2) in data["scripts"]["nuc1.ipxe"]["kernel"]
     assert "/images/{}/".format(B1) in data["scripts"]["nuc3.ipxe"]["kernel"]
 
@@ -233,7 +233,7 @@ def test_reimage_moves_a_node_to_the_new_build_others_stay(lab):
 def test_a_node_never_reimaged_or_on_a_vanished_build_boots_current(lab):
     make_build(lab, B2)
     lc.set_state(lab, "nuc1", "reimaging", generation=1, build=B1)  # B1 is gone
-    data = netlab_boot.prepare(lab)
+    data = netlab_netnode.prepare(lab)
     for n in ("nuc1", "nuc2"):
         assert "/images/current/vmlinuz" in data["scripts"]["{}.ipxe".format(n)]["kernel"]
 
@@ -248,7 +248,7 @@ def test_every_build_a_stateless_node_uses_stays_exported(lab, example_pillar):
     lc.set_state(lab2, "nuc3", "reimaging", generation=1, build=B1)
     make_build(lab2, B2)
     lc.set_state(lab2, "nuc2", "reimaging", generation=1, build=B2)
-    ex = netlab_boot.prepare(lab2)["exports"]
+    ex = netlab_netnode.prepare(lab2)["exports"]
     images = {e["path"]: e for e in ex if e["key"].startswith("image:")}
     assert set(images) == {os.path.join(lab2.netnode.images_dir, b, "rootfs")
                            for b in (B1, B2)}
