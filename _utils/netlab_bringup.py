@@ -31,17 +31,20 @@ class Master:
     the last lines of its console, or None; ``clock``: a monotonic clock;
     ``confirm(node)``: True when that minion id answers a ``test.ping`` (a start
     event alone can be fired by any minion; see netlab_lifecycle.wait_for_starts).
-    Without ``confirm`` the start event counts.
+    Without ``confirm`` the start event counts. ``spare()``: make the spare root
+    the next reset takes (netlab_roots_spare), called while the powered nodes
+    boot; it reports its own failures (a reset without a spare just clones).
     """
 
     def __init__(self, record, fire, next_start, hint, reset=None, commit=None,
                  generation=None, refresh_exports=None, clock=time.monotonic, confirm=None,
-                 console=None):
+                 console=None, spare=None):
         self.record, self.fire, self.next_start, self.hint = record, fire, next_start, hint
         self.reset, self.commit, self.generation = reset, commit, generation
         self.refresh_exports, self.clock = refresh_exports, clock
         self.confirm = confirm
         self.console = console or (lambda node: None)
+        self.spare = spare or (lambda: None)
 
 
 def wait_for_starts(master, deadline_for):
@@ -156,6 +159,8 @@ def reimage(master, drivers, timeout):
             powered[node] = master.clock()
         except Exception as exc:  # pylint: disable=broad-except
             failed(node, exc)
+    if reset_ok:  # the next reset's root, made while these nodes boot
+        master.spare()
     _await(master, results, powered, timeout)  # 4. wait for the minions
     for node, res in results.items():
         res["seconds"] = round(master.clock() - t0[node], 1)

@@ -304,7 +304,7 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
             stage = os.path.join(tmp, "inputs")
             links = stage_inputs(lab, rec, digest, stage, files_dir, pip_settings)
             rootfs = os.path.join(tmp, "rootfs")
-            _make_rootfs_dir(rootfs)
+            _make_rootfs_dir(rootfs, lab.netnode.nfs_server)
             builder(rec, rootfs, stage, links, logfile)
             version, kernel, initrd = _kernel_files(rootfs)
             for src, name in ((kernel, "vmlinuz"), (initrd, "initrd.img")):
@@ -355,14 +355,29 @@ def build(lab, files_dir=None, force=False, builder=None, keep=DEFAULT_KEEP, pro
         result.update(changed=True, build_id=build_id,
                       duration=round(time.monotonic() - t0, 1),
                       pruned=prune(lab, keep=keep, protect=protect),
-                      current=current_build(lab))
+                      current=current_build(lab), spare=_spare(lab))
         return result
 
 
-def _make_rootfs_dir(rootfs):
+def _spare(lab):
+    """The first reset after a build takes a root cloned now (netlab_roots_spare):
+    ``{'method', 'seconds'}``, None without persistent nodes, or the reason it
+    could not be made (the reset then clones, as it would without it)."""
+    try:
+        out = netlab_roots.prepare_spare(lab)
+    except (netlab_roots.RootError, OSError) as exc:
+        return {"error": str(exc)}
+    return out and {"method": out["method"], "seconds": out["seconds"]}
+
+
+def _make_rootfs_dir(rootfs, nfs_server):
     """On btrfs the rootfs is a subvolume of its own: node roots are then reset
-    by snapshot (netlab_roots), in constant time, instead of copied."""
-    if netlab_roots.fs_type(os.path.dirname(rootfs)) == "btrfs":
+    by snapshot (netlab_roots), in constant time, instead of copied. Not under
+    nfs-ganesha, which cannot export subvolumes (stateless nodes mount the image
+    rootfs itself): there the rootfs is a plain directory and resets are reflink
+    copies (:func:`netlab_roots.snapshots_exportable`)."""
+    if (netlab_roots.snapshots_exportable(nfs_server)
+            and netlab_roots.fs_type(os.path.dirname(rootfs)) == "btrfs"):
         subprocess.run(["btrfs", "subvolume", "create", rootfs], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

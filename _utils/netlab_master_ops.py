@@ -193,6 +193,20 @@ def master_pub(opts):
                                         path, exc.strerror))
 
 
+def make_spare(lab, src=None):
+    """The spare root for the next reset (netlab_roots.prepare_spare); a failure
+    is logged, not raised: the next reset then clones the image itself."""
+    try:
+        out = netlab_roots.prepare_spare(lab, src)
+    except (netlab_roots.RootError, OSError) as exc:
+        log.warning("netlab: no spare root made (the next reset clones the image): %s", exc)
+        return None
+    if out and out["made"]:
+        log.info("netlab: spare root %s made (%s, %.1f s)", out["path"], out["method"],
+                 out["seconds"])
+    return out
+
+
 def bringup_master(opts, lab, bus, method="auto", src=None, pub=None):
     """The master's side of netlab_bringup: lifecycle + events, roots and keys
     (pinned to ``pub``, this master's key), the NFS exports, minion start events
@@ -221,7 +235,8 @@ def bringup_master(opts, lab, bus, method="auto", src=None, pub=None):
             lab, node, "reimaging", generation=gen, result=text, build=builds.get(node)),
         generation=lambda node: netlab_lifecycle.generation(lab, node),
         refresh_exports=lambda: refresh_exports(opts, lab),
-        confirm=ping_confirm(opts))
+        confirm=ping_confirm(opts),
+        spare=lambda: make_spare(lab, src))
 
 
 def drivers(opts, lab, node_ids):

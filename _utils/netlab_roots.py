@@ -11,9 +11,10 @@ Pure Python plus a few standard commands (``cp``, ``btrfs``, ``ssh-keygen``,
 Clone methods, best first (``method='auto'`` picks the first that works):
 
 ``snapshot``
-    the image rootfs is a btrfs subvolume and the roots directory is on the same
-    btrfs filesystem: ``btrfs subvolume snapshot`` (constant time, shares every
-    block until written).
+    the image rootfs is a btrfs subvolume, the roots directory is on the same
+    btrfs filesystem and the NFS server is the kernel's (nfs-ganesha cannot
+    export subvolumes): ``btrfs subvolume snapshot`` (constant time, shares
+    every block until written).
 ``reflink``
     the filesystem can share extents between files (btrfs, xfs with reflink=1):
     ``cp -a --reflink=always`` (walks the tree, shares data blocks).
@@ -35,12 +36,13 @@ import tempfile
 import time
 
 import netlab_cache_config
+import netlab_roots_spare
 import netlab_safefs
 
 # pylint: disable=unused-import
 from netlab_roots_clone import (  # noqa: F401
     BTRFS_SUBVOL_INO, METHODS, RootError, _run, can_reflink, clone_tree, detect_method,
-    fs_type, is_subvolume, remove_tree)
+    fs_type, is_subvolume, remove_tree, snapshots_exportable)
 
 SSH_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 
@@ -165,14 +167,17 @@ def gen_minion_keys(keysize=2048):
         return priv, pub
 
 
-def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, build=None):
+def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, build=None,
+                   host_keys=True):
     """Write node ``node_id``'s identity into the tree ``root``.
 
     ``identity`` is :func:`netlab_slice.identity`; ``minion_key`` the pair
     ``(private_pem, public_pem)`` whose public half the master pre-accepts;
     ``master_pub`` the master's public key, which the node will accept and no
     other (see :func:`write_minion_key`); ``build`` the image build the root
-    comes from (recorded in ``/etc/netlab-identity``, for the reader).
+    comes from (recorded in ``/etc/netlab-identity``, for the reader);
+    ``host_keys=False`` when ``root`` is a spare whose SSH host keys were made
+    fresh for whichever node takes it (:mod:`netlab_roots_spare`).
     Returns the list of files written (relative to ``root``).
     """
     node = lab.node(node_id)
@@ -197,7 +202,8 @@ def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, bu
     put("etc/salt/minion_id", node_id + "\n")
     put("etc/salt/minion.d/netlab.conf", minion_conf_text(lab, node_id, master_pub))
     written += write_minion_key(root, minion_key, master_pub)
-    written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
+    if host_keys:
+        written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
     # apt and pip through the networking node's LAN cache (netlab:cache)
     for rel, text in sorted(netlab_cache_config.node_files(lab).items()):
         put(rel, text)
@@ -298,7 +304,8 @@ def reset_cost(lab):
     while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
         parent = os.path.dirname(parent)
     try:
-        out["method"] = detect_method(src, parent)
+        out["method"] = detect_method(src, parent,
+                                      snapshots_exportable(lab.netnode.nfs_server))
     except OSError:
         return out
     out["image_mb"] = _image_mb(src)
@@ -307,9 +314,10 @@ def reset_cost(lab):
         out["note"] = (
             "NOTE: node root resets are full copies of the image{} on this storage "
             "({}, {}): every reimage reads and writes the whole image per node, and "
-            "takes longer as the image grows. Put netnode:storage on btrfs (the image "
-            "is then built as a subvolume and resets are snapshots, well under a "
-            "second) or on XFS with reflink (docs/lifecycle.rst, 'Per-node roots')"
+            "takes longer as the image grows. Put netnode:storage on btrfs (with the "
+            "kernel NFS server the image is then built as a subvolume and resets are "
+            "snapshots, well under a second; with nfs-ganesha they are reflink copies, "
+            "a few seconds) or on XFS with reflink (docs/lifecycle.rst, 'Per-node roots')"
             .format(size, fs_type(parent), parent))
     return out
 
@@ -364,8 +372,14 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None,
         remove_tree(leftover)
     build = build_of(src)
     try:
-        clone = clone_tree(src, new, method)
-        write_identity(lab, node_id, new, identity, minion_key, master_pub, build)
+        spare = netlab_roots_spare.take(roots, build, new) if method == "auto" else None
+        if spare:
+            clone = {"method": spare, "seconds": 0.0}
+        else:
+            clone = clone_tree(src, new, method,
+                               snapshots_exportable(lab.netnode.nfs_server))
+        write_identity(lab, node_id, new, identity, minion_key, master_pub, build,
+                       host_keys=not spare)
     except RootError as exc:
         remove_tree(new)
         raise RootError("node {}: reset of {} failed: {}".format(node_id, final, exc)) from exc
@@ -381,7 +395,27 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None,
     return {"node": node_id, "path": final, "method": clone["method"],
             "clone_seconds": clone["seconds"],
             "total_seconds": round(time.monotonic() - start, 3), "replaced": replaced,
-            "build": build}
+            "build": build, "spare": bool(spare)}
+
+
+def prepare_spare(lab, src=None):
+    """Make the spare root of the current image (or of ``src``) ahead of the next
+    reset, when the lab has a persistent node (:mod:`netlab_roots_spare`).
+    Returns its ``{'path', 'method', 'seconds', 'made'}``, or None when there is
+    no image yet or no persistent node. Raises :class:`RootError` if the clone fails."""
+    if not any(n.root_mode == "persistent" for n in lab.nodes.values()):
+        return None
+    try:
+        src = src or image_rootfs(lab)
+    except RootError:
+        return None
+    roots = lab.netnode.roots_dir
+    os.makedirs(roots, mode=0o700, exist_ok=True)
+    os.chmod(roots, 0o700)
+    snapshots = snapshots_exportable(lab.netnode.nfs_server)
+    return netlab_roots_spare.prepare(
+        roots, src, build_of(src),
+        clone=lambda a, b, m: clone_tree(a, b, m, snapshots), keygen=gen_ssh_host_keys)
 
 
 def reset_identity_tree(lab, node_id, identity, minion_key, master_pub=None, src=None):

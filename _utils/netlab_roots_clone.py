@@ -96,20 +96,38 @@ def can_reflink(src, dst_parent):
             pass
 
 
-def detect_method(src, dst_parent):
-    """The best clone method from ``src`` to a new directory in ``dst_parent``."""
-    if is_subvolume(src) and _same_btrfs(src, dst_parent):
+def snapshots_exportable(nfs_server):
+    """Whether node roots and image roots may be btrfs subvolumes for ``nfs_server``.
+
+    The kernel NFS server exports a subvolume like any directory. nfs-ganesha
+    needs libbtrfsutil for that, and Debian builds it without: every subvolume
+    has a device number of its own that ganesha does not know as an exported
+    filesystem, and a node's mount of a snapshot root is refused ("Permission
+    denied"). Under ganesha, roots on btrfs are reflink copies instead (shared
+    data blocks, plain directories of the one filesystem ganesha knows).
+    """
+    return nfs_server == "kernel"
+
+
+def detect_method(src, dst_parent, snapshots=True):
+    """The best clone method from ``src`` to a new directory in ``dst_parent``;
+    ``snapshots=False`` when the NFS server cannot export subvolumes
+    (:func:`snapshots_exportable`)."""
+    if snapshots and is_subvolume(src) and _same_btrfs(src, dst_parent):
         return "snapshot"
     if can_reflink(src, dst_parent):
         return "reflink"
     return "copy"
 
 
-def clone_tree(src, dst, method="auto"):
+def clone_tree(src, dst, method="auto", snapshots=True):
     """Clone the directory tree ``src`` to the new path ``dst``.
 
     Returns ``{'method': ..., 'seconds': ...}``. ``method`` is ``auto`` or one of
     :data:`METHODS`; an explicit method that cannot work raises :class:`RootError`.
+    ``snapshots=False``: the NFS server cannot export a snapshot (see
+    :func:`snapshots_exportable`), so ``auto`` never picks one and an explicit
+    ``snapshot`` is refused.
     """
     src, dst = str(src), str(dst)
     if not os.path.isdir(src):
@@ -120,10 +138,14 @@ def clone_tree(src, dst, method="auto"):
     parent = os.path.dirname(dst.rstrip("/")) or "/"
     os.makedirs(parent, exist_ok=True)
     if method == "auto":
-        method = detect_method(src, parent)
+        method = detect_method(src, parent, snapshots)
     elif method not in METHODS:
         raise RootError("unknown clone method {!r} (known: auto, {})".format(
             method, ", ".join(METHODS)))
+    elif method == "snapshot" and not snapshots:
+        raise RootError("clone method 'snapshot' makes a btrfs subvolume, which this "
+                        "lab's NFS server (nfs-ganesha) cannot export; use 'reflink' "
+                        "or 'auto'")
     start = time.monotonic()
     if method == "snapshot":
         _run(["btrfs", "subvolume", "snapshot", src, dst], "snapshot of " + src)

@@ -71,9 +71,11 @@ COMMANDS = {"qemu-system-x86_64": "qemu-system-x86", "dnsmasq": "dnsmasq-base",
             "nsenter": "util-linux", "unshare": "util-linux", "nft": "nftables",
             "sysctl": "procps", "mkfs.btrfs": "btrfs-progs", "btrfs": "btrfs-progs"}
 # The networking node's storage (images, node roots) is a btrfs filesystem in a
-# sparse file under the lab directory: the image rootfs is a subvolume, so a
-# node's root reset is a snapshot (constant time, no copy of the image). The
-# file only takes the space the lab writes (DevStack: a few GB per node).
+# sparse file under the lab directory: a node's root reset is a reflink copy
+# (shares the image's data blocks: a few seconds, not a copy of the image). Not a
+# snapshot: the lab's NFS server is nfs-ganesha, which cannot export btrfs
+# subvolumes (netlab_roots.snapshots_exportable). The file only takes the space
+# the lab writes (DevStack: a few GB per node).
 STORAGE_IMAGE = "storage.btrfs"
 STORAGE_SIZE = "64G"
 APT_PACKAGES = tuple(sorted(set(COMMANDS.values()) | {
@@ -498,7 +500,7 @@ class Vlab:
             _sh(["mkfs.btrfs", "-q", "-L", "netlab-vlab", image])
         _sh(["mount", "-o", "loop", image, storage])
         _say("networking node storage: btrfs in {} (sparse, up to {}) on {}: node root "
-             "resets are snapshots".format(image, STORAGE_SIZE, storage))
+             "resets are reflink copies".format(image, STORAGE_SIZE, storage))
         return storage
 
     def _configure(self, raw):
@@ -645,14 +647,10 @@ class Vlab:
         except netlab_lab.LabError as exc:
             raise VlabError("the options make an invalid lab: {}".format(exc)) from exc
         hosts = package_hosts(lab, netlab_image.host_pip_settings())
-        # The networking node's storage stays a plain directory for now. On the
-        # loop-mounted btrfs of _storage() root resets are snapshots (0.7 s), but
-        # nfs-ganesha then refuses the nodes' NFS mounts of those snapshot roots
-        # ("Permission denied"; each btrfs subvolume is a filesystem of its own), so
-        # no node boots. If it is turned on again, mount it before the namespace's
-        # private mount namespace is made (that copies the host's mounts when it
-        # starts), or the lab's daemons write under the mount and the host sees an
-        # empty btrfs.
+        # Mounted before the namespace's private mount namespace is made: that
+        # copies the host's mounts when it starts; made first, the lab's daemons
+        # would write under the mount point and the host would see an empty btrfs.
+        self._storage(lab)
         self._namespace(lab, uplink, hosts)
         _say("the networking node reaches its package sources ({}) through NAT; the lab "
              "nodes {}".format(", ".join(hosts), "too (--uplink)" if uplink else
@@ -787,14 +785,14 @@ class Vlab:
         build_id = os.path.basename(image_dir)
         link = os.path.join(images, build_id)
         if not os.path.lexists(link) and _fs_type(images) == "btrfs":
-            # imported once as a subvolume on the lab's btrfs, so that every node
-            # root reset is a snapshot of it (a link to a tree elsewhere is copied
-            # on each reset)
+            # imported once into the lab's btrfs, so that every node root reset
+            # is a reflink of it (a link to a tree on another filesystem is
+            # copied byte for byte on each reset); a plain directory, not a
+            # subvolume, which nfs-ganesha could not export to stateless nodes
             _say("importing the image {} into the lab's btrfs storage".format(image_dir))
             tmp = os.path.join(images, ".import-" + build_id)
             _sh(["rm", "-rf", "--one-file-system", tmp], check=False)
             os.makedirs(tmp)
-            _sh(["btrfs", "subvolume", "create", os.path.join(tmp, "rootfs")])
             _sh(["cp", "-a", "--reflink=auto", "-T", os.path.join(image_dir, "rootfs"),
                  os.path.join(tmp, "rootfs")])
             for name in os.listdir(image_dir):

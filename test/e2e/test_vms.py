@@ -13,8 +13,9 @@ Shown here:
 * two VMs (vma: BIOS/SeaBIOS, vmb: UEFI/OVMF) PXE-boot through iPXE, load
   kernel + initrd over HTTP, mount their own root over NFS and join the master
   with their own id, hostname and machine-id (asserted from the master); a
-  third (vmc) is stateless: shared image + tmpfs overlay, its identity and key
-  from its identity tree;
+  third (vmc) is stateless: the shared read-only image over NFS under a tmpfs
+  overlay, its identity, SSH host keys and minion key from its identity tree,
+  writes that never reach the image, sshd and a console login;
 * a file written on vma's root is gone after ``reimage vma``; vmb keeps its
   file and was not rebooted; vma's machine-id is new;
 * a VM whose MAC is not in pillar does not boot from netlab; minions whose key
@@ -300,6 +301,18 @@ def test_stateless_node_gets_its_identity_from_its_seed(vmlab, booted):
     image = netlab_roots.image_rootfs(lab)
     assert not os.path.exists(os.path.join(image, "etc/written-on-vmc"))
     assert open(os.path.join(image, "etc/machine-id")).read().strip() == ""
+    # the overlay's lower layer is the shared image over NFS; the initramfs wrote
+    # the mode; sshd runs with the identity tree's host keys; getty on the console
+    facts = master.cmd("vmc", "findmnt -n -o FSTYPE /run/netlab/lower; "
+                       "cat /run/netlab/root-mode; systemctl is-active ssh; "
+                       "ls /etc/ssh/ssh_host_*_key | wc -l").split()
+    assert facts[0].startswith("nfs") and facts[1:3] == ["stateless", "active"], facts
+    assert int(facts[3]) >= 3, facts
+    with open(os.path.join(tree, "etc/ssh/ssh_host_ed25519_key.pub")) as fh:
+        assert master.cmd("vmc", "cat /etc/ssh/ssh_host_ed25519_key.pub") == fh.read().strip()
+    assert not [n for n in os.listdir(os.path.join(image, "etc", "ssh"))
+                if n.startswith("ssh_host_")]
+    wait_for(lambda: "vmc login:" in vmlab.serial("vmc"), 120, "a login prompt on vmc")
 
 
 def test_unknown_mac_does_not_boot_from_netlab(vmlab, booted):

@@ -91,7 +91,8 @@ class Fake:
             record=self.record, fire=self.fire, next_start=self.next_start,
             hint=lambda node: "console of " + node, reset=self.reset, commit=self.commit,
             generation=lambda node: self.generations.get(node, 0),
-            refresh_exports=self.refresh_exports, clock=self.clock)
+            refresh_exports=self.refresh_exports, clock=self.clock,
+            spare=lambda: self.log.append(("*", "spare")))
 
 
 def drivers(fake, nodes, **kw):
@@ -102,8 +103,11 @@ def test_reimage_resets_all_then_exports_once_then_powers_on_and_waits():
     fake = Fake(starts={"nuc2": 40, "nuc3": 70})
     ret = netlab_bringup.reimage(fake.master(), drivers(fake, ["nuc2", "nuc3"]), 600)
     assert ret["failed"] == [] and ret["retcode"] == 0
+    # the next reset's spare root is made once the nodes are powered on (they boot
+    # meanwhile), not while a reset waits for it
     assert fake.log == [("nuc2", "off"), ("nuc2", "reset", 1), ("nuc3", "off"),
-                        ("nuc3", "reset", 1), ("*", "exports"), ("nuc2", "on"), ("nuc3", "on")]
+                        ("nuc3", "reset", 1), ("*", "exports"), ("nuc2", "on"), ("nuc3", "on"),
+                        ("*", "spare")]
     nuc2 = ret["nodes"]["nuc2"]
     assert nuc2["state"] == "up" and nuc2["generation"] == 1 and nuc2["method"] == "copy"
     assert nuc2["boot_seconds"] == 40.0 and nuc2["result"] == \
@@ -131,6 +135,13 @@ def test_reimage_a_failed_reset_leaves_that_node_out_and_names_it():
     assert ret["failed"] == ["nuc3"]
     assert ret["nodes"]["nuc3"]["reason"] == "node nuc3: no space left"
     assert ("nuc3", "on") not in fake.log and ("nuc2", "on") in fake.log
+    assert fake.log[-1] == ("*", "spare")
+
+
+def test_reimage_with_every_reset_failed_makes_no_spare():
+    fake = Fake(reset_fails=("nuc2",))
+    ret = netlab_bringup.reimage(fake.master(), drivers(fake, ["nuc2"]), 300)
+    assert ret["failed"] == ["nuc2"] and ("*", "spare") not in fake.log
 
 
 def test_reimage_failed_exports_fail_every_reset_node_and_power_nothing_on():
@@ -146,7 +157,8 @@ def test_reimage_manual_power_asks_a_person_and_cycles_without_off():
     fake = Fake(starts={"nuc2": 5})
     drv = drivers(fake, ["nuc2"], can_off_on=False, done=False)
     ret = netlab_bringup.reimage(fake.master(), drv, 300)
-    assert fake.log == [("nuc2", "reset", 1), ("*", "exports"), ("nuc2", "cycle")]
+    assert fake.log == [("nuc2", "reset", 1), ("*", "exports"), ("nuc2", "cycle"),
+                        ("*", "spare")]
     assert ("nuc2", "action-needed", "cycle nuc2") in fake.events
     assert ret["nodes"]["nuc2"]["power"] == "cycle nuc2"
 

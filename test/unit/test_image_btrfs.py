@@ -38,9 +38,10 @@ def fake_builder(rec, rootfs, stage_dir, links, logfile):  # pylint: disable=unu
 fake_builder.host_problems = lambda rec: []
 
 
-def lab_on(example_pillar, storage, packages=()):
+def lab_on(example_pillar, storage, packages=(), nfs_server="kernel"):
     raw = copy.deepcopy(example_pillar)
     raw["netnode"]["storage"] = str(storage)
+    raw["netnode"]["nfs"] = {"server": nfs_server}
     raw.setdefault("image", {})["packages"] = list(packages)
     return netlab_lab.load(raw)
 
@@ -70,6 +71,24 @@ def test_build_on_btrfs_makes_the_rootfs_a_subvolume_and_resets_snapshot(
     out = subprocess.run(["btrfs", "subvolume", "list", str(btrfs_storage)],
                          capture_output=True, text=True, check=True).stdout
     assert "images/" not in out
+
+
+def test_build_on_btrfs_under_ganesha_keeps_a_plain_directory_and_reflinks(
+        btrfs_storage, example_pillar):
+    """nfs-ganesha cannot export subvolumes (stateless nodes mount the image
+    rootfs itself): the image stays a plain directory, resets are reflinks."""
+    lab = lab_on(example_pillar, btrfs_storage / "srv", nfs_server="ganesha")
+    res = netlab_image.build(lab, builder=fake_builder, pip_settings={})
+    rootfs = res["current"]["rootfs"]
+    assert os.path.isdir(os.path.join(rootfs, "boot"))
+    assert not netlab_roots.is_subvolume(rootfs)
+    key = netlab_roots.gen_minion_keys(2048)
+    reset = netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1), key)
+    assert reset["method"] == "reflink"
+    assert netlab_roots.reset_cost(lab)["note"] is None
+    out = subprocess.run(["btrfs", "subvolume", "list", str(btrfs_storage)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
 
 
 def test_build_on_a_plain_filesystem_keeps_a_plain_directory(tmp_path, example_pillar):

@@ -13,9 +13,10 @@ import netlab_slice
 from lib.btrfs import loop_btrfs
 
 
-def make_lab(example_pillar, storage):
+def make_lab(example_pillar, storage, nfs_server="kernel"):
     raw = copy.deepcopy(example_pillar)
     raw["netnode"]["storage"] = str(storage)
+    raw["netnode"]["nfs"] = {"server": nfs_server}
     raw["nodes"]["nuc2"]["root"] = {"mode": "stateless"}
     return netlab_lab.load(raw)
 
@@ -114,6 +115,28 @@ def test_reflink_when_image_is_a_plain_dir_on_btrfs(btrfs_mount, example_pillar)
     with open(os.path.join(res["path"], "usr/bin/tool"), "rb") as a, \
             open(os.path.join(src, "usr/bin/tool"), "rb") as b:
         assert a.read() == b.read()
+
+
+def test_under_ganesha_a_subvolume_image_is_reflinked_never_snapshotted(
+        btrfs_mount, example_pillar):
+    """nfs-ganesha (Debian's build) refuses a client's mount of a btrfs subvolume:
+    under it a root reset makes a plain directory, by reflink, even from an image
+    that is a subvolume, and an explicit snapshot is refused with the reason."""
+    lab = make_lab(example_pillar, btrfs_mount / "srv", nfs_server="ganesha")
+    src = publish_image(lab.netnode.images_dir, "b1", subvolume=True)
+    with pytest.raises(netlab_roots.RootError, match="nfs-ganesha.*cannot export"):
+        netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1), key(),
+                                method="snapshot")
+    assert not os.path.lexists(netlab_roots.root_path(lab, "nuc1"))
+    res = netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1), key())
+    assert res["method"] == "reflink"
+    assert not netlab_roots.is_subvolume(res["path"])
+    assert os.stat(res["path"]).st_dev == os.stat(str(btrfs_mount)).st_dev
+    cost = netlab_roots.reset_cost(lab)
+    assert cost["method"] == "reflink" and cost["note"] is None
+    # the same storage with the kernel NFS server: snapshots
+    lab_k = make_lab(example_pillar, btrfs_mount / "srv", nfs_server="kernel")
+    assert netlab_roots.reset_cost(lab_k)["method"] == "snapshot"
 
 
 def test_snapshot_not_used_across_filesystems(btrfs_mount, tmp_path, example_pillar):

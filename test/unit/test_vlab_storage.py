@@ -1,5 +1,6 @@
 """The virtual lab's storage: a loop-mounted btrfs, so node root resets are
-snapshots (an image handed in with --image is imported as a subvolume)."""
+reflink copies (an image handed in with --image is imported into it as a plain
+directory: the lab's nfs-ganesha cannot export subvolumes)."""
 
 import os
 import shutil
@@ -42,7 +43,7 @@ def fake_image(where):
     return build
 
 
-def test_storage_is_a_loop_btrfs_and_resets_are_snapshots(lab_dir, tmp_path, capsys):
+def test_storage_is_a_loop_btrfs_and_resets_are_reflinks(lab_dir, tmp_path, capsys):
     lab_tool = vlab.Vlab(base=str(lab_dir))
     lab = netlab_lab.load(vlab.lab_pillar(str(lab_dir)))
     lab_tool._storage(lab)  # pylint: disable=protected-access
@@ -60,10 +61,11 @@ def test_storage_is_a_loop_btrfs_and_resets_are_snapshots(lab_dir, tmp_path, cap
     lab_tool._link_image(lab, str(build), netlab_image)  # pylint: disable=protected-access
     assert "importing the image" in capsys.readouterr().out
     rootfs = netlab_roots.image_rootfs(lab)
-    assert rootfs.startswith(storage) and netlab_roots.is_subvolume(rootfs)
+    assert rootfs.startswith(storage) and not netlab_roots.is_subvolume(rootfs)
+    assert lab.netnode.nfs_server == "ganesha"
     key = netlab_roots.gen_minion_keys(2048)
     res = netlab_roots.reset_root(lab, "ctl", netlab_slice.identity(lab, "ctl", 1), key)
-    assert res["method"] == "snapshot"
+    assert res["method"] == "reflink"
     assert netlab_roots.reset_cost(lab)["note"] is None
 
 
