@@ -43,12 +43,14 @@ try:
     import netlab_master_ops
     import netlab_power
     import netlab_roots
+    import netlab_roots_keys
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
     pass
 
 _LIBS = ("netlab_cache", "netlab_cache_refresh", "netlab_lab", "netlab_lifecycle",
-         "netlab_master", "netlab_master_ops", "netlab_power", "netlab_roots", "netlab_master_preflight", "netlab_preflight",
-         "netlab_dhcp", "netlab_discover", "netlab_run")
+         "netlab_master", "netlab_master_ops", "netlab_power", "netlab_roots",
+         "netlab_roots_keys", "netlab_master_preflight", "netlab_preflight", "netlab_dhcp",
+         "netlab_discover", "netlab_run")
 
 
 def __virtual__():
@@ -190,7 +192,7 @@ def keys(pillar=None):
     Keys on the master seen against the lab: accepted, pending, rejected,
     denied, keys not belonging to a lab node, lab nodes without an accepted key.
     """
-    return netlab_roots.key_report(_opts()["pki_dir"], _lab(pillar))
+    return netlab_roots_keys.key_report(_opts()["pki_dir"], _lab(pillar))
 
 
 @_guard
@@ -214,17 +216,17 @@ def enrol(node, pillar=None):
     if not os.path.isdir(root):
         _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
               .format(node, root, node))
-    key = netlab_roots.gen_minion_keys()
+    key = netlab_roots_keys.gen_minion_keys()
     pub = netlab_master_ops.master_pub(_opts())
     with contextlib.ExitStack() as locks:
         # the key in the root and the accepted key must come from the same run
         netlab_master_ops.take_locks(_opts(), locks, lab, "salt-run netlab.enrol {}".format(
             node), [node], lab_wide=False)
         try:
-            netlab_roots.write_minion_key(root, key, pub)
+            netlab_roots_keys.write_minion_key(root, key, pub)
         except netlab_roots.RootError as exc:
             _fail("node {}: {}".format(node, exc))
-        netlab_roots.preaccept_key(_opts()["pki_dir"], node, key[1])
+        netlab_roots_keys.preaccept_key(_opts()["pki_dir"], node, key[1])
     return {"node": node, "root": root, "accepted": True}
 
 

@@ -23,6 +23,7 @@ import netlab_image_store
 import netlab_lab
 import netlab_lifecycle as lc
 import netlab_roots
+import netlab_roots_keys
 import netlab_slice
 
 B1 = "20260101T000000Z-aaaaaaaaaaaa"
@@ -61,7 +62,7 @@ def make_build(lab, build_id, current=True):
 
 
 def master_key():
-    return netlab_roots.gen_minion_keys()[1]
+    return netlab_roots_keys.gen_minion_keys()[1]
 
 
 # --------------------------------------------------------------------------- pinned master
@@ -71,7 +72,7 @@ def test_master_finger_is_what_salt_compares(tmp_path):
     pub = master_key()
     path = tmp_path / "master.pub"
     path.write_text(pub)
-    assert netlab_roots.master_finger(pub) == salt.utils.crypt.pem_finger(
+    assert netlab_roots_keys.master_finger(pub) == salt.utils.crypt.pem_finger(
         str(path), sum_type="sha256")
 
 
@@ -79,12 +80,12 @@ def test_reset_pins_the_master_in_a_persistent_root(lab):
     make_build(lab, B1)
     mpub = master_key()
     res = netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1),
-                                  netlab_roots.gen_minion_keys(), master_pub=mpub)
+                                  netlab_roots_keys.gen_minion_keys(), master_pub=mpub)
     pki = os.path.join(res["path"], "etc/salt/pki/minion")
     # the minion compares the key a master presents with this cached one
     assert open(os.path.join(pki, "minion_master.pub")).read() == mpub
     conf = open(os.path.join(res["path"], "etc/salt/minion.d/netlab.conf")).read()
-    assert "master_finger: '{}'".format(netlab_roots.master_finger(mpub)) in conf
+    assert "master_finger: '{}'".format(netlab_roots_keys.master_finger(mpub)) in conf
     assert res["build"] == B1
     assert netlab_roots.read_identity(res["path"])["build"] == B1
 
@@ -93,7 +94,7 @@ def test_reset_pins_the_master_in_a_stateless_identity_tree(lab):
     make_build(lab, B1)
     mpub = master_key()
     res = netlab_roots.reset_root(lab, "nuc3", netlab_slice.identity(lab, "nuc3", 1),
-                                  netlab_roots.gen_minion_keys(), master_pub=mpub)
+                                  netlab_roots_keys.gen_minion_keys(), master_pub=mpub)
     assert res["method"] == "identity" and res["build"] == B1
     assert open(os.path.join(res["path"], "etc/salt/pki/minion/minion_master.pub")
                 ).read() == mpub
@@ -103,7 +104,7 @@ def test_enrolment_key_write_pins_the_master(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     mpub = master_key()
-    written = netlab_roots.write_minion_key(str(root), netlab_roots.gen_minion_keys(), mpub)
+    written = netlab_roots_keys.write_minion_key(str(root), netlab_roots_keys.gen_minion_keys(), mpub)
     assert "etc/salt/pki/minion/minion_master.pub" in written
     assert (root / "etc/salt/pki/minion/minion_master.pub").read_text() == mpub
 
