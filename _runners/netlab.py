@@ -304,11 +304,6 @@ def _utils_module(name):
     return netlab_master.import_utils([name], _opts())[name]
 
 
-def _netlab_raw():
-    """The ``netlab`` pillar value compiled for the master (see :func:`_lab`)."""
-    return netlab_master.raw_lab(__opts__)  # pylint: disable=undefined-variable
-
-
 @_guard
 def preflight(checks=None, deploy=None, pillar=None):
     """
