@@ -31,9 +31,10 @@ class Master:
     the last lines of its console, or None; ``clock``: a monotonic clock;
     ``confirm(node)``: True when that minion id answers a ``test.ping`` (a start
     event alone can be fired by any minion; see netlab_lifecycle.wait_for_starts).
-    Without ``confirm`` the start event counts. ``spare()``: make the spare root
-    the next reset takes (netlab_roots_spare), called while the powered nodes
-    boot; it reports its own failures (a reset without a spare just clones).
+    Without ``confirm`` the start event counts. ``spare()``: delete the roots the
+    resets replaced and make the spare root the next reset takes
+    (netlab_roots_spare), called while the powered nodes boot; it reports its own
+    failures (a reset without a spare just clones).
     """
 
     def __init__(self, record, fire, next_start, hint, reset=None, commit=None,
@@ -142,6 +143,7 @@ def reimage(master, drivers, timeout):
             reset_ok.append(node)
         except Exception as exc:  # pylint: disable=broad-except
             failed(node, exc)
+    was_reset = list(reset_ok)
     if reset_ok:  # 2. the NFS server exports the new directories (once for all)
         try:
             master.refresh_exports()
@@ -159,7 +161,7 @@ def reimage(master, drivers, timeout):
             powered[node] = master.clock()
         except Exception as exc:  # pylint: disable=broad-except
             failed(node, exc)
-    if reset_ok:  # the next reset's root, made while these nodes boot
+    if was_reset:  # old roots deleted, the next reset's root made, while nodes boot
         master.spare()
     _await(master, results, powered, timeout)  # 4. wait for the minions
     for node, res in results.items():

@@ -195,9 +195,11 @@ def master_pub(opts):
 
 
 def make_spare(lab, src=None):
-    """The spare root for the next reset (netlab_roots.prepare_spare); a failure
-    is logged, not raised: the next reset then clones the image itself."""
+    """While reimaged nodes boot: delete the roots they replaced, then make the
+    spare root for the next reset (netlab_roots.prepare_spare). A failure is
+    logged, not raised: the next reset then clones the image itself."""
     try:
+        netlab_roots.remove_old_roots(lab)
         out = netlab_roots.prepare_spare(lab, src)
     except (netlab_roots.RootError, OSError) as exc:
         log.warning("netlab: no spare root made (the next reset clones the image): %s", exc)
@@ -217,7 +219,8 @@ def bringup_master(opts, lab, bus, method="auto", src=None, pub=None):
     def reset(node, generation):
         key = netlab_roots_keys.gen_minion_keys()
         out = netlab_roots.reset_root(lab, node, netlab_slice.identity(lab, node, generation),
-                                      key, method=method, src=src, master_pub=pub)
+                                      key, method=method, src=src, master_pub=pub,
+                                      defer_delete=True)
         netlab_roots_keys.preaccept_key(opts["pki_dir"], node, key[1])
         builds[node] = out.get("build")
         return out

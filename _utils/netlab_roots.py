@@ -281,7 +281,7 @@ def build_of(rootfs):
 
 
 def reset_root(lab, node_id, identity, minion_key, method="auto", src=None,
-               master_pub=None):
+               master_pub=None, defer_delete=False):
     """Replace node ``node_id``'s root with a fresh clone of the image + its identity.
 
     Builds the new root beside the old one, swaps it in with two renames, then
@@ -290,9 +290,14 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None,
     identity tree (:func:`reset_identity_tree`) instead. ``master_pub``: the
     master the node will accept (:func:`write_minion_key`).
 
+    ``defer_delete``: the old root is left at ``.<node>.old-<pid>`` for
+    :func:`remove_old_roots` (deleting a copied root takes as long as copying it;
+    the reimage pipeline deletes it while the node boots).
+
     Returns ``{'node', 'path', 'method', 'clone_seconds', 'total_seconds', 'replaced',
-    'build'}``; ``build`` is the image build the node boots from now on (its
-    kernel, initrd and, for a stateless node, the shared root).
+    'build', 'spare'}``; ``build`` is the image build the node boots from now on (its
+    kernel, initrd and, for a stateless node, the shared root); ``spare`` whether
+    the root was the spare made ahead (:func:`prepare_spare`).
     """
     node = lab.node(node_id)
     if node.root_mode == "stateless":
@@ -326,12 +331,33 @@ def reset_root(lab, node_id, identity, minion_key, method="auto", src=None,
     if replaced:
         os.rename(final, old)
     os.rename(new, final)
-    if replaced:
+    if replaced and not defer_delete:
         remove_tree(old)
     return {"node": node_id, "path": final, "method": clone["method"],
             "clone_seconds": clone["seconds"],
             "total_seconds": round(time.monotonic() - start, 3), "replaced": replaced,
             "build": build, "spare": bool(spare)}
+
+
+def remove_old_roots(lab):
+    """Delete the old roots that resets of this process left behind
+    (``defer_delete``) and those of processes that are gone; a running reimage's
+    are left to it. Returns the names removed."""
+    roots = lab.netnode.roots_dir
+    try:
+        names = os.listdir(roots)
+    except FileNotFoundError:
+        return []
+    gone = []
+    for name in sorted(names):
+        head, sep, pid = name.rpartition(".old-")
+        if not (name.startswith(".") and sep and head and pid.isdigit()):
+            continue
+        if int(pid) != os.getpid() and netlab_roots_spare.process_alive(int(pid)):
+            continue
+        remove_tree(os.path.join(roots, name))
+        gone.append(name)
+    return gone
 
 
 def prepare_spare(lab, src=None):

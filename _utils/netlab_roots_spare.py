@@ -41,7 +41,7 @@ def _parse(name):
     return (method, build) if sep and method and build else None
 
 
-def _alive(pid):
+def process_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -98,7 +98,7 @@ def prepare(roots_dir, src, build, clone, keygen, method="auto"):
                 remove_tree(os.path.join(roots_dir, name))
             continue
         pid = name.rpartition(".new-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             remove_tree(os.path.join(roots_dir, name))
     path, have = find(roots_dir, build)
     if path is not None:

@@ -4,7 +4,8 @@ Lifecycle benchmark (a script, not a test): prints tables, asserts nothing.
 
 1. root reset: ``netlab_roots.reset_root`` for two image sizes, with the
    copy-on-write paths (btrfs subvolume snapshot, reflink copy; on a loop-mounted
-   btrfs) and the plain-copy fallback (the host's filesystem);
+   btrfs) and the plain-copy fallback (the host's filesystem), and taking a
+   spare root made before it (netlab_roots_spare) on reflink and copy storage;
 2. kernel + initrd transfer to a client namespace: HTTP (nginx) vs TFTP (dnsmasq);
 3. power-on -> ``salt/minion/<id>/start`` for 1 VM and 2 VMs at once (real netboot
    through the formula's netnode services, as in test/e2e/test_vms.py).
@@ -49,9 +50,10 @@ def du_mb(path):
     return int(out[0]) if out else 0
 
 
-def bench_lab(storage):
+def bench_lab(storage, nfs_server="kernel"):
     raw = {"network": {"interface": "br0", "cidr": "10.98.0.0/24"},
-           "netnode": {"ip": "10.98.0.2", "storage": str(storage)},
+           "netnode": {"ip": "10.98.0.2", "storage": str(storage),
+                       "nfs": {"server": nfs_server}},
            "nodes": {"n1": {"mac": "52:54:00:98:00:01", "ip": "10.98.0.11",
                             "role": "controller"}}}
     return netlab_lab.load(raw)
@@ -74,6 +76,10 @@ class LoopBtrfs:
         subprocess.run(["umount", self.mnt], check=False)
         if self.loop:
             subprocess.run(["losetup", "-d", self.loop], check=False)
+        try:
+            os.rmdir(self.mnt)
+        except OSError:
+            pass
         for p in (self.img,):
             if os.path.exists(p):
                 os.unlink(p)
@@ -123,32 +129,44 @@ def bench_roots(runs, work):
         print("(test image not available: {}; only the synthetic tree)".format(exc))
     rows = []
     key = netlab_roots_keys.gen_minion_keys()
-    btrfs = LoopBtrfs(8, work)
+    btrfs = None
     try:
+        btrfs = LoopBtrfs(8, work)
         for label, src in sizes:
             mb = du_mb(src)
-            for method, fs in (("copy", "host"), ("reflink", "btrfs"),
-                               ("snapshot", "btrfs")):
+            # "+ spare": the reset takes a spare root made before it and leaves
+            # the old root for later, as the reimage pipeline does (the spare is
+            # made and the old root deleted while the previous reimage's nodes boot)
+            for method, fs, spare in (("copy", "host", False), ("reflink", "btrfs", False),
+                                      ("snapshot", "btrfs", False), ("copy", "host", True),
+                                      ("reflink", "btrfs", True)):
                 base = tempfile.mkdtemp(prefix="bench-", dir=btrfs.mnt if fs == "btrfs"
                                         else work)
                 try:
                     make_image(base, src, subvolume=(method == "snapshot"))
-                    lab = bench_lab(base)
+                    lab = bench_lab(base, nfs_server="ganesha" if spare else "kernel")
                     times, clone = [], []
                     for gen in range(1, runs + 1):
+                        if spare:  # what the reimage does while the last nodes boot
+                            netlab_roots.remove_old_roots(lab)
+                            netlab_roots.prepare_spare(lab)
                         res = netlab_roots.reset_root(
-                            lab, "n1", netlab_slice.identity(lab, "n1", gen), key)
+                            lab, "n1", netlab_slice.identity(lab, "n1", gen), key,
+                            defer_delete=spare)
                         assert res["method"] == method, (res["method"], method)
+                        assert res["spare"] == spare
                         times.append(res["total_seconds"])
                         clone.append(res["clone_seconds"])
-                    rows.append([label, "{} MB".format(mb), method,
+                    rows.append([label, "{} MB".format(mb),
+                                 method + (" + spare" if spare else ""),
                                  netlab_roots.fs_type(base),
                                  "{:.2f}".format(min(clone)), "{:.2f}".format(min(times)),
                                  "{:.2f}".format(max(times))])
                 finally:
                     netlab_roots.remove_tree(base)
     finally:
-        btrfs.close()
+        if btrfs is not None:
+            btrfs.close()
         shutil.rmtree(tmp, ignore_errors=True)
     table("Root reset (netlab_roots.reset_root; clone + identity + swap + delete old), "
           "{} runs".format(runs),

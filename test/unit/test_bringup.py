@@ -151,6 +151,7 @@ def test_reimage_failed_exports_fail_every_reset_node_and_power_nothing_on():
     assert ret["nodes"]["nuc2"]["reason"] == \
         "node nuc2: NFS exports not refreshed: ganesha did not restart"
     assert ("nuc2", "on") not in fake.log
+    assert fake.log[-1] == ("*", "spare")  # the replaced root is still deleted
 
 
 def test_reimage_manual_power_asks_a_person_and_cycles_without_off():

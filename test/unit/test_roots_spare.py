@@ -139,3 +139,20 @@ def test_a_failed_clone_leaves_nothing_behind(lab, monkeypatch):
     with pytest.raises(netlab_roots.RootError, match="spare root of build b1: disk full"):
         netlab_roots.prepare_spare(lab)
     assert spares(lab) == []
+
+
+def test_a_deferred_delete_leaves_the_old_root_until_remove_old_roots(lab):
+    publish(lab, "b1")
+    first = reset(lab, "nuc1")
+    with open(os.path.join(first["path"], "etc", "mark"), "w", encoding="utf-8") as fh:
+        fh.write("old life")
+    second = reset(lab, "nuc1", gen=2, defer_delete=True)
+    roots = lab.netnode.roots_dir
+    old = ".nuc1.old-{}".format(os.getpid())
+    assert second["replaced"] and old in os.listdir(roots)
+    assert not os.path.exists(os.path.join(second["path"], "etc", "mark"))
+    # a running reimage's old roots (its process is alive) are left to it
+    other = ".nuc3.old-{}".format(os.getppid())
+    os.makedirs(os.path.join(roots, other))
+    assert netlab_roots.remove_old_roots(lab) == [old]
+    assert sorted(os.listdir(roots)) == sorted([other, "nuc1"])
