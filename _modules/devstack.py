@@ -18,6 +18,7 @@ import logging
 from salt.exceptions import CommandExecutionError
 
 try:
+    import netlab_cache
     import netlab_lab
     import netlab_localconf
     import netlab_slice
@@ -151,8 +152,11 @@ def local_conf(node_id=None, pillar=None, generation=None):
 def settings(node_id=None, pillar=None):
     """
     A lab node's DevStack checkout settings: ``id``, ``repo``, ``branch``, ``user``,
-    ``dest``, ``git_base`` and ``local_conf_path`` (``<dest>/devstack/local.conf``).
-    Same rules as :py:func:`local_conf` for where they come from.
+    ``dest``, ``git_base``, ``local_conf_path`` (``<dest>/devstack/local.conf``)
+    and ``projects``: the repositories checked out from the networking node's git
+    mirror into ``dest`` before stack.sh (``[{name, target, repo, branch}]``,
+    empty with the git cache off). Same rules as :py:func:`local_conf` for where
+    they come from.
 
     CLI Example:
 
@@ -165,15 +169,18 @@ def settings(node_id=None, pillar=None):
         own = _slice(data, node_id)
         node = own.get("devstack") or {}
         out = {"id": own["id"]}
+        projects = node.get("projects") or []
     else:
         lab = _load(data)
         node_id = _lab_node_id(lab, node_id)
         node = lab.node(node_id).devstack
         out = {"id": node_id}
+        projects = netlab_cache.node_checkouts(lab, node_id)
     for key in SETTING_KEYS:
         value = node.get(key)
         out[key] = value if value is not None else netlab_lab.DEVSTACK_DEFAULTS[key]
     out["local_conf_path"] = out["dest"].rstrip("/") + "/devstack/local.conf"
+    out["projects"] = [dict(p) for p in projects]
     return out
 
 
@@ -446,8 +453,9 @@ def log_tail(lines=25, log="stack"):
 def checkout_source():
     """
     Where this node's DevStack checkout comes from: ``{repo, branch, target,
-    user}`` (``devstack:repo``, or ``<git_base>/openstack/devstack.git`` when
-    ``git_base`` is set and ``repo`` is left at its default). Used by
+    user, dest, projects}`` (``devstack:repo``, or
+    ``<git_base>/openstack/devstack.git`` when ``git_base`` is set and ``repo`` is
+    left at its default; ``projects``: see :py:func:`settings`). Used by
     ``netlab.node.prepare``.
 
     CLI Example:
@@ -459,4 +467,4 @@ def checkout_source():
     cfg = _stk_settings(need_user=False)
     src = _stk.checkout_source(cfg["devstack"])
     return dict(src, target=cfg["checkout"], user=cfg["devstack"]["user"],
-                dest=cfg["dest"])
+                dest=cfg["dest"], projects=cfg["devstack"]["projects"])

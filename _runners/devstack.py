@@ -518,7 +518,9 @@ def prepare(nodes=None, sls="netlab.node", checkout=True, timeout=None):
     ``local.conf``) on every node that is up, in one job. Nodes that failed
     earlier in this run are left out; a node whose states fail, or whose minion
     does not answer, is marked ``failed`` with the first failing state as the
-    reason, and later steps leave it out too.
+    reason, and later steps leave it out too. ``checkout=False`` leaves the
+    DevStack checkout, and the repositories checked out from the LAN cache's git
+    mirror, as they are.
 
     CLI Example:
 

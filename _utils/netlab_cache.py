@@ -29,6 +29,7 @@ cache's storage (mirror refresh, downloads, usage, pruning) in
 :mod:`netlab_cache_refresh`.
 """
 
+import os
 import re
 import urllib.parse
 
@@ -63,7 +64,8 @@ FILE_PATH_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.+~=,@-]+){1,15}$")
 # libraries come from PyPI unless LIBS_FROM_GIT names them.
 SERVICE_REPOS = (
     (("key",), "openstack/keystone"),
-    (("g-",), "openstack/glance"),
+    # stack.sh installs glance where g-api or n-api runs
+    (("g-", "n-api"), "openstack/glance"),
     (("n-",), "openstack/nova"),
     (("placement-api",), "openstack/placement"),
     (("q-", "neutron-", "ovn-", "ovs-"), "openstack/neutron"),
@@ -75,6 +77,26 @@ SERVICE_REPOS = (
 )
 # always cloned by stack.sh (requirements: with full history, DevStack's default)
 ALWAYS_REPOS = ("openstack/requirements",)
+# DevStack's stackrc per repository: the prefix of its ``<PREFIX>_REPO`` /
+# ``<PREFIX>_BRANCH`` variables and whether it is branchless (its branch is
+# ``master`` whatever DevStack's branch is: BRANCHLESS_TARGET_BRANCH). Each is
+# cloned to ``$DEST/<name>``.
+PROJECTS = {
+    "openstack/cinder": ("CINDER", False),
+    "openstack/glance": ("GLANCE", False),
+    "openstack/horizon": ("HORIZON", False),
+    "openstack/keystone": ("KEYSTONE", False),
+    "openstack/neutron": ("NEUTRON", False),
+    "openstack/nova": ("NOVA", False),
+    "openstack/placement": ("PLACEMENT", False),
+    "openstack/requirements": ("REQUIREMENTS", False),
+    "openstack/swift": ("SWIFT", False),
+    "openstack/tempest": ("TEMPEST", True),
+    "openstack/os-test-images": ("OSTESTIMAGES", True),
+}
+# DevStack branches whose stackrc sets TARGET_BRANCH to themselves (every other
+# branch, master or a topic branch, clones the projects' master)
+RELEASE_BRANCH_PREFIXES = ("stable/", "unmaintained/")
 # DevStack's default ENABLED_SERVICES (stackrc, master) when pillar keeps ``base``
 DEVSTACK_DEFAULT_SERVICES = (
     "key", "n-api", "n-cpu", "n-cond", "n-sch", "n-novnc", "n-api-meta",
@@ -275,21 +297,68 @@ def apt_dirs(lab):
     return {"conf": storage + "/apt-conf", "state": storage + "/apt-state"}
 
 
+# --------------------------------------------------------------------------- pip
+
+
 # --------------------------------------------------------------------------- git
-def lab_services(lab):
-    """Every service enabled on some node (DevStack's defaults when a node keeps
-    ``base``), as stack.sh would see them."""
+def node_services(lab, node_id):
+    """The services enabled on ``node_id`` (DevStack's defaults when it keeps
+    ``base``), as its stack.sh sees them."""
     import netlab_localconf  # pylint: disable=import-outside-toplevel
 
+    svc = netlab_localconf.services(lab, node_id)
+    base = svc.pop("base", True)
+    names = set(DEVSTACK_DEFAULT_SERVICES) if base else set()
+    names |= {n for n, on in svc.items() if on}
+    names -= {n for n, on in svc.items() if not on}
+    return names
+
+
+def lab_services(lab):
+    """Every service enabled on some node, as stack.sh would see them."""
     enabled_services = set()
     for node_id in lab.nodes:
-        svc = netlab_localconf.services(lab, node_id)
-        base = svc.pop("base", True)
-        names = set(DEVSTACK_DEFAULT_SERVICES) if base else set()
-        names |= {n for n, on in svc.items() if on}
-        names -= {n for n, on in svc.items() if not on}
-        enabled_services |= names
+        enabled_services |= node_services(lab, node_id)
     return enabled_services
+
+
+def service_repos(services):
+    """The stackrc repositories (``openstack/nova``) stack.sh clones for
+    ``services``, requirements first."""
+    names = list(ALWAYS_REPOS)
+    for prefixes, repo in SERVICE_REPOS:
+        if any(s == p or s.startswith(p) for s in services for p in prefixes):
+            names.append(repo)
+    return names
+
+
+def _localrc(lab, node_id):
+    return lab.node(node_id).devstack.get("localrc") or {}
+
+
+def _plain(value):
+    """A localrc value usable as a URL or branch: a string without shell references."""
+    return value if isinstance(value, str) and value and "$" not in value else None
+
+
+def project_urls(lab, node_id):
+    """``{name: upstream URL}`` of every repository ``node_id``'s stack.sh clones
+    (requirements, its services' projects, ``LIBS_FROM_GIT``): ``<PREFIX>_REPO``
+    from the node's pillar localrc when it names one, else
+    ``${GIT_BASE}/openstack/<name>.git`` as in DevStack's stackrc."""
+    base = git_upstream_base(lab)
+    rc = _localrc(lab, node_id)
+    out = {}
+    for repo in service_repos(node_services(lab, node_id)):
+        name = repo.split("/")[-1]
+        prefix = PROJECTS.get(repo, (None,))[0]
+        out[name] = _plain(rc.get("{}_REPO".format(prefix))) if prefix else None
+        out[name] = out[name] or "{}/{}.git".format(base, repo)
+    libs = _plain(rc.get("LIBS_FROM_GIT")) or ""
+    for lib in (x.strip() for x in libs.split(",")):
+        if lib and re.match(r"^[A-Za-z0-9_.-]+$", lib) and lib not in out:
+            out[lib] = "{}/openstack/{}.git".format(base, lib)
+    return out
 
 
 def git_upstream_base(lab):
@@ -298,20 +367,18 @@ def git_upstream_base(lab):
 
 def git_repos(lab):
     """``{mirror path: upstream URL}``: DevStack itself (every node's repo), the
-    repositories stack.sh clones for the lab's services (DevStack's stackrc),
-    every enabled plugin's repository and pillar ``cache:git:repos``."""
+    repositories stack.sh clones for the lab's services (DevStack's stackrc, or
+    the ``<PREFIX>_REPO`` a node's pillar localrc names instead, and its
+    ``LIBS_FROM_GIT``), every enabled plugin's repository and pillar
+    ``cache:git:repos``."""
     import netlab_lab  # pylint: disable=import-outside-toplevel
 
     base = git_upstream_base(lab)
     urls = []
     for node in lab.nodes.values():
         urls.append(node.devstack.get("repo") or netlab_lab.DEVSTACK_DEFAULTS["repo"])
-    names = list(ALWAYS_REPOS)
-    services = lab_services(lab)
-    for prefixes, repo in SERVICE_REPOS:
-        if any(s == p or s.startswith(p) for s in services for p in prefixes):
-            names.append(repo)
-    urls += ["{}/{}.git".format(base, n) for n in names]
+    for node_id in lab.nodes:
+        urls += list(project_urls(lab, node_id).values())
     for node in lab.nodes.values():
         for spec in (node.devstack.get("plugins") or {}).values():
             parsed = netlab_lab.parse_plugin(spec)
@@ -334,6 +401,59 @@ def mirror_url(lab, upstream):
     return "{}/{}".format(git_base(lab), rel)
 
 
+def target_branch(lab, node_id):
+    """DevStack's TARGET_BRANCH on ``node_id``: its DevStack branch when that is a
+    release branch (``stable/2025.1``), else ``master``."""
+    branch = lab.node(node_id).devstack.get("branch") or "master"
+    return branch if branch.startswith(RELEASE_BRANCH_PREFIXES) else "master"
+
+
+def node_checkouts(lab, node_id):
+    """What ``netlab.node.prepare`` clones from the git mirror into ``DEST`` before
+    stack.sh runs: ``[{'name', 'target', 'repo', 'branch'}]``, every repository
+    ``node_id``'s stack.sh clones (see :func:`project_urls`, plus its plugins and
+    pillar ``cache:git:repos``) that the mirror has; ``[]`` with the git cache off.
+
+    local.conf sets ``ERROR_ON_CLONE=True`` with the mirror on: DevStack's
+    ``git_clone`` then refuses to clone anything that is not already in ``DEST``
+    (``RECLONE=False`` leaves these checkouts as they are), so a repository
+    missing here stops stack.sh at once with its directory named, instead of
+    going to the internet. The branch is what DevStack would check out:
+    ``<PREFIX>_BRANCH`` from pillar localrc, else DevStack's TARGET_BRANCH (or
+    ``master`` for branchless projects); a plugin's own branch (default master)."""
+    import netlab_lab  # pylint: disable=import-outside-toplevel
+
+    if not enabled(lab, "git"):
+        return []
+    node = lab.node(node_id)
+    dest = (node.devstack.get("dest") or netlab_lab.DEVSTACK_DEFAULTS["dest"]).rstrip("/")
+    rc = _localrc(lab, node_id)
+    default = target_branch(lab, node_id)
+    base = git_upstream_base(lab)
+    wanted = []
+    for name, url in project_urls(lab, node_id).items():
+        prefix, branchless = PROJECTS.get("openstack/" + name, (None, False))
+        branch = _plain(rc.get("{}_BRANCH".format(prefix))) if prefix else None
+        wanted.append((name, url, branch or ("master" if branchless else default)))
+    for name, spec in (node.devstack.get("plugins") or {}).items():
+        parsed = netlab_lab.parse_plugin(spec)
+        if parsed is not None:
+            wanted.append((name, parsed["repo"], parsed.get("branch") or "master"))
+    for url in lab.cache["git"]["repos"]:
+        rel = repo_path(url, base)
+        if rel:
+            wanted.append((posixpath.basename(rel)[:-len(".git")], url, default))
+    out, seen = [], set()
+    for name, url, branch in wanted:
+        mirror = mirror_url(lab, url)
+        if mirror is None or name in seen or name == "devstack":
+            continue
+        seen.add(name)
+        out.append({"name": name, "target": "{}/{}".format(dest, name), "repo": mirror,
+                    "branch": branch})
+    return out
+
+
 # --------------------------------------------------------------------------- files
 def file_role(url):
     """'image', 'etcd', 'constraints' or 'file': what DevStack uses ``url`` for."""
@@ -345,3 +465,14 @@ def file_role(url):
     if low.endswith(IMAGE_SUFFIXES):
         return "image"
     return "file"
+
+
+# --------------------------------------------------------------------------- local.conf
+
+def localrc_value(lab, name, value):
+    """A pillar localrc value as local.conf writes it: a ``*_REPO`` URL the git
+    cache mirrors becomes the mirror's URL (so even ``RECLONE=True`` fetches from
+    the networking node); anything else as given."""
+    if name.endswith("_REPO") and isinstance(value, str) and enabled(lab, "git"):
+        return mirror_url(lab, value) or value
+    return value

@@ -93,8 +93,12 @@ def localrc(lab, node_id):
         out["GIT_BASE"] = base
         # noVNC otherwise comes from GitHub, outside the mirror
         out["NOVNC_FROM_PACKAGE"] = True
-        # stack.sh checks out what the mirror has; it never re-clones
+        # netlab.node.prepare checks every repository out from the mirror into
+        # DEST (node_checkouts); stack.sh keeps them as they are and refuses to
+        # clone anything else: a repository the mirror lacks is a named error,
+        # never a silent trip to the internet
         out["RECLONE"] = False
+        out["ERROR_ON_CLONE"] = True
     if enabled(lab, "files"):
         images, etcd, constraints = [], None, None
         for url in lab.cache["files"]["urls"]:

@@ -212,7 +212,9 @@ def localrc_items(lab, node_id, generation=0):
     """``[(name, value, origin)]`` in file order; origin is 'auto' or 'pillar'."""
     node = lab.node(node_id)
     auto = automatic_localrc(lab, node_id, generation)
-    user = node.devstack.get("localrc") or {}
+    # a pillar *_REPO the git cache mirrors is written as the mirror's URL
+    user = {k: netlab_cache.localrc_value(lab, k, v)
+            for k, v in (node.devstack.get("localrc") or {}).items()}
     values = dict(auto)
     values.update(user)
     origin = {k: ("pillar" if k in user else "auto") for k in values}

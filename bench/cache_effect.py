@@ -11,21 +11,30 @@ mirror and PyPI) runs ``netlab.cache`` (apt-cacher-ng, devpi-server) with
 - node preparation: a node namespace fetches DevStack's base Debian packages
   (``apt-get install --download-only``, own apt state) and a set of DevStack's
   Python requirements (``pip download --no-deps``) through the caches;
+- restack clones: ``netlab.cache`` refreshes the git mirror from an upstream
+  namespace (DevStack's upstream cannot be reached from here: a bare copy of
+  this repository stands in for a project), then the node clones it from the
+  mirror, as ``netlab.node.prepare`` does before every stack.sh;
 
-and prints seconds and bytes the networking node fetched from upstream (received
-on its uplink) for each. Root, Debian's mirror and PyPI needed; it builds the
-image twice (about 10 minutes on 2 cores). Run it under the e2e lock:
+and prints, for each, the seconds, the bytes fetched from upstream (received on
+the networking node's uplink; for git, sent by the upstream namespace) and the
+bytes the node received from the networking node. Root, Debian's mirror and
+PyPI needed; it builds the image twice (about 10 minutes on 2 cores). Run it
+under the e2e lock:
 
     flock /work/wt/e2e.lock /opt/netlab-venv/bin/python bench/cache_effect.py
+    /opt/netlab-venv/bin/python bench/cache_effect.py --no-image   # the light part
 
 Everything it makes (namespaces, links, the nftables table, daemons, temp dir) is
 removed at the end, also on failure.
 """
 
+import argparse
 import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,13 +46,15 @@ import netlab_saltcompat  # noqa: E402  pylint: disable=wrong-import-position
 
 from lib import daemons as daemons_lib  # noqa: E402  pylint: disable=wrong-import-position
 from lib import netns  # noqa: E402  pylint: disable=wrong-import-position
-from lib.cachelab import AptClient, pip_download, wait_port  # noqa: E402  pylint: disable=wrong-import-position
+from lib.cachelab import AptClient, git, pip_download, wait_port  # noqa: E402  pylint: disable=wrong-import-position
 from lib.saltlocal import SaltLocal, failed  # noqa: E402  pylint: disable=wrong-import-position
 from lib.uplink import Uplink  # noqa: E402  pylint: disable=wrong-import-position
 
 CIDR = "10.81.0.0/24"
 NETNODE_IP = "10.81.0.2"
 NODE_IP = "10.81.0.11"
+UPSTREAM_IP = "10.81.0.50"
+UPSTREAM = "http://{}:8000".format(UPSTREAM_IP)
 # DevStack's files/debs/general (the packages every node installs first)
 DEVSTACK_DEBS = [
     "bc", "bsdmainutils", "curl", "g++", "gcc", "gettext", "git", "graphviz",
@@ -72,9 +83,9 @@ print(json.dumps({{"build_id": res["build_id"], "duration": res["duration"]}}))
 """
 
 
-def rx_bytes(ns, ifname="uplink0"):
+def link_bytes(ns, ifname, direction="rx"):
     out = ns.run(["ip", "-s", "-j", "link", "show", ifname]).stdout
-    return json.loads(out)[0]["stats64"]["rx"]["bytes"]
+    return json.loads(out)[0]["stats64"][direction]["bytes"]
 
 
 def pillar(root):
@@ -85,50 +96,92 @@ def pillar(root):
                     "http": {"port": 8080}},
         "image": {"salt_version": netlab_saltcompat.salt_version(), "variant": "minbase",
                   "packages": []},
-        "devstack": {"user": "stack", "services": {"base": False}},
+        "devstack": {"user": "stack", "services": {"base": False},
+                     "repo": UPSTREAM + "/openstack/devstack.git", "git_base": UPSTREAM},
         "nodes": {"nuc1": {"mac": "52:54:00:81:00:11", "ip": NODE_IP,
                            "role": "controller"}},
-        "cache": {"git": {"enabled": False}, "files": {"enabled": False}},
+        "cache": {"files": {"enabled": False}},
         "lookup": {
             "service_control": "process", "install_packages": False,
             "run_dir": str(root / "run"),
+            "nginx": {"conf": str(root / "etc" / "nginx-netlab.conf"), "user": "root"},
             "cache": {"devpi_venv": str(root / "devpi-venv"), "apt_user": "root"},
         },
     }
 
 
-def measure(ns, what, func):
-    before = rx_bytes(ns)
+def measure(what, func, upstream, node):
+    """``upstream``/``node``: ``() -> bytes`` counters (fetched from upstream,
+    received by the node)."""
+    up0, node0 = upstream(), node()
     t0 = time.monotonic()
     func()
-    return {"what": what, "seconds": time.monotonic() - t0, "bytes": rx_bytes(ns) - before}
+    return {"what": what, "seconds": time.monotonic() - t0, "bytes": upstream() - up0,
+            "node_bytes": node() - node0}
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="The LAN cache's effect, cold vs warm (docs/operations.rst).")
+    parser.add_argument("--no-image", action="store_true",
+                        help="leave out the two image builds (the heavy part: about "
+                             "10 minutes of mmdebstrap on 2 cores)")
+    args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench/cache_effect.py needs root (namespaces, mmdebstrap)")
     root = pathlib.Path(tempfile.mkdtemp(prefix="netlab-cache-bench-"))
     seg = netns.Segment(cidr=CIDR, server_ip=NETNODE_IP)
     uplink = None
+    upstream_server = None
     rows = []
     try:
         uplink = Uplink(seg.server, ("deb.debian.org", "pypi.org", "files.pythonhosted.org"))
         node = seg.add_client("node", "52:54:00:81:00:11", ip=NODE_IP)
+        up = seg.add_client("up", "52:54:00:81:00:50", ip=UPSTREAM_IP)
+        served = root / "upstream" / "openstack"
+        served.mkdir(parents=True)
+        # a project with real history: this repository, as a bare clone
+        for name in ("devstack", "requirements"):
+            git("clone", "-q", "--bare", str(REPO), str(served / (name + ".git")))
+            git("--git-dir", str(served / (name + ".git")), "update-server-info")
+        upstream_server = up.popen(
+            ["python3", "-m", "http.server", "-b", UPSTREAM_IP, "-d",
+             str(root / "upstream"), "8000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(up, 8000)
         lab = pillar(root)
         salt = SaltLocal(root / "salt", REPO, {"netlab": lab}, prefix=seg.server.prefix)
         salt.sync()
-        ret = salt.apply("netlab.cache")
+        from_up = lambda: link_bytes(seg.server, "uplink0")  # noqa: E731
+        git_up = lambda: link_bytes(up, "eth0", "tx")  # noqa: E731
+        to_node = lambda: link_bytes(node, "eth0")  # noqa: E731
+
+        def refresh():
+            ret = salt.apply("netlab.cache")
+            if failed(ret):
+                raise RuntimeError("netlab.cache failed: {}".format(failed(ret)))
+
+        ret = salt.apply("netlab.netnode.http")  # nginx serves the git mirror
         if failed(ret):
-            raise RuntimeError("netlab.cache failed: {}".format(failed(ret)))
+            raise RuntimeError("netlab.netnode.http failed: {}".format(failed(ret)))
+        # the daemons first (devpi's venv comes from PyPI), without the git part
+        salt.set_pillar({"netlab": dict(lab, cache={"files": {"enabled": False},
+                                                    "git": {"enabled": False}})})
+        refresh()
         wait_port(seg.server, 3141, timeout=120)
         wait_port(seg.server, 3142)
+        salt.set_pillar({"netlab": lab})
+        # cold: the mirror is made by this first refresh
+        cold_refresh = measure("git mirror refresh", refresh, git_up, to_node)
+        mirror = "http://{}:8080/git/openstack/requirements.git".format(NETNODE_IP)
         apt = AptClient(node, root / "apt", "http://{}:3142".format(NETNODE_IP))
         index = "http://{}:3141/root/pypi/+simple/".format(NETNODE_IP)
         script = BUILD_SCRIPT.format(utils=str(REPO / "_utils"))
         for run in ("cold", "warm"):
-            rows.append(dict(run=run, **measure(seg.server, "image build (force)", lambda: (
-                seg.server.run([sys.executable, "-c", script, json.dumps(lab)],
-                               timeout=3600)))))
+            if not args.no_image:
+                rows.append(dict(run=run, **measure("image build (force)", lambda: (
+                    seg.server.run([sys.executable, "-c", script, json.dumps(lab)],
+                                   timeout=3600)), from_up, to_node)))
 
             def prepare(run=run):
                 apt.clear()
@@ -137,22 +190,46 @@ def main():
                         *DEVSTACK_DEBS)
                 pip_download(node, root / ("pip-" + run), index, NETNODE_IP, DEVSTACK_PIP)
 
-            rows.append(dict(run=run, **measure(seg.server, "node preparation (apt+pip)",
-                                                prepare)))
+            rows.append(dict(run=run, **measure("node preparation (apt+pip)", prepare,
+                                                from_up, to_node)))
+            # a restack: the deploy refreshes the mirror (warm: nothing new
+            # upstream), the node clones from it
+            refreshed = cold_refresh if run == "cold" else measure(
+                "git mirror refresh", refresh, git_up, to_node)
+            rows.append(dict(refreshed, run=run))
+            rows.append(dict(run=run, **measure(
+                "restack clone (git)", lambda run=run: node.run(
+                    ["git", "clone", "-q", mirror, str(root / ("clone-" + run))],
+                    env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
+                         "GIT_CONFIG_NOSYSTEM": "1"}), git_up, to_node)))
     finally:
+        if upstream_server is not None:
+            upstream_server.terminate()
+            upstream_server.wait(timeout=10)
         daemons_lib.stop_pidfiles(root / "run" / "cache", names=("apt", "pip"))
+        daemons_lib.stop_pidfiles(root / "run")
         seg.destroy()
         if uplink is not None:
             uplink.remove()
         shutil.rmtree(root, ignore_errors=True)
-    print("{:<28} {:>10} {:>10} {:>14} {:>14}".format(
-        "step", "cold s", "warm s", "cold upstream", "warm upstream"))
-    for what in ("image build (force)", "node preparation (apt+pip)"):
+    print(table(rows))
+
+
+def table(rows):
+    """Cold vs warm per step: seconds, MB from upstream, MB the node got from the
+    networking node (plain text)."""
+    head = ("step", "cold s", "warm s", "cold upstream", "warm upstream",
+            "cold to node", "warm to node")
+    lines = ["{:<28} {:>7} {:>7} {:>14} {:>14} {:>13} {:>13}".format(*head)]
+    for what in dict.fromkeys(r["what"] for r in rows):
         cold = next(r for r in rows if r["run"] == "cold" and r["what"] == what)
         warm = next(r for r in rows if r["run"] == "warm" and r["what"] == what)
-        print("{:<28} {:>10.1f} {:>10.1f} {:>11.1f} MB {:>11.1f} MB".format(
-            what, cold["seconds"], warm["seconds"], cold["bytes"] / 1e6,
-            warm["bytes"] / 1e6))
+        lines.append("{:<28} {:>7.1f} {:>7.1f} {:>11.2f} MB {:>11.2f} MB {:>10.2f} MB "
+                     "{:>10.2f} MB".format(
+                         what, cold["seconds"], warm["seconds"], cold["bytes"] / 1e6,
+                         warm["bytes"] / 1e6, cold["node_bytes"] / 1e6,
+                         warm["node_bytes"] / 1e6))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

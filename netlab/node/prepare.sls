@@ -9,7 +9,10 @@
     The checkout follows pillar: change repo or branch and the next apply
     (netlab.deploy, netlab.restack) moves the checkout there. When
     netlab:devstack:git_base names a mirror and repo is left at its default,
-    DevStack is cloned from <git_base>/openstack/devstack.git. #}
+    DevStack is cloned from <git_base>/openstack/devstack.git. With the
+    networking node's git mirror on (netlab:cache:git), every repository this
+    node's stack.sh clones is checked out from the mirror into <dest> too
+    (local.conf's ERROR_ON_CLONE=True forbids stack.sh any clone of its own). #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 
@@ -85,5 +88,20 @@ netlab-node-prepare-git-latest:
     - require:
       - pkg: netlab-node-prepare-pkg-installed
       - file: netlab-node-prepare-file-directory-dest
+{%- for project in src.get('projects') or [] %}
+
+{{ ('netlab-node-prepare-git-latest-' ~ project.name) | json }}:
+  git.latest:
+    - name: {{ project.repo | json }}
+    - target: {{ project.target | json }}
+    - rev: {{ project.branch | json }}
+    - branch: {{ project.branch | json }}
+    - user: {{ user | json }}
+    - force_reset: remote-changes
+    - force_fetch: true
+    - require:
+      - pkg: netlab-node-prepare-pkg-installed
+      - file: netlab-node-prepare-file-directory-dest
+{%- endfor %}
 {%- endif %}
 {%- endif %}

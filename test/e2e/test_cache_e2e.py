@@ -14,20 +14,35 @@ One scenario, in order (each test builds on the previous one):
    still work;
 4. the networking node's route out is removed; ``netlab.cache`` switches
    apt-cacher-ng to offline; apt-get update/install and pip succeed from the
-   cache alone.
+   cache alone;
+5. a restack of the node with the upstream gone and no way out: ``netlab.node``
+   (``salt-call --local`` in the node namespace, the node's own slice as pillar)
+   checks DevStack and every repository its stack.sh clones out of the git
+   mirror, then ``devstack.stack`` runs stack.sh as the stack user. DevStack's
+   upstream cannot be reached from here, so DevStack is the stand-in of
+   test/lib/fake_devstack.py, which clones with DevStack's own ``git_clone``
+   rules (``ERROR_ON_CLONE``, ``RECLONE``, ``GIT_BASE``) and pip-downloads through
+   the node's pip configuration; a repository the mirror never got is a named
+   failure of the refresh and of the node's preparation.
 """
 
 import pathlib
+import pwd
+import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 
+import netlab_cache
+import netlab_cache_config
 import netlab_lab
 import netlab_localconf
+import netlab_slice
 
 from lib import daemons as daemons_lib
-from lib import netns
+from lib import fake_devstack, netns, testusers
 from lib.cachelab import AptClient, bare_repo, clone, git, pip_download, wait_port
 from lib.saltlocal import SaltLocal, failed
 from lib.uplink import Uplink
@@ -47,7 +62,7 @@ APT_PACKAGE = "hello"
 PIP_PACKAGE = "six==1.16.0"
 
 
-def _pillar(root):
+def _pillar(root, user, dest):
     return {
         "network": {"interface": "br0", "cidr": CIDR, "domain": "lab.test",
                     "dhcp": {"mode": "proxy"}, "dns": {"enabled": True, "upstream": []}},
@@ -55,7 +70,12 @@ def _pillar(root):
                     "http": {"port": HTTP_PORT}},
         "image": {"salt_version": _salt_version()},
         "devstack": {"repo": UPSTREAM + "/openstack/devstack.git", "git_base": UPSTREAM,
-                     "services": {"base": False}},
+                     "user": user, "dest": str(dest),
+                     # stack.sh clones requirements and keystone (the stand-in: only
+                     # with FAKE_CLONE) and pip-installs (FAKE_PIP_PACKAGES)
+                     "services": {"base": False, "key": True},
+                     "localrc": {"FAKE_CLONE": True, "FAKE_PIP_PACKAGES": PIP_PACKAGE,
+                                 "NETLAB_FAKE_SLEEP": 0}},
         "nodes": {"nuc1": {"mac": "52:54:00:79:00:11", "ip": NODE_IP,
                            "role": "controller"}},
         "cache": {"files": {"urls": [UPSTREAM + "/images/tiny-disk.img"]}},
@@ -97,9 +117,14 @@ def lab(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
     seg = netns.Segment(cidr=CIDR, server_ip=NETNODE_IP)
     uplink = None
     salt = None
-    env = {"root": root, "seg": seg, "timings": {}}
+    user = None
+    # the stack user must reach DEST: not below pytest's 0700 temp dirs
+    node_root = pathlib.Path("/tmp") / "netlab-cache-e2e-{}".format(uuid.uuid4().hex[:8])
+    env = {"root": root, "seg": seg, "timings": {}, "node_root": node_root}
     try:
         t0 = time.monotonic()
+        node_root.mkdir(mode=0o755)
+        user = env["user"] = testusers.create("nlce")
         uplink = Uplink(seg.server, PACKAGE_HOSTS)
         node = seg.add_client("node", "52:54:00:79:00:11", ip=NODE_IP)
         up = seg.add_client("up", "52:54:00:79:00:50", ip=UPSTREAM_IP)
@@ -110,13 +135,19 @@ def lab(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
         (served / "images" / "tiny-disk.img").write_bytes(b"not really a disk\n" * 64)
         work.mkdir()
         env["src"] = {n: bare_repo(served, "openstack/" + n, work)
-                      for n in ("devstack", "requirements")}
+                      for n in ("devstack", "requirements", "keystone")}
+        # DevStack: the stand-in's scripts beside the README the clones check
+        ds = env["src"]["devstack"]
+        fake_devstack.write_files(ds, sleep=0, require_sudo=True)
+        git("add", "-A", cwd=ds)
+        git("commit", "-q", "-m", "stand-in DevStack", cwd=ds)
+        git("push", "-q", str(served / "openstack" / "devstack.git"), "master", cwd=ds)
         env["served"] = served
         env["up_server"] = up.popen(
             ["python3", "-m", "http.server", "-b", UPSTREAM_IP, "-d", str(served),
              str(UP_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(up, UP_PORT)
-        pillar = _pillar(root)
+        pillar = _pillar(root, user, node_root / "opt" / "stack")
         salt = SaltLocal(root / "salt", REPO, {"netlab": pillar},
                          prefix=seg.server.prefix)
         salt.sync()
@@ -136,6 +167,9 @@ def lab(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
         seg.destroy()
         if uplink is not None:
             uplink.remove()
+        if user is not None:
+            testusers.remove(user)  # with its home and the sudoers file prepare wrote
+        shutil.rmtree(node_root, ignore_errors=True)
 
 
 def test_cold_apt_pip_and_git_through_the_caches(lab):
@@ -234,3 +268,66 @@ def test_offline_apt_and_pip_from_the_cache_alone(lab):
     res = lab["seg"].server.run(["curl", "-s", "-m", "5", "http://deb.debian.org/"],
                                 check=False)
     assert res.returncode != 0
+
+
+def _node_salt(lab, pillar):
+    """The lab node nuc1 as netlab's ext_pillar would see it: its slice only."""
+    model = netlab_lab.load(pillar)
+    text = netlab_localconf.render(model, "nuc1")
+    node = SaltLocal(lab["root"] / "node-salt", REPO,
+                     {"netlab_node": netlab_slice.node_slice(model, "nuc1", local_conf=text)},
+                     minion_id="nuc1", prefix=lab["node"].prefix)
+    return model, text, node
+
+
+def _head(path):
+    return git("-c", "safe.directory=*", "-C", str(path), "rev-parse", "HEAD").strip()
+
+
+def test_a_restack_offline_from_the_cache_alone(lab):
+    """Upstream gone (test 3), the networking node cut from the internet (test 4)."""
+    model, text, node = _node_salt(lab, lab["pillar"])
+    assert {"ERROR_ON_CLONE=True", "RECLONE=False"} <= set(text.splitlines())
+    # the node's pip configuration (in the image: /etc/pip.conf, written at
+    # reimage; the namespace shares this machine's /etc, so the user's own file)
+    home = pathlib.Path(pwd.getpwnam(lab["user"]).pw_dir)
+    (home / ".config" / "pip").mkdir(parents=True, exist_ok=True)
+    (home / ".config" / "pip" / "pip.conf").write_text(netlab_cache_config.pip_node_conf(model))
+    subprocess.run(["chown", "-R", lab["user"], str(home / ".config")], check=True)
+    node.sync()
+    ret = _apply(node, "netlab.node")
+    dest = pathlib.Path(lab["pillar"]["devstack"]["dest"])
+    mirrors = lab["root"] / "srv" / "cache" / "git" / "mirrors" / "openstack"
+    for name in ("devstack", "requirements", "keystone"):
+        sid = "netlab-node-prepare-git-latest" + ("" if name == "devstack" else "-" + name)
+        assert _by_suffix(ret, sid)["result"] is True
+        assert _head(dest / name) == _head(mirrors / (name + ".git")), name
+    out = node.call("devstack.stack")
+    assert out["result"] is True, out
+    rec = fake_devstack.records(dest, "stack")[-1]
+    # stack.sh found every repository in DEST and cloned nothing
+    assert rec["cloned"] == [] and sorted(rec["kept"]) == ["keystone", "requirements"], rec
+    assert rec["localrc"]["ERROR_ON_CLONE"] == "True"
+    assert [f for f in rec["pip_files"] if f.startswith("six-1.16.0")], rec
+    # a second restack: unstack, prepare (nothing new in the mirror), stack
+    assert node.call("devstack.unstack")["result"] is True
+    again = _apply(node, "netlab.node")
+    assert not [sid for sid, r in again.items() if r["changes"]], again
+    assert node.call("devstack.stack")["result"] is True
+
+
+def test_a_repository_the_mirror_never_got_is_a_named_error_offline(lab):
+    """A pillar fork of keystone that the mirror never got (its refresh fails
+    naming it: test/functional/test_cache_states.py): the node's preparation fails
+    at that repository, by name (a deploy or restack then leaves the node out of
+    stack.sh)."""
+    pillar = dict(lab["pillar"], devstack=dict(lab["pillar"]["devstack"]))
+    pillar["devstack"]["localrc"] = dict(pillar["devstack"]["localrc"],
+                                         KEYSTONE_REPO=UPSTREAM + "/fork/keystone.git")
+    model, text, node = _node_salt(lab, pillar)
+    mirror = "{}/fork/keystone.git".format(netlab_cache.git_base(model))
+    assert "KEYSTONE_REPO={}".format(mirror) in text.splitlines()
+    ret = _apply(node, "netlab.node", expect_ok=False)
+    bad = failed(ret)
+    assert list(bad) == ["netlab-node-prepare-git-latest-keystone"], bad
+    assert "fork/keystone.git" in bad["netlab-node-prepare-git-latest-keystone"]

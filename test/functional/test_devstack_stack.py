@@ -69,6 +69,8 @@ class Node:
         self.raw = copy.deepcopy(example)
         self.raw["devstack"]["user"] = user
         self.raw["devstack"]["repo"] = fake.url
+        # no git mirror here: with it on, prepare checks DevStack's projects out of it
+        self.raw["cache"]["git"]["enabled"] = False
         for node_id, node in self.raw["nodes"].items():
             node.setdefault("devstack", {})["dest"] = str(base / node_id / "opt" / "stack")
         self.user = user

@@ -84,6 +84,22 @@ def test_prepare_sls_keeps_an_unvalidated_repo_one_string(tmp_path):
     assert args["rev"] == "master\nx: y"
 
 
+def test_prepare_sls_keeps_unvalidated_project_checkouts_one_string_each(tmp_path):
+    ds = {"repo": "https://opendev.org/openstack/devstack", "branch": "master",
+          "user": "stack", "dest": "/opt/stack"}
+    evil = "nova:\nnetlab-evil:\n  cmd.run:\n    - name: id"
+    projects = [{"name": evil, "target": "/opt/stack/nova\nx: y",
+                 "repo": EVIL_REPO, "branch": "master"}]
+    checkout = dict(ds, target="/opt/stack/devstack", projects=projects)
+    data = _render_sls(tmp_path, "netlab/node/prepare.sls",
+                       {"netlab_node": {"devstack": ds}}, checkout)
+    assert "netlab-evil" not in data
+    assert not any("cmd" in str(list(v)) for k, v in data.items() if k != "include")
+    args = {k: v for d in data["netlab-node-prepare-git-latest-" + evil]["git.latest"]
+            for k, v in d.items()}
+    assert (args["name"], args["target"]) == (EVIL_REPO, "/opt/stack/nova\nx: y")
+
+
 def test_localconf_sls_keeps_an_unvalidated_dest_one_string(tmp_path):
     dest = "/opt/stack\nnetlab-evil:\n  cmd.run:\n    - name: id"
     data = _render_sls(tmp_path, "netlab/node/localconf.sls",

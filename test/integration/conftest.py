@@ -128,6 +128,9 @@ def integration_lab(base, stack_user):
     lab["image"]["salt_version"] = netlab_saltcompat.salt_version()
     for node_id, node in lab["nodes"].items():
         node.setdefault("devstack", {})["dest"] = str(base / node_id / "opt" / "stack")
+    # no git mirror runs here (the deploy's cache step is skipped): with it on, node
+    # preparation would check DevStack's projects out from the networking node
+    lab["cache"]["git"]["enabled"] = False
     return lab
 
 

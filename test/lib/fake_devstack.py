@@ -14,6 +14,14 @@ where netlab depends on them, and record what happened so tests can assert on it
     ``SERVICE_HOST``, the sections found and every localrc variable as bash saw
     it, sleeps a short while (so parallel runs overlap measurably) and exits
     non-zero on request.
+    With ``FAKE_CLONE=True`` in localrc it first clones what stack.sh would
+    (requirements, the enabled services' projects, ``LIBS_FROM_GIT``, plugins)
+    with DevStack's ``git_clone`` rules: ``GIT_BASE``, ``<PROJECT>_REPO`` /
+    ``_BRANCH``, ``RECLONE`` and ``ERROR_ON_CLONE`` (a missing destination is
+    DevStack's "ERROR_ON_CLONE is set to True so cloning not allowed" error,
+    exit 3); with ``FAKE_PIP_PACKAGES`` (comma separated) it downloads them with
+    ``pip download`` through the node's pip configuration (exit 4 on failure). The
+    record lists what was ``cloned``, ``kept`` and ``recloned``.
 ``unstack.sh`` / ``tools/discover_hosts.sh``
     record that (and when) they ran.
 
@@ -35,7 +43,7 @@ import shutil
 import subprocess
 import tempfile
 
-__all__ = ["FakeDevstack", "create", "records"]
+__all__ = ["FakeDevstack", "create", "records", "write_files"]
 
 _GITHOME = pathlib.Path(tempfile.gettempdir()) / "netlab-fake-devstack-githome-{}".format(
     os.getuid())
@@ -95,7 +103,9 @@ function fake_record {
     FAKE_HOST_IP=${HOST_IP:-} FAKE_SERVICE_HOST=${SERVICE_HOST:-} \
     FAKE_SECTIONS="$(get_meta_sections "$TOP_DIR/local.conf" 2>/dev/null)" \
     FAKE_LOCALRC_VARS="$LOCALRC_VARS" FAKE_SERVICES="$ENABLED_SERVICES" \
-    FAKE_PLUGINS="$DEVSTACK_PLUGINS" \
+    FAKE_PLUGINS="$DEVSTACK_PLUGINS" FAKE_CLONED="${FAKE_CLONED:-}" \
+    FAKE_KEPT="${FAKE_KEPT:-}" FAKE_RECLONED="${FAKE_RECLONED:-}" \
+    FAKE_PIP_FILES="${FAKE_PIP_FILES:-}" \
     FAKE_COMMIT="$(git -C "$TOP_DIR" rev-parse HEAD 2>/dev/null)" \
     FAKE_VERSION="$(cat "$TOP_DIR/VERSION" 2>/dev/null)" \
     /usr/bin/python3 - "$@" <<'PYEOF'
@@ -121,6 +131,8 @@ rec = {
     "localrc": values, "local_conf_sha256": digest,
     "services": [x for x in e["FAKE_SERVICES"].split(",") if x],
     "plugins": [x for x in e["FAKE_PLUGINS"].split(",") if x],
+    "cloned": e["FAKE_CLONED"].split(), "kept": e["FAKE_KEPT"].split(),
+    "recloned": e["FAKE_RECLONED"].split(), "pip_files": e["FAKE_PIP_FILES"].split(),
     "commit": e["FAKE_COMMIT"] or None, "version": e["FAKE_VERSION"] or None,
 }
 name = "{}-{:.6f}-{}.json".format(rec["event"], rec["start"], os.getpid())
@@ -154,9 +166,119 @@ function disable_service {
 function disable_all_services {
     ENABLED_SERVICES=""
 }
+declare -A GITREPO GITBRANCH
 function enable_plugin {
     [[ -n ${1:-} && -n ${2:-} ]] || { echo "enable_plugin needs name and url" >&2; return 1; }
     DEVSTACK_PLUGINS+="${DEVSTACK_PLUGINS:+,}$1"
+    GITREPO[$1]=$2
+    GITBRANCH[$1]=${3:-master}
+}
+
+# DevStack's trueorfalse (functions-common): normalise a boolean variable.
+function trueorfalse {
+    local default=$1 testval=${!2:-}
+    case "$testval" in
+        "1" | [yY]es | "YES" | [tT]rue | "TRUE" ) echo "True" ;;
+        "0" | [nN]o | "NO" | [fF]alse | "FALSE" ) echo "False" ;;
+        * ) echo "$default" ;;
+    esac
+}
+function die {
+    local line=$1; shift
+    echo "[ERROR] $0:$line $*" >&2
+    exit 1
+}
+
+# DevStack's git_clone (functions-common) for a branch or tag, with its rules:
+# the destination exists -> nothing is fetched unless RECLONE=True (then the
+# remote is set to git_remote, fetched and the ref checked out); it does not
+# exist -> ERROR_ON_CLONE=True dies naming it, else clone --no-checkout, fetch
+# the ref, check out FETCH_HEAD. (DevStack also marks the checkout as a git
+# safe.directory with sudo; the stand-in leaves that out.)
+function git_clone {
+    local git_remote=$1 git_dest=$2 git_ref=$3 orig_dir
+    orig_dir=$(pwd)
+    RECLONE=$(trueorfalse False RECLONE)
+    if [[ ! -d $git_dest ]]; then
+        if [[ "$ERROR_ON_CLONE" = "True" ]]; then
+            echo "The $git_dest project was not found; if this is a gate job, add"
+            echo "the project to the \$PROJECTS variable in the job definition."
+            die $LINENO "ERROR_ON_CLONE is set to True so cloning not allowed in this configuration"
+        fi
+        git clone -q --no-checkout "$git_remote" "$git_dest"
+        cd "$git_dest"
+        git fetch -q origin "$git_ref"
+        git checkout -q FETCH_HEAD
+        echo "fake git_clone: cloned $(basename "$git_dest")"
+    elif [[ "$RECLONE" = "True" ]]; then
+        cd "$git_dest"
+        git remote set-url origin "$git_remote"
+        git fetch -q origin
+        if [[ -n "$(git show-ref refs/tags/$git_ref)" ]]; then
+            git checkout -q -f "$git_ref"
+        elif [[ -n "$(git show-ref refs/remotes/origin/$git_ref)" ]]; then
+            git checkout -q -f "origin/$git_ref"
+            git branch -q -D "$git_ref" 2>/dev/null || true
+            git checkout -q -b "$git_ref"
+        else
+            die $LINENO "$git_ref is neither branch nor tag"
+        fi
+        echo "fake git_clone: recloned $(basename "$git_dest")"
+    else
+        echo "fake git_clone: kept $(basename "$git_dest")"
+    fi
+    cd "$git_dest"
+    echo "fake git_clone: $git_dest at $(git rev-parse HEAD)"
+    cd "$orig_dir"
+}
+
+# DevStack's is_service_enabled, enough for the stand-in: exact names plus the
+# nova/glance/neutron/swift/cinder prefixes functions-common knows.
+function is_service_enabled {
+    local s
+    for s in "$@"; do
+        [[ ,${ENABLED_SERVICES}, =~ ,${s}, ]] && return 0
+        [[ $s == nova && ,${ENABLED_SERVICES} =~ ,"n-" ]] && return 0
+        [[ $s == glance && ,${ENABLED_SERVICES} =~ ,"g-" ]] && return 0
+        [[ $s == neutron && ,${ENABLED_SERVICES} =~ ,"q-" ]] && return 0
+        [[ $s == swift && ,${ENABLED_SERVICES} =~ ,"s-" ]] && return 0
+        [[ $s == cinder && ,${ENABLED_SERVICES} =~ ,"c-" ]] && return 0
+        [[ $s == keystone && ,${ENABLED_SERVICES} =~ ,"key" ]] && return 0
+    done
+    return 1
+}
+
+# stack.sh's clones, with stackrc's repositories, directories and branches:
+# requirements (full history) always, the projects of the enabled services, the
+# LIBS_FROM_GIT libraries, then every enabled plugin.
+function fake_clone_projects {
+    GIT_BASE=${GIT_BASE:-https://opendev.org}
+    ERROR_ON_CLONE=$(trueorfalse False ERROR_ON_CLONE)
+    local TARGET_BRANCH=${FAKE_TARGET_BRANCH:-master} p lib
+    GIT_DEPTH=0 git_clone "${REQUIREMENTS_REPO:-$GIT_BASE/openstack/requirements.git}" \
+        "$DEST/requirements" "${REQUIREMENTS_BRANCH:-$TARGET_BRANCH}"
+    is_service_enabled keystone && git_clone "${KEYSTONE_REPO:-$GIT_BASE/openstack/keystone.git}" \
+        "$DEST/keystone" "${KEYSTONE_BRANCH:-$TARGET_BRANCH}"
+    is_service_enabled g-api n-api && git_clone "${GLANCE_REPO:-$GIT_BASE/openstack/glance.git}" \
+        "$DEST/glance" "${GLANCE_BRANCH:-$TARGET_BRANCH}"
+    is_service_enabled cinder && git_clone "${CINDER_REPO:-$GIT_BASE/openstack/cinder.git}" \
+        "$DEST/cinder" "${CINDER_BRANCH:-$TARGET_BRANCH}"
+    is_service_enabled neutron && git_clone "${NEUTRON_REPO:-$GIT_BASE/openstack/neutron.git}" \
+        "$DEST/neutron" "${NEUTRON_BRANCH:-$TARGET_BRANCH}"
+    is_service_enabled nova && git_clone "${NOVA_REPO:-$GIT_BASE/openstack/nova.git}" \
+        "$DEST/nova" "${NOVA_BRANCH:-$TARGET_BRANCH}"
+    is_service_enabled placement-api && git_clone \
+        "${PLACEMENT_REPO:-$GIT_BASE/openstack/placement.git}" "$DEST/placement" \
+        "${PLACEMENT_BRANCH:-$TARGET_BRANCH}"
+    is_service_enabled tempest && git_clone "${TEMPEST_REPO:-$GIT_BASE/openstack/tempest.git}" \
+        "$DEST/tempest" "${TEMPEST_BRANCH:-master}"
+    for lib in ${LIBS_FROM_GIT//,/ }; do
+        git_clone "$GIT_BASE/openstack/$lib.git" "$DEST/$lib" "$TARGET_BRANCH"
+    done
+    for p in ${DEVSTACK_PLUGINS//,/ }; do
+        git_clone "${GITREPO[$p]}" "$DEST/$p" "${GITBRANCH[$p]}"
+    done
+    return 0
 }
 
 # Source localrc (from local.conf) the way DevStack's stackrc does.
@@ -206,6 +328,34 @@ if [[ $FAKE_REQUIRE_SUDO == 1 ]] && ! sudo -n true; then
     END=$(date +%s.%N)
     fake_record stack 2 "$START" "$END"
     exit 2
+fi
+# opt-in (localrc FAKE_CLONE=True): clone like stack.sh; a failed clone (or
+# ERROR_ON_CLONE refusing one) stops here with DevStack's message
+if [[ $(trueorfalse False FAKE_CLONE) == True ]]; then
+    # errexit holds inside the subshell only outside an if/&&/|| context
+    set +o errexit
+    (set -o errexit; fake_clone_projects) > "$TOP_DIR/.fake-clone.log" 2>&1
+    CLONE_RC=$?
+    set -o errexit
+    cat "$TOP_DIR/.fake-clone.log"
+    FAKE_CLONED=$(sed -n 's/^fake git_clone: cloned //p' "$TOP_DIR/.fake-clone.log")
+    FAKE_KEPT=$(sed -n 's/^fake git_clone: kept //p' "$TOP_DIR/.fake-clone.log")
+    FAKE_RECLONED=$(sed -n 's/^fake git_clone: recloned //p' "$TOP_DIR/.fake-clone.log")
+    if [[ $CLONE_RC != 0 ]]; then
+        cat "$TOP_DIR/.fake-clone.log" >&2
+        END=$(date +%s.%N)
+        fake_record stack 3 "$START" "$END"
+        exit 3
+    fi
+fi
+# opt-in (localrc FAKE_PIP_PACKAGES): what stack.sh's pip_install fetches, with
+# the node's pip configuration (/etc/pip.conf, or PIP_CONFIG_FILE)
+if [[ -n ${FAKE_PIP_PACKAGES:-} ]]; then
+    rm -rf "$DEST/.fake-pip"
+    python3 -m pip download -q --no-deps --no-cache-dir --disable-pip-version-check \
+        -d "$DEST/.fake-pip" ${FAKE_PIP_PACKAGES//,/ } || {
+            END=$(date +%s.%N); fake_record stack 4 "$START" "$END"; exit 4; }
+    FAKE_PIP_FILES=$(ls "$DEST/.fake-pip")
 fi
 SLEEP=${NETLAB_FAKE_SLEEP:-$FAKE_SLEEP}
 [[ -r $RECORDS/sleep ]] && SLEEP=$(cat "$RECORDS/sleep")
@@ -316,6 +466,31 @@ class FakeDevstack:
         self._update_server_info()
 
 
+EXECUTABLES = ("stack.sh", "unstack.sh", "tools/discover_hosts.sh")
+
+
+def write_files(work, sleep=1.5, require_sudo=True, version="master"):
+    """Write the stand-in's files into the working tree ``work`` (scripts
+    executable); returns their relative paths, for ``git add``."""
+    work = pathlib.Path(work)
+    files = {
+        "stack.sh": _STACK,
+        "unstack.sh": _UNSTACK,
+        "tools/discover_hosts.sh": _DISCOVER,
+        "functions-common": _COMMON,
+        "fake.conf": _CONFIG.format(sleep=float(sleep), require_sudo=1 if require_sudo else 0),
+        "VERSION": version + "\n",
+        "README.rst": "Stand-in for DevStack, made by netlab's test/lib/fake_devstack.py\n",
+    }
+    for rel, text in files.items():
+        target = work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    for rel in EXECUTABLES:
+        (work / rel).chmod(0o755)
+    return sorted(files)
+
+
 def create(root, sleep=1.5, require_sudo=True, version="master", owner=None):
     """Create the stand-in under ``root`` (bare + working clone); return :class:`FakeDevstack`.
 
@@ -333,21 +508,7 @@ def create(root, sleep=1.5, require_sudo=True, version="master", owner=None):
     _git("init", "-q", "--bare", "--initial-branch=master", str(fake.bare))
     _git("init", "-q", "--initial-branch=master", str(fake.work))
     _git("remote", "add", "origin", str(fake.bare), cwd=fake.work)
-    files = {
-        "stack.sh": _STACK,
-        "unstack.sh": _UNSTACK,
-        "tools/discover_hosts.sh": _DISCOVER,
-        "functions-common": _COMMON,
-        "fake.conf": _CONFIG.format(sleep=float(sleep), require_sudo=1 if require_sudo else 0),
-        "VERSION": version + "\n",
-        "README.rst": "Stand-in for DevStack, made by netlab's test/lib/fake_devstack.py\n",
-    }
-    for rel, text in files.items():
-        target = fake.work / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    for rel in ("stack.sh", "unstack.sh", "tools/discover_hosts.sh"):
-        (fake.work / rel).chmod(0o755)
+    write_files(fake.work, sleep=sleep, require_sudo=require_sudo, version=version)
     _git("add", "-A", cwd=fake.work)
     _git("commit", "-q", "-m", "fake devstack", cwd=fake.work)
     _git("push", "-q", "origin", "master", cwd=fake.work)

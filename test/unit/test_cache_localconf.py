@@ -20,7 +20,8 @@ FILES = [
     "https://releases.openstack.org/constraints/upper/master",
 ]
 CACHE_NAMES = ("GIT_BASE", "IMAGE_URLS", "DOWNLOAD_DEFAULT_IMAGES", "ETCD_DOWNLOAD_URL",
-               "TEMPEST_VENV_UPPER_CONSTRAINTS", "NOVNC_FROM_PACKAGE", "RECLONE")
+               "TEMPEST_VENV_UPPER_CONSTRAINTS", "NOVNC_FROM_PACKAGE", "RECLONE",
+               "ERROR_ON_CLONE")
 
 
 @pytest.fixture
@@ -98,6 +99,8 @@ def test_without_the_cache_none_of_it(raw):
         assert "enable_plugin heat https://opendev.org/openstack/heat" in text.splitlines()
         sl = netlab_slice.node_slice(lab, node_id, local_conf=text)
         assert sl["devstack"]["repo"] == "https://opendev.org/openstack/devstack"
+        # nothing is checked out beforehand: stack.sh clones as it always does
+        assert sl["devstack"]["projects"] == []
 
 
 def test_git_off_files_on_and_the_reverse(raw):
@@ -130,3 +133,91 @@ def test_node_roots_get_apt_and_pip_settings_only_with_the_cache(raw, tmp_path,
         "generation": 0, "machine_id": "0" * 32, "ovn_uuid": "u"}, ("priv", "pub"))
     assert "etc/pip.conf" not in written
     assert not (root / "etc" / "apt").exists()
+
+
+# --------------------------------------------------------------------------- ERROR_ON_CLONE
+def _checkouts(lab, node_id):
+    return {c["name"]: c for c in netlab_cache.node_checkouts(lab, node_id)}
+
+
+def test_with_the_mirror_stack_sh_may_not_clone_and_every_repo_is_checked_out(raw):
+    """DevStack's git_clone (functions-common) dies when ERROR_ON_CLONE=True and the
+    destination does not exist, whatever the remote: so prepare checks out, from
+    the mirror, every repository the node's stack.sh clones, and RECLONE=False
+    keeps stack.sh from fetching into them."""
+    lab = netlab_lab.load(raw)
+    git = "http://{}/git".format(NETNODE)
+    for node_id in lab.nodes:
+        text = netlab_localconf.render(lab, node_id)
+        rc = localrc(text)
+        assert (rc["ERROR_ON_CLONE"], rc["RECLONE"]) == ("True", "False"), node_id
+        sl = netlab_slice.node_slice(lab, node_id, local_conf=text)
+        assert sl["devstack"]["projects"] == netlab_cache.node_checkouts(lab, node_id)
+    dest = lab.node("nuc1").devstack["dest"]
+    ctl = _checkouts(lab, "nuc1")
+    # pillar.example's controller: DevStack's default services but tempest;
+    # requirements always; the heat plugin in $DEST/heat
+    assert set(ctl) == {"requirements", "keystone", "glance", "nova", "placement",
+                        "neutron", "cinder", "horizon", "heat"}, set(ctl)
+    assert ctl["nova"] == {"name": "nova", "target": dest + "/nova",
+                           "repo": git + "/openstack/nova.git", "branch": "master"}
+    assert ctl["heat"]["repo"] == git + "/openstack/heat.git"
+    # every checkout comes from a mirror the lab serves
+    served = {"{}/{}".format(git, rel) for rel in netlab_cache.git_repos(lab)}
+    assert {c["repo"] for c in ctl.values()} <= served
+    # a compute (CI's subnode set): no keystone, no tempest
+    cmp_ = _checkouts(lab, "nuc2")
+    assert "keystone" not in cmp_ and "tempest" not in cmp_
+    assert {"requirements", "nova", "neutron"} <= set(cmp_)
+
+
+def test_checkout_branches_follow_devstack(raw):
+    """stackrc: integrated projects follow TARGET_BRANCH (the DevStack release
+    branch), tempest and os-test-images stay on master, <PREFIX>_BRANCH wins."""
+    raw["devstack"]["branch"] = "stable/2025.1"
+    raw["devstack"]["services"]["tempest"] = True
+    raw["devstack"]["localrc"]["NOVA_BRANCH"] = "my-nova-fix"
+    raw["devstack"]["plugins"] = {"heat": {"repo": "https://opendev.org/openstack/heat",
+                                           "branch": "stable/2025.1"}}
+    ctl = _checkouts(netlab_lab.load(raw), "nuc1")
+    assert ctl["keystone"]["branch"] == "stable/2025.1"
+    assert ctl["requirements"]["branch"] == "stable/2025.1"
+    assert ctl["nova"]["branch"] == "my-nova-fix"
+    assert ctl["tempest"]["branch"] == "master"
+    assert ctl["os-test-images"]["branch"] == "master"
+    assert ctl["heat"]["branch"] == "stable/2025.1"
+    raw["devstack"]["branch"] = "my-devstack-topic"
+    assert _checkouts(netlab_lab.load(raw), "nuc1")["keystone"]["branch"] == "master"
+
+
+def test_a_pillar_repo_override_is_mirrored_and_written_as_the_mirror(raw):
+    raw["devstack"]["localrc"]["NOVA_REPO"] = "https://github.com/example/nova"
+    raw["devstack"]["localrc"]["LIBS_FROM_GIT"] = "oslo.messaging"
+    raw["cache"]["git"] = {"repos": ["https://opendev.org/openstack/heat-templates"]}
+    lab = netlab_lab.load(raw)
+    git = "http://{}/git".format(NETNODE)
+    repos = netlab_cache.git_repos(lab)
+    assert repos["example/nova.git"] == "https://github.com/example/nova"
+    assert repos["openstack/oslo.messaging.git"] ==         "https://opendev.org/openstack/oslo.messaging.git"
+    rc = localrc(netlab_localconf.render(lab, "nuc1"))
+    assert rc["NOVA_REPO"] == git + "/example/nova.git"
+    ctl = _checkouts(lab, "nuc1")
+    assert ctl["nova"]["repo"] == git + "/example/nova.git"
+    assert ctl["oslo.messaging"]["target"].endswith("/oslo.messaging")
+    assert ctl["heat-templates"]["repo"] == git + "/openstack/heat-templates.git"
+
+
+def test_an_unmirrorable_repo_is_left_to_error_on_clone(raw):
+    """A repository the mirror cannot hold (a local path) is not checked out: with
+    ERROR_ON_CLONE=True stack.sh stops at it, naming $DEST/<name>."""
+    raw["devstack"]["localrc"]["NOVA_REPO"] = "/srv/git/nova"
+    lab = netlab_lab.load(raw)
+    rc = localrc(netlab_localconf.render(lab, "nuc1"))
+    assert rc["NOVA_REPO"] == "/srv/git/nova" and rc["ERROR_ON_CLONE"] == "True"
+    assert "nova" not in _checkouts(lab, "nuc1")
+
+
+def test_error_on_clone_can_be_turned_off_in_pillar(raw):
+    raw["devstack"]["localrc"]["ERROR_ON_CLONE"] = False
+    rc = localrc(netlab_localconf.render(netlab_lab.load(raw), "nuc1"))
+    assert rc["ERROR_ON_CLONE"] == "False"
