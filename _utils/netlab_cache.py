@@ -30,6 +30,7 @@ cache's storage (mirror refresh, downloads, usage, pruning) in
 """
 
 import os
+import posixpath
 import re
 import urllib.parse
 

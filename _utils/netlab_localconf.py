@@ -44,6 +44,7 @@ nothing in it is executed.
 import heapq
 import re
 
+import netlab_cache
 import netlab_cache_config
 import netlab_lab
 import netlab_slice
