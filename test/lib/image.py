@@ -20,10 +20,15 @@ in /opt/salt and the DevStack user ``stack``.
 
 Treat the cached rootfs as read-only: clone it (``cp -a`` / reflink / btrfs
 snapshot) for a writable node root.
+
+:func:`clone_rebuild` rebuilds a lab's image in seconds through the real
+``netlab_image.build`` (a clone of the current build plus a marker file), for
+tests of what a rebuild does to running nodes.
 """
 
 import copy
 import os
+import subprocess
 import sys
 
 import pytest
@@ -96,6 +101,40 @@ def ensure_test_image(image=None, devstack_user=TEST_USER, force=False):
     out = dict(cur)
     out.update(lab=lab, result=result)
     return out
+
+
+def clone_rebuild(lab, marker="etc/netlab-test-build"):
+    """A rebuild of ``lab``'s image while its nodes run, in seconds: the real
+    :func:`netlab_image.build` (forced: temp dir, kernel files, manifest, the
+    ``current`` switch, publish, prune) with a builder that clones the current
+    build's root file system (hard links: the source is only read, as a real
+    build's output is) and adds the file ``marker`` holding the new build's
+    temp name, so a root made from the new build can be told apart. Same kernel
+    as the current build; no mmdebstrap, no download. Returns build's result.
+    """
+    src = os.path.realpath(netlab_image.current_build(lab)["rootfs"])
+
+    def builder(rec, rootfs, stage, links, logfile):  # pylint: disable=unused-argument
+        os.makedirs(rootfs, exist_ok=True)  # a btrfs subvolume made by build itself
+        for cmd in (["cp", "-al", src + "/.", rootfs],
+                    ["cp", "-a", "--reflink=auto", src + "/.", rootfs]):
+            if subprocess.run(cmd, capture_output=True, check=False).returncode == 0:
+                break
+        else:
+            raise netlab_image.ImageError("cannot clone {} into {}".format(src, rootfs))
+        path = os.path.join(rootfs, marker)
+        if os.path.lexists(path):  # a hard link into the source: never write through it
+            os.unlink(path)
+        build_id = os.path.basename(os.path.dirname(rootfs))
+        if build_id.startswith(netlab_image.TMP_PREFIX):
+            build_id = build_id[len(netlab_image.TMP_PREFIX):]
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(build_id + "\n")
+        with open(logfile, "a", encoding="utf-8") as fh:
+            fh.write("test rebuild: cloned {}\n".format(src))
+
+    return netlab_image.build(lab, force=True, builder=builder, pip_settings={},
+                              lock_wait=LOCK_WAIT)
 
 
 def prune_cache(keep=CACHE_KEEP, spare=None):
