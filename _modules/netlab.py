@@ -6,7 +6,6 @@ in ``_utils/netlab_*.py``; this module only reads pillar, calls it and turns its
 errors into ``CommandExecutionError``.
 """
 
-import copy
 import json
 import logging
 import os
@@ -18,8 +17,12 @@ from salt.exceptions import CommandExecutionError
 try:
     # imported while the loader loads this module: _utils is importable only then
     import netlab_cache
+    import netlab_cache_config
+    import netlab_cache_refresh
+    import netlab_daemons
     import netlab_lab
     import netlab_options
+    import netlab_params
     import netlab_roots
     import netlab_saltcompat
     import netlab_slice
@@ -197,17 +200,18 @@ def orchestration(kind, options=None, pillar=None):
 # netlab.netnode states, and the rogue-DHCP guard.
 try:
     import netlab_boot
+    import netlab_boot_dhcp
     import netlab_dhcp
+    import netlab_netnode
 except ImportError:  # pragma: no cover - depends on sync state
-    netlab_boot = netlab_dhcp = None
+    netlab_boot = netlab_boot_dhcp = netlab_dhcp = netlab_netnode = None
 
 
 def _boot_libs():
-    if netlab_boot is None or netlab_dhcp is None:
+    if None in (netlab_boot, netlab_boot_dhcp, netlab_dhcp, netlab_netnode):
         raise CommandExecutionError(
-            "netlab's _utils are not synced (netlab_boot, netlab_dhcp); "
-            "run saltutil.sync_all")
-    return netlab_boot
+            "netlab's _utils are not synced (netlab_boot, netlab_boot_dhcp, netlab_dhcp, "
+            "netlab_netnode); run saltutil.sync_all")
 
 
 def boot_report(params=None, pillar=None):
@@ -226,27 +230,29 @@ def boot_report(params=None, pillar=None):
     """
     # One state run renders every netlab.netnode SLS (each asks for the report):
     # it is prepared once per run. Salt gives each state run a context of its own
-    # holding that run's file client, which keys the cached copy.
+    # holding that run's file client, which keys the cached copy. The SLS files
+    # only read the report, so they share one copy: a deep copy per SLS file was
+    # a tenth of the run's time for a 500-node lab (bench/netnode_render.py).
     run = __context__.get("fileclient")  # pylint: disable=undefined-variable
     key = (id(run), json.dumps([params, _raw(pillar)], sort_keys=True, default=str))
     cached = __context__.get("netlab.boot_report")  # pylint: disable=undefined-variable
     if run is not None and cached and cached[0] == key:
-        return copy.deepcopy(cached[1])
+        return cached[1]
     report = _boot_report(params, pillar)
     if run is not None:
-        __context__["netlab.boot_report"] = (key, copy.deepcopy(report))  # pylint: disable=undefined-variable
+        __context__["netlab.boot_report"] = (key, report)  # pylint: disable=undefined-variable
     return report
 
 
 def _boot_report(params, pillar):
-    boot = _boot_libs()
+    _boot_libs()
     errors = _errors(_raw(pillar))
     if errors:
         return {"valid": False, "errors": errors, "data": None}
     model = netlab_lab.load(_raw(pillar))
     try:
-        data = boot.prepare(model, params or {})
-    except boot.BootError as exc:
+        data = netlab_netnode.prepare(model, params or {})
+    except netlab_boot.BootError as exc:
         return {"valid": False, "errors": str(exc).splitlines()[1:] or [str(exc)],
                 "data": None}
     return {"valid": True, "errors": [], "data": data}
@@ -298,7 +304,8 @@ def boot_off_mode(pillar=None):
 
         salt-call netlab.boot_off_mode
     """
-    return _boot_libs().off_mode_snippets(lab(pillar))
+    _boot_libs()
+    return netlab_boot_dhcp.off_mode_snippets(lab(pillar))
 
 
 def dhcp_probe(interface=None, timeout=None, pillar=None):
@@ -413,11 +420,12 @@ def cache_report(params=None, pillar=None):
     if errors:
         return {"valid": False, "errors": errors, "data": None}
     model = netlab_lab.load(_raw(pillar))
-    run_dir = os.path.join(params.get("run_dir") or "/run/netlab", "cache")
-    venv = (params.get("cache") or {}).get("devpi_venv") or "/opt/netlab-devpi"
-    data = netlab_cache.service_data(
+    run_dir = os.path.join(netlab_params.run_dir(params), "cache")
+    venv = netlab_params.devpi_venv(params)
+    data = netlab_cache_config.service_data(
         model, run_dir, venv,
         lambda addr, timeout: socket.create_connection(addr, timeout).close())
+    data["daemons"] = netlab_daemons.cache(params, data)
     return {"valid": True, "errors": [], "data": data}
 
 
@@ -462,11 +470,11 @@ def cache_refresh(git=True, files=True, pillar=None):
     model = lab(pillar)
     git_results = file_results = None
     if git and netlab_cache.enabled(model, "git"):
-        git_results = netlab_cache.refresh_git(model, _run, netlab_cache.disk_usage)
+        git_results = netlab_cache_refresh.refresh_git(model, _run, netlab_cache_refresh.disk_usage)
     if files and netlab_cache.enabled(model, "files"):
-        file_results = netlab_cache.fetch_files(model, _download, netlab_cache.disk_usage)
+        file_results = netlab_cache_refresh.fetch_files(model, _download, netlab_cache_refresh.disk_usage)
     mirrors = os.path.join(model.cache["git"]["dir"], "mirrors")
-    ok, comment, changes = netlab_cache.refresh_report(git_results, file_results, mirrors)
+    ok, comment, changes = netlab_cache_refresh.refresh_report(git_results, file_results, mirrors)
     return {"result": ok, "comment": comment, "changes": changes}
 
 
@@ -482,7 +490,7 @@ def cache_usage(pillar=None):
         salt-call netlab.cache_usage
     """
     model = lab(pillar)
-    return netlab_cache.usage_report(model)
+    return netlab_cache_refresh.usage_report(model)
 
 
 def cache_prune(pillar=None):
@@ -498,4 +506,4 @@ def cache_prune(pillar=None):
         salt-call netlab.cache_prune
     """
     model = lab(pillar)
-    return {part: netlab_cache.prune(model, part) for part in ("apt", "pip")}
+    return {part: netlab_cache_refresh.prune(model, part) for part in ("apt", "pip")}

@@ -291,43 +291,11 @@ def bring_up(timeout=600, ping_timeout=None):
         salt-run devstack.bring_up timeout=900
     """
     lab = _lab()
-    answering = _ping(list(lab.nodes), timeout=_timeout(ping_timeout))
-    results = netlab_stack.load_results(lab.netnode.state_dir)
-    todo = netlab_stack.bring_up_plan(lab, _states(lab), answering,
-                                      netlab_stack.stacked_roles(results))
-    for node_id in todo["up"]:
-        if _states(lab).get(node_id) in netlab_waves.NOT_YET_UP:
-            _set(lab, node_id, "up", result="minion answers")
-    ret = {"plan": todo, "result": True}
-    for node_id in todo["reimage"] + todo["boot"]:
-        _progress("{}: {} ({})".format(
-            node_id, "reimage" if node_id in todo["reimage"] else "boot",
-            todo["reasons"][node_id]))
-    for action in ("reimage", "boot"):
-        if not todo[action]:
-            continue
-        try:
-            ret[action] = netlab_master_ops.bring_up(
-                __opts__, lab, action, todo[action], timeout)  # pylint: disable=undefined-variable
-        except Exception as exc:  # pylint: disable=broad-except
-            ret[action] = {"error": str(exc)}
-            ret["result"] = False
-            _progress("{} of {} failed: {}".format(action, ", ".join(todo[action]), exc))
-        nodes_ret = (ret[action] or {}).get("nodes") or {}
-        for node_id in todo[action]:
-            res = nodes_ret.get(node_id) or {}
-            if res.get("state") != "up":
-                _run_failure(lab, action, res.get("reason") or ret[action].get("error")
-                             or ret[action].get("Error") or "did not come up", node=node_id)
-    down = [n for n, st in _states(lab).items()
-            if n in todo["reimage"] + todo["boot"] and st not in ("up", "ready")]
-    if down:
-        ret["result"] = False
-    ret["comment"] = "up: {}; reimaged: {}; booted: {}{}".format(
-        ", ".join(todo["up"]) or "-", ", ".join(todo["reimage"]) or "-",
-        ", ".join(todo["boot"]) or "-",
-        "; NOT up: " + ", ".join(down) if down else "")
-    _progress(ret["comment"])
+    ops = _wave_ops(lab, _timeout(ping_timeout))
+    ret = netlab_waves.bring_up(
+        lab, ops, lambda action, nodes: netlab_master_ops.bring_up(
+            __opts__, lab, action, nodes, timeout),  # pylint: disable=undefined-variable
+        netlab_stack.load_results(lab.netnode.state_dir))
     return _finish(ret)
 
 

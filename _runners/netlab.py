@@ -36,18 +36,21 @@ __virtualname__ = "netlab"
 
 try:
     import netlab_cache
+    import netlab_cache_refresh
     import netlab_lab
     import netlab_lifecycle
     import netlab_master
     import netlab_master_ops
     import netlab_power
     import netlab_roots
+    import netlab_roots_keys
 except ImportError:  # pragma: no cover - synced after this master started: __virtual__
     pass
 
-_LIBS = ("netlab_cache", "netlab_lab", "netlab_lifecycle", "netlab_master", "netlab_master_ops",
-         "netlab_power", "netlab_roots", "netlab_master_preflight", "netlab_preflight",
-         "netlab_dhcp", "netlab_discover", "netlab_run")
+_LIBS = ("netlab_cache", "netlab_cache_refresh", "netlab_lab", "netlab_lifecycle",
+         "netlab_master", "netlab_master_ops", "netlab_power", "netlab_roots",
+         "netlab_roots_keys", "netlab_master_preflight", "netlab_preflight", "netlab_dhcp",
+         "netlab_discover", "netlab_run")
 
 
 def __virtual__():
@@ -127,8 +130,8 @@ def status(as_table=True, pillar=None):
         table = netlab_lifecycle.status_table(lab)
         if netlab_cache.any_enabled(lab):
             # the LAN cache lives on this machine (the networking node)
-            table += "\n\n" + netlab_cache.usage_table(
-                netlab_cache.usage(lab, netlab_cache.disk_usage))
+            table += "\n\n" + netlab_cache_refresh.usage_table(
+                netlab_cache_refresh.usage(lab, netlab_cache_refresh.disk_usage))
         # resets by copy cost time and space per node: say so under the table
         note = netlab_roots.reset_cost(lab)["note"]
         return table + "\n\n" + note if note else table
@@ -148,7 +151,7 @@ def cache_usage(pillar=None):
         salt-run netlab.cache_usage
     """
     lab = _lab(pillar)
-    return netlab_cache.usage_report(lab)
+    return netlab_cache_refresh.usage_report(lab)
 
 
 @_guard
@@ -189,7 +192,7 @@ def keys(pillar=None):
     Keys on the master seen against the lab: accepted, pending, rejected,
     denied, keys not belonging to a lab node, lab nodes without an accepted key.
     """
-    return netlab_roots.key_report(_opts()["pki_dir"], _lab(pillar))
+    return netlab_roots_keys.key_report(_opts()["pki_dir"], _lab(pillar))
 
 
 @_guard
@@ -213,17 +216,17 @@ def enrol(node, pillar=None):
     if not os.path.isdir(root):
         _fail("node {}: no root at {} yet; reimage it first (salt-run netlab.reimage {})"
               .format(node, root, node))
-    key = netlab_roots.gen_minion_keys()
+    key = netlab_roots_keys.gen_minion_keys()
     pub = netlab_master_ops.master_pub(_opts())
     with contextlib.ExitStack() as locks:
         # the key in the root and the accepted key must come from the same run
         netlab_master_ops.take_locks(_opts(), locks, lab, "salt-run netlab.enrol {}".format(
             node), [node], lab_wide=False)
         try:
-            netlab_roots.write_minion_key(root, key, pub)
+            netlab_roots_keys.write_minion_key(root, key, pub)
         except netlab_roots.RootError as exc:
             _fail("node {}: {}".format(node, exc))
-        netlab_roots.preaccept_key(_opts()["pki_dir"], node, key[1])
+        netlab_roots_keys.preaccept_key(_opts()["pki_dir"], node, key[1])
     return {"node": node, "root": root, "accepted": True}
 
 
@@ -301,11 +304,7 @@ def _utils_module(name):
     return netlab_master.import_utils([name], _opts())[name]
 
 
-def _netlab_raw():
-    """The ``netlab`` pillar value compiled for the master (see :func:`_lab`)."""
-    return netlab_master.raw_lab(__opts__)  # pylint: disable=undefined-variable
-
-
+@_guard
 def preflight(checks=None, deploy=None, pillar=None):
     """
     Check everything a first deploy needs and report every problem at once:
@@ -327,34 +326,15 @@ def preflight(checks=None, deploy=None, pillar=None):
         salt-run netlab.preflight
         salt-run netlab.preflight checks=ports,storage
     """
-    pf = _utils_module("netlab_preflight")
+    mp = _utils_module("netlab_master_preflight")
     try:
         lab = netlab_lab.load(netlab_master.raw_lab(_opts(), pillar))
     except netlab_lab.LabError as exc:
         return _refusal("preflight: invalid netlab pillar\n" + str(exc))
-    if deploy is not None:
-        wanted = pf.deploy_checks(deploy, pf.image_published(lab))
-        if not wanted:
-            return {"retcode": 0, "passed": [], "problems": [],
-                    "comment": "preflight skipped (netlab_deploy:preflight is false)"}
-    else:
-        wanted = pf.CHECKS if not checks else [c.strip() for c in str(checks).split(",")]
-    unknown = [c for c in wanted if c not in pf.CHECKS]
-    if unknown:
-        return _refusal("unknown check(s) {} (known: {})".format(
-            ", ".join(unknown), ", ".join(pf.CHECKS)))
-    report = _utils_module("netlab_master_preflight").run(_opts(), lab, wanted)
-    out = netlab_master.finish(__context__, {"passed": report["passed"],  # pylint: disable=undefined-variable
-                                             "problems": report["problems"]}, ok=report["ok"])
-    if not report["ok"]:
-        out["Error"] = "preflight found {} problem(s); nothing was changed".format(
-            len(report["problems"]))
-        if deploy is not None:
-            # the deploy's summary names it as the run's first failure
-            _utils_module("netlab_run").add_failure(
-                lab.netnode.state_dir, "preflight", "; ".join(
-                    str(p) for p in report["problems"]))
-    return out
+    out = mp.preflight(lab, lambda names: mp.run(_opts(), lab, names), checks, deploy,
+                       lambda step, cause: _utils_module("netlab_run").add_failure(
+                           lab.netnode.state_dir, step, cause))
+    return netlab_master.finish(__context__, out, ok=out.pop("ok"))  # pylint: disable=undefined-variable
 
 
 def discover(log=None, since=None, all_clients=False, pillar=None):
@@ -380,26 +360,14 @@ def discover(log=None, since=None, all_clients=False, pillar=None):
     raw = netlab_master.raw_lab(__opts__, pillar)  # pylint: disable=undefined-variable
     try:
         lab = netlab_lab.load(raw)
-    except netlab_lab.LabError as exc:
+        ret = disc.report(lab, (raw or {}).get("lookup"), _read_lines,
+                          _utils_module("netlab_preflight").command_runner(60),
+                          log=log, since=since, all_clients=all_clients)
+    except (netlab_lab.LabError, disc.DiscoverError) as exc:
         return _refusal(exc)
-    lookup = (raw or {}).get("lookup") or {}
-    if not log and lookup.get("service_control") == "process":
-        log = os.path.join(lookup.get("run_dir") or "/run/netlab", "dnsmasq.log")
-    if log:
-        try:
-            with open(log, encoding="utf-8", errors="replace") as fh:
-                lines = fh.readlines()
-        except OSError as exc:
-            return _refusal("cannot read dnsmasq's log {}: {}".format(log, exc))
-        source = log
-    else:
-        cmd = disc.journal_command(since)
-        rc, out, err = _utils_module("netlab_preflight").command_runner(60)(cmd)
-        if rc != 0:
-            return _refusal("cannot read dnsmasq's log from the journal ({}): {}; pass "
-                            "log=<file>".format(" ".join(cmd), err.strip()))
-        lines, source = out.splitlines(), "journal"
-    machines = disc.unknown(disc.parse_log(lines, pxe_only=not all_clients), lab)
-    return {"retcode": 0, "source": source, "unknown": machines,
-            "pillar": "\n".join(disc.pillar_lines(machines, lab)) or
-                      "(no unknown machine has tried to boot)"}
+    return dict(ret, retcode=0)
+
+
+def _read_lines(path):
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readlines()

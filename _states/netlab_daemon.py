@@ -26,7 +26,7 @@ import shlex
 import subprocess
 
 try:
-    import netlab_boot
+    import netlab_boot_dhcp
     import netlab_dhcp
     import netlab_lab
     import netlab_proc
@@ -203,7 +203,7 @@ def leases_pruned(name, pillar=None):
         return ret
     with open(name, encoding="utf-8") as fh:
         text = fh.read()
-    kept, removed = netlab_boot.prune_leases(text, lab)
+    kept, removed = netlab_boot_dhcp.prune_leases(text, lab)
     if not removed:
         ret["comment"] = "no stale leases in {}".format(name)
         return ret

@@ -15,21 +15,23 @@ In test mode the state predicts the rebuild (result ``None``) without building.
 
 from salt.exceptions import CommandExecutionError
 
+try:
+    import netlab_image_state
+
+    HAS_LIBS = True
+except ImportError:  # pragma: no cover
+    HAS_LIBS = False
+
 __virtualname__ = "netlab_image"
 
 
 def __virtual__():
+    if not HAS_LIBS:
+        return (False, "netlab's _utils are not synced; run saltutil.sync_all")
     if "netlab_image.plan" not in __salt__:  # pylint: disable=undefined-variable
         return (False, "the netlab_image execution module is not available "
                        "(sync netlab's _modules and _utils)")
     return __virtualname__
-
-
-def _summary(build):
-    if not build:
-        return None
-    return {"build_id": build.get("build_id"), "input_hash": build.get("input_hash"),
-            "kernel_version": build.get("kernel_version")}
 
 
 def built(name, force=False, files=None, keep=2, protect=None, lock_wait=0, saltenv=None):
@@ -51,69 +53,14 @@ def built(name, force=False, files=None, keep=2, protect=None, lock_wait=0, salt
     lock_wait
         seconds to wait for another running build (default: fail at once)
     """
-    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     saltenv = saltenv or globals().get("__env__") or "base"
-    try:
-        plan = __salt__["netlab_image.plan"](  # pylint: disable=undefined-variable
-            files=files, force=force, saltenv=saltenv)
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
-        return ret
-    cur = plan["current"]
-    if plan["action"] == "none":
-        ret["comment"] = "Node image {} is current (input hash {})".format(
-            cur["build_id"], plan["input_hash"][:12])
-        return ret
-
-    if __opts__["test"] or plan.get("host_problems"):  # pylint: disable=undefined-variable
-        return _predicted(ret, plan, cur, __opts__["test"])  # pylint: disable=undefined-variable
-
-    try:
-        res = __salt__["netlab_image.build"](  # pylint: disable=undefined-variable
+    call = __salt__  # pylint: disable=undefined-variable
+    return netlab_image_state.built(
+        name, lambda: call["netlab_image.plan"](files=files, force=force, saltenv=saltenv),
+        lambda: call["netlab_image.build"](
             force=force, files=files, keep=keep, protect=protect, lock_wait=lock_wait,
-            saltenv=saltenv)
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment="Node image build failed; {}.\n{}".format(
-            "the last good image {} stays current".format(cur["build_id"]) if cur
-            else "there is no image yet", exc))
-        return ret
-    return _built(ret, res, cur, plan)
-
-
-def _predicted(ret, plan, cur, test):
-    """Test mode's prediction, or the refusal when this host cannot build."""
-    problems = plan.get("host_problems") or []
-    if not test:
-        ret.update(result=False, comment="Node image needs a build ({}), but this host "
-                   "cannot build it: {}".format(plan["reason"], "; ".join(problems)))
-        return ret
-    new = {"input_hash": plan["input_hash"], "action": plan["action"],
-           "reason": plan["reason"]}
-    ret.update(result=None, changes={"image": {"old": _summary(cur), "new": new}},
-               comment="Node image would be {}: {}".format(
-                   "rebuilt" if plan["action"] == "build" else "republished",
-                   plan["reason"]))
-    if problems:
-        ret.update(result=False, comment=ret["comment"] + "; but this host cannot "
-                   "build it: " + "; ".join(problems))
-    return ret
-
-
-def _built(ret, res, cur, plan):
-    """The state's return after :func:`netlab_image.build` ran."""
-    if not res["changed"]:
-        ret["comment"] = "Node image {} is current".format(res["build_id"])
-        return ret
-    ret["changes"] = {"image": {"old": _summary(cur), "new": _summary(res["current"])}}
-    if res["action"] == "build":
-        ret["comment"] = "Built node image {} in {}s ({})".format(
-            res["build_id"], res["duration"], plan["reason"])
-        if res.get("pruned"):
-            ret["changes"]["pruned"] = res["pruned"]
-    else:
-        ret["comment"] = "Republished node image {} ({})".format(res["build_id"],
-                                                                 plan["reason"])
-    return ret
+            saltenv=saltenv),
+        bool(__opts__["test"]), errors=(CommandExecutionError,))  # pylint: disable=undefined-variable
 
 
 def absent(name):

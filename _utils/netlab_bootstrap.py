@@ -27,6 +27,8 @@ import ipaddress
 import re
 import secrets
 
+import netlab_params
+
 MARK = "# Written by netlab-bootstrap"
 # top-level keys of the master config netlab's drop-in sets: another config setting
 # them would be overridden (Salt does not merge them across files)
@@ -43,7 +45,7 @@ VENV_EXTRAS = ("netaddr==1.3.0",)
 GITFS_EXTRAS = ("GitPython==3.2.1",)
 # a process-mode networking node: the runner stops ganesha by its pid file before
 # the nfs state exports a new or reset root (no `service nfs-ganesha stop` there)
-RUN_DIR = "/run/netlab"
+RUN_DIR = netlab_params.DEFAULTS["run_dir"]
 
 
 class BootstrapError(RuntimeError):

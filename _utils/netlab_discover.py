@@ -24,6 +24,8 @@ import datetime
 import ipaddress
 import re
 
+import netlab_params
+
 # syslog / dnsmasq log-facility ("Nov 30 11:30:12") or journalctl -o short-iso
 # ("2026-11-30T11:30:12+0000"), an optional host name, then dnsmasq-dhcp[pid]:
 _LINE = re.compile(
@@ -196,3 +198,39 @@ def journal_command(since=None):
     if since:
         cmd += ["--since", str(since)]
     return cmd
+
+
+class DiscoverError(Exception):
+    """dnsmasq's log cannot be read; the message says which and how to pass another."""
+
+
+def _read_log(lookup, log, since, read_lines, journal):
+    """``(lines, source)``: ``log``, else dnsmasq's own log in process mode, else the
+    journal."""
+    try:
+        log = log or netlab_params.dnsmasq_log(lookup)
+    except netlab_params.ParamError as exc:
+        raise DiscoverError(str(exc)) from None
+    if log:
+        try:
+            return read_lines(log), log
+        except OSError as exc:
+            raise DiscoverError("cannot read dnsmasq's log {}: {}".format(log, exc)) from None
+    cmd = journal_command(since)
+    rc, out, err = journal(cmd)
+    if rc != 0:
+        raise DiscoverError("cannot read dnsmasq's log from the journal ({}): {}; pass "
+                            "log=<file>".format(" ".join(cmd), err.strip()))
+    return out.splitlines(), "journal"
+
+
+def report(lab, lookup, read_lines, journal, log=None, since=None, all_clients=False):
+    """``salt-run netlab.discover``: the unknown machines in dnsmasq's log and the
+    pillar lines to add them. ``lookup``: the raw ``netlab:lookup`` pillar (where
+    dnsmasq logs); ``read_lines(path)``: a file's lines; ``journal(cmd)``: ``(rc,
+    stdout, stderr)`` of a command. Raises :class:`DiscoverError`."""
+    lines, source = _read_log(lookup, log, since, read_lines, journal)
+    machines = unknown(parse_log(lines, pxe_only=not all_clients), lab)
+    return {"source": source, "unknown": machines,
+            "pillar": "\n".join(pillar_lines(machines, lab)) or
+                      "(no unknown machine has tried to boot)"}

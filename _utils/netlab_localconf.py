@@ -45,6 +45,7 @@ import heapq
 import re
 
 import netlab_cache
+import netlab_cache_config
 import netlab_lab
 import netlab_slice
 
@@ -202,7 +203,7 @@ def automatic_localrc(lab, node_id, generation=0):
     if ds.get("git_base"):
         auto["GIT_BASE"] = ds["git_base"]
     # the networking node's LAN cache: git mirror, cached downloads
-    auto.update(netlab_cache.localrc(lab, node_id))
+    auto.update(netlab_cache_config.localrc(lab, node_id))
     if not node.is_controller:
         auto.update(SUBNODE_LOCALRC)
     return auto
@@ -299,7 +300,7 @@ def render(lab, node_id, generation=0):
         lines += ["", "# plugins (each after the plugins it requires)"]
         for name, spec in enabled:
             words = ["enable_plugin", name,
-                     shell_word(netlab_cache.plugin_repo(lab, spec["repo"]))]
+                     shell_word(netlab_cache_config.plugin_repo(lab, spec["repo"]))]
             if spec.get("branch"):
                 words.append(shell_word(spec["branch"]))
             lines.append(" ".join(words))

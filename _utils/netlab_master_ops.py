@@ -19,6 +19,7 @@ import netlab_lock
 import netlab_master
 import netlab_power
 import netlab_roots
+import netlab_roots_keys
 import netlab_run
 import netlab_slice
 
@@ -182,7 +183,7 @@ def ping_confirm(opts, timeout=10):
 
 def master_pub(opts):
     """This master's public key, which every root netlab writes pins
-    (netlab_roots.write_minion_key); refused when it cannot be read."""
+    (netlab_roots_keys.write_minion_key); refused when it cannot be read."""
     path = os.path.join(opts["pki_dir"], "master.pub")
     try:
         with open(path, encoding="utf-8") as fh:
@@ -216,11 +217,11 @@ def bringup_master(opts, lab, bus, method="auto", src=None, pub=None):
     builds = {}
 
     def reset(node, generation):
-        key = netlab_roots.gen_minion_keys()
+        key = netlab_roots_keys.gen_minion_keys()
         out = netlab_roots.reset_root(lab, node, netlab_slice.identity(lab, node, generation),
                                       key, method=method, src=src, master_pub=pub,
                                       defer_delete=True)
-        netlab_roots.preaccept_key(opts["pki_dir"], node, key[1])
+        netlab_roots_keys.preaccept_key(opts["pki_dir"], node, key[1])
         builds[node] = out.get("build")
         return out
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 
 import netlab_dhcp
+import netlab_master
 import netlab_preflight as pf
 
 
@@ -112,4 +113,43 @@ def minion_module_hashes(client, minion_id):
             rel = os.path.relpath(entry[0], extmods)
             if rel.count("/") == 1:
                 out[rel] = entry[1]
+    return out
+
+
+def wanted(lab, checks=None, deploy=None, published=pf.image_published):
+    """The checks to run: ``checks`` (a list or ``"a,b"``; default: all) or, for
+    ``netlab.deploy`` (``deploy``: its options), the ones its steps need (``[]``:
+    its ``preflight: false``). An unknown name is refused before anything runs."""
+    if deploy is not None:
+        names = pf.deploy_checks(deploy, published(lab))
+    elif not checks:
+        names = list(pf.CHECKS)
+    else:
+        names = [c.strip() for c in (checks if isinstance(checks, (list, tuple))
+                                     else str(checks).split(","))]
+    unknown = [c for c in names if c not in pf.CHECKS]
+    if unknown:
+        netlab_master.refuse("unknown check(s) {} (known: {})".format(
+            ", ".join(unknown), ", ".join(pf.CHECKS)))
+    return names
+
+
+def preflight(lab, run_checks, checks=None, deploy=None, record_failure=None,
+              published=pf.image_published):
+    """``salt-run netlab.preflight``: ``run_checks(names)`` (:func:`run` wired to the
+    master) on :func:`wanted`'s checks. Returns ``{ok, passed, problems}`` plus
+    ``Error`` (a summary) when there is a problem; for a deploy the problems go to
+    ``record_failure(step, cause)`` too, so the deploy's summary names preflight as
+    the run's first failure."""
+    names = wanted(lab, checks, deploy, published)
+    if deploy is not None and not names:
+        return {"ok": True, "passed": [], "problems": [],
+                "comment": "preflight skipped (netlab_deploy:preflight is false)"}
+    report = run_checks(names)
+    out = {"ok": report["ok"], "passed": report["passed"], "problems": report["problems"]}
+    if not report["ok"]:
+        out["Error"] = "preflight found {} problem(s); nothing was changed".format(
+            len(report["problems"]))
+        if deploy is not None and record_failure is not None:
+            record_failure("preflight", "; ".join(str(p) for p in report["problems"]))
     return out

@@ -5,7 +5,8 @@ Salt minion id + pre-generated minion key) into it.
 
 Pure Python plus a few standard commands (``cp``, ``btrfs``, ``ssh-keygen``,
 ``stat``); runs on the networking node. The clone methods themselves are in
-``netlab_roots_clone``. No Salt dunders here: the runner
+``netlab_roots_clone``, the node's Salt keys and their enrolment on the master in
+``netlab_roots_keys``. No Salt dunders here: the runner
 (``_runners/netlab.py``) and the tests call these functions.
 
 Clone methods, best first (``method='auto'`` picks the first that works):
@@ -30,14 +31,14 @@ Layout under ``lab.netnode.roots_dir``::
 """
 
 import errno
-import hashlib
 import os
 import tempfile
 import time
 
-import netlab_cache
+import netlab_cache_config
 import netlab_roots_spare
 import netlab_safefs
+from netlab_roots_keys import master_finger, write_in_root, write_minion_key
 
 # pylint: disable=unused-import
 from netlab_roots_clone import (  # noqa: F401
@@ -71,14 +72,6 @@ def image_rootfs(lab):
 
 
 # --------------------------------------------------------------------------- identity
-def _write(root, rel, text, mode=0o644):
-    """Write ``text`` to ``root``/``rel``: a symlink at ``rel`` is replaced, a symlink
-    on any directory of the path is refused (the node owns its root; see
-    netlab_safefs)."""
-    try:
-        return netlab_safefs.write_file(root, rel.lstrip("/"), text, mode)
-    except netlab_safefs.UnsafePath as exc:
-        raise RootError("refusing to write {} into {}: {}".format(rel, root, exc)) from exc
 
 
 def hosts_text(lab, node_id):
@@ -93,16 +86,6 @@ def hosts_text(lab, node_id):
         "ff02::2\tip6-allrouters",
     ]
     return "# written by netlab (node identity)\n" + "\n".join(lines) + "\n"
-
-
-def master_finger(public_pem, sum_type="sha256"):
-    """The fingerprint Salt's ``master_finger`` option compares: the hash of the PEM
-    body (every non-blank line but the first and the last), as Salt's
-    ``salt.utils.crypt.pem_finger`` computes it, in ``aa:bb:...`` form."""
-    lines = [ln for ln in public_pem.encode().splitlines(keepends=True) if ln.strip()]
-    body = b"".join(lines[1:-1]).replace(b"\r\n", b"\n")
-    digest = hashlib.new(sum_type, body).hexdigest()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
 def minion_conf_text(lab, node_id, master_pub=None):
@@ -142,29 +125,9 @@ def gen_ssh_host_keys(root):
             _run(cmd, "ssh host key in " + root)
             for src, mode in ((key, 0o600), (key + ".pub", 0o644)):
                 with open(src, encoding="utf-8") as fh:
-                    _write(root, "etc/ssh/" + os.path.basename(src), fh.read(), mode)
+                    write_in_root(root, "etc/ssh/" + os.path.basename(src), fh.read(), mode)
             files.append(os.path.join(root, "etc", "ssh", name))
     return files
-
-
-def gen_minion_keys(keysize=2048):
-    """A new Salt minion key pair ``(private_pem, public_pem)`` as the master makes them."""
-    try:
-        import netlab_saltcompat  # pylint: disable=import-outside-toplevel
-
-        return netlab_saltcompat.gen_keys(keysize)  # Salt's API differs by release line
-    except ImportError:  # pragma: no cover - salt is always there on the master
-        from cryptography.hazmat.primitives import serialization  # noqa
-        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa
-
-        key = rsa.generate_private_key(65537, keysize)
-        priv = key.private_bytes(serialization.Encoding.PEM,
-                                 serialization.PrivateFormat.TraditionalOpenSSL,
-                                 serialization.NoEncryption()).decode()
-        pub = key.public_key().public_bytes(
-            serialization.Encoding.PEM,
-            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-        return priv, pub
 
 
 def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, build=None,
@@ -186,7 +149,7 @@ def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, bu
     written = []
 
     def put(rel, text, mode=0o644):
-        _write(root, rel, text, mode)
+        write_in_root(root, rel, text, mode)
         written.append(rel)
 
     put("etc/hostname", node.hostname + "\n")
@@ -205,38 +168,11 @@ def write_identity(lab, node_id, root, identity, minion_key, master_pub=None, bu
     if host_keys:
         written += [os.path.relpath(p, root) for p in gen_ssh_host_keys(root)]
     # apt and pip through the networking node's LAN cache (netlab:cache)
-    for rel, text in sorted(netlab_cache.node_files(lab).items()):
+    for rel, text in sorted(netlab_cache_config.node_files(lab).items()):
         put(rel, text)
     put("etc/netlab-identity", "node={}\ngeneration={}\nmachine_id={}\novn_uuid={}\n{}".format(
         node_id, identity["generation"], identity["machine_id"], identity["ovn_uuid"],
         "build={}\n".format(build) if build else ""))
-    return written
-
-
-def write_minion_key(root, minion_key, master_pub=None):
-    """Put the key pair ``(private_pem, public_pem)`` in ``root``'s minion pki dir,
-    and ``master_pub`` (this master's public key) as the minion's cached master key.
-
-    A minion with a cached master key refuses a master that presents another one
-    ("The master key has changed"): a second master on the segment cannot take
-    the node over, also right after a reimage. Without ``master_pub`` the cached
-    key is removed (the node then trusts the first master that answers)."""
-    priv, pub = minion_key
-    try:
-        # every directory on the way is checked: the node may have planted symlinks
-        netlab_safefs.makedirs(root, "etc/salt/pki/minion", 0o700)
-        # a master key cached from an earlier life would not match after a master rebuild
-        netlab_safefs.unlink(root, "etc/salt/pki/minion/minion_master.pub")
-    except netlab_safefs.UnsafePath as exc:
-        raise RootError("refusing to write the minion key into {}: {}".format(
-            root, exc)) from exc
-    _write(root, "etc/salt/pki/minion/minion.pem", priv, 0o400)
-    _write(root, "etc/salt/pki/minion/minion.pub", pub, 0o644)
-    written = ["etc/salt/pki/minion/minion.pem", "etc/salt/pki/minion/minion.pub"]
-    if master_pub:
-        # exactly the master's file: old minions compare it byte for byte
-        _write(root, "etc/salt/pki/minion/minion_master.pub", master_pub, 0o644)
-        written.append("etc/salt/pki/minion/minion_master.pub")
     return written
 
 
@@ -490,47 +426,4 @@ def read_identity(root):
         if "=" in line:
             k, v = line.strip().split("=", 1)
             out[k] = v
-    return out
-
-
-# --------------------------------------------------------------------------- enrolment
-def preaccept_key(pki_dir, node_id, public_pem):
-    """Accept ``public_pem`` as ``node_id``'s key on the master (``pki_dir``).
-
-    Writes ``<pki_dir>/minions/<id>`` and removes the id from the pending,
-    rejected and denied lists, so the node is accepted with exactly this key and
-    any other key presented under its id is denied by the master.
-    """
-    minions = os.path.join(pki_dir, "minions")
-    os.makedirs(minions, mode=0o700, exist_ok=True)
-    for other in ("minions_pre", "minions_rejected", "minions_denied"):
-        p = os.path.join(pki_dir, other, node_id)
-        if os.path.lexists(p):
-            os.unlink(p)
-    _write(minions, node_id, public_pem, 0o644)
-    return os.path.join(minions, node_id)
-
-
-def accepted_key(pki_dir, node_id):
-    """The public key the master accepted for ``node_id`` (None when not accepted)."""
-    try:
-        with open(os.path.join(pki_dir, "minions", node_id), encoding="utf-8") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-
-
-def key_report(pki_dir, lab):
-    """Per key list (accepted/pending/rejected/denied), which ids are lab nodes."""
-    lists = {"accepted": "minions", "pending": "minions_pre",
-             "rejected": "minions_rejected", "denied": "minions_denied"}
-    out = {}
-    for label, sub in lists.items():
-        d = os.path.join(pki_dir, sub)
-        ids = sorted(os.listdir(d)) if os.path.isdir(d) else []
-        out[label] = ids
-    known = set(lab.nodes) | {lab.netnode.id}
-    out["not_in_lab"] = sorted({i for ids in (out["accepted"], out["pending"])
-                                for i in ids} - known)
-    out["lab_nodes_without_key"] = sorted(set(lab.nodes) - set(out["accepted"]))
     return out

@@ -9,6 +9,7 @@ the local.conf of every subnode because DevStack needs it as ``SERVICE_HOST``).
 """
 
 import netlab_cache
+import netlab_cache_config
 import netlab_lab
 import netlab_localconf  # imports this module too: both only use the other when called
 
@@ -58,7 +59,7 @@ def node_slice(lab, node_id, generation=0, local_conf=None):
         "netnode": {"ip": lab.netnode.ip, "fqdn": lab.netnode.fqdn,
                     "salt_master": lab.netnode.salt_master},
         # DevStack itself comes from the networking node's git mirror when it is on
-        "devstack": dict(netlab_cache.checkout_settings(
+        "devstack": dict(netlab_cache_config.checkout_settings(
             lab, {k: ds.get(k) for k in ("repo", "branch", "user", "dest", "git_base")}),
             # what stack.sh would clone, checked out from the git mirror beforehand
             # (local.conf's ERROR_ON_CLONE forbids stack.sh any clone of its own)

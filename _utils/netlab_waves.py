@@ -182,3 +182,55 @@ def prepare(lab, ops, nodes=None, sls="netlab.node", checkout=True):
         else "")
     ops.progress(ret["comment"])
     return ret
+
+
+def _bring_up_action(ops, ret, action, nodes, run):
+    """``run(action, nodes)`` (netlab.reimage or netlab.boot); every node of
+    ``nodes`` that did not come up is recorded as a failure of this run."""
+    try:
+        ret[action] = run(action, nodes)
+    except Exception as exc:  # pylint: disable=broad-except
+        # one failed action must not keep the other nodes from being brought up
+        ret[action] = {"error": str(exc)}
+        ret["result"] = False
+        ops.progress("{} of {} failed: {}".format(action, ", ".join(nodes), exc))
+    out = ret[action] or {}
+    nodes_ret = out.get("nodes") or {}
+    for node_id in nodes:
+        res = nodes_ret.get(node_id) or {}
+        if res.get("state") != "up":
+            ops.failure(action, res.get("reason") or out.get("error") or out.get("Error")
+                        or "did not come up", node_id, None, None)
+
+
+def bring_up(lab, ops, run, results):
+    """Get every node up as a deploy needs it: reimage nodes that are new or whose
+    role changed since they were stacked (``results``: netlab_stack's saved
+    outcomes), boot known nodes that do not answer, leave answering ones alone.
+    ``run(action, nodes)`` does one reimage or boot and returns its outcome
+    (``{nodes: {id: {state, reason}}}``). Returns ``{plan, reimage, boot, result,
+    comment}``; ``result`` is False when a node did not come up."""
+    states = ops.states()
+    todo = netlab_stack.bring_up_plan(lab, states, ops.ping(list(lab.nodes)),
+                                      netlab_stack.stacked_roles(results))
+    for node_id in todo["up"]:
+        if states.get(node_id) in NOT_YET_UP:
+            ops.record(node_id, "up", result="minion answers")
+    ret = {"plan": todo, "result": True}
+    for node_id in todo["reimage"] + todo["boot"]:
+        ops.progress("{}: {} ({})".format(
+            node_id, "reimage" if node_id in todo["reimage"] else "boot",
+            todo["reasons"][node_id]))
+    for action in ("reimage", "boot"):
+        if todo[action]:
+            _bring_up_action(ops, ret, action, todo[action], run)
+    down = [n for n, st in ops.states().items()
+            if n in todo["reimage"] + todo["boot"] and st not in ("up", "ready")]
+    if down:
+        ret["result"] = False
+    ret["comment"] = "up: {}; reimaged: {}; booted: {}{}".format(
+        ", ".join(todo["up"]) or "-", ", ".join(todo["reimage"]) or "-",
+        ", ".join(todo["boot"]) or "-",
+        "; NOT up: " + ", ".join(down) if down else "")
+    ops.progress(ret["comment"])
+    return ret

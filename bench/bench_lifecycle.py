@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "test" / "e2e"))
 
 import netlab_lab  # noqa: E402
 import netlab_roots  # noqa: E402
+import netlab_roots_keys  # noqa: E402
 import netlab_slice  # noqa: E402
 
 
@@ -127,7 +128,7 @@ def bench_roots(runs, work):
     except Exception as exc:  # pylint: disable=broad-except
         print("(test image not available: {}; only the synthetic tree)".format(exc))
     rows = []
-    key = netlab_roots.gen_minion_keys()
+    key = netlab_roots_keys.gen_minion_keys()
     btrfs = None
     try:
         btrfs = LoopBtrfs(8, work)

@@ -24,6 +24,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "_utils"))
 sys.path.insert(0, os.path.join(REPO, "test"))
 
+import netlab_cache_refresh  # noqa: E402
 import netlab_image  # noqa: E402
 from lib import image as test_image_lib  # noqa: E402
 
@@ -76,14 +77,7 @@ def mib(path):
 
 
 def du_mib(path):
-    total = 0
-    for top, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(top, f)).st_size
-            except OSError:
-                pass
-    return "{:.0f}".format(total / 2**20)
+    return "{:.0f}".format(netlab_cache_refresh.disk_usage(path) / 2**20)
 
 
 def main():

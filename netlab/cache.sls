@@ -12,6 +12,9 @@
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- set report = salt['netlab.cache_report'](mapdata) %}
+{%- from tplroot ~ "/libdaemon.jinja" import running, stopped %}
+{#- only for stopping a part turned off below; every other daemon decision is in
+    _utils/netlab_daemons.py #}
 {%- set control = mapdata.service_control %}
 {%- set c = mapdata.cache %}
 {%- if not report.valid %}
@@ -34,14 +37,8 @@ netlab-cache-pkg-installed-apt:
     - require_in:
       - file: netlab-cache-file-managed-acng-conf
 {%- endif %}
-{%- if control == 'service' %}
-
-# the package's own daemon listens on every interface: netlab runs its own
-netlab-cache-service-dead-acng-package:
-  service.dead:
-    - name: {{ c.acng_package_service | json }}
-    - enable: false
-{%- endif %}
+{#- the package's own daemon listens on every interface: netlab runs its own #}
+{{- stopped('netlab-cache', '-acng-package', d.daemons.acng_package) }}
 
 netlab-cache-file-directory-apt:
   file.directory:
@@ -111,68 +108,12 @@ netlab-cache-file-directory-files:
     - mode: '0755'
     - makedirs: true
 {%- endif %}
-{%- set apt_d = d.get('apt') or {} %}
-{%- set pip_d = d.get('pip') or {} %}
-{%- for part, argv, watch, env in [('apt', apt_d.get('argv'),
-                                     'file: netlab-cache-file-managed-acng-conf', {}),
-                                    ('pip', pip_d.get('argv'),
-                                     'cmd: netlab-cache-cmd-run-devpi-init',
-                                     pip_d.get('env', {}))] %}
-{%- if argv %}
-{%- if control == 'service' %}
-
-netlab-cache-file-managed-unit-{{ part }}:
-  file.managed:
-    - name: {{ ('/etc/systemd/system/' ~ c[part ~ '_service'] ~ '.service') | json }}
-    - mode: '0644'
-    - contents: |
-        [Unit]
-        Description=netlab LAN cache ({{ part }}) on the lab network
-        After=network-online.target
-        Wants=network-online.target
-        [Service]
-        ExecStart={{ argv | map('quote') | join(' \\\n          ') }}
-        Restart=on-failure
-{%- for key, value in env | dictsort %}
-        Environment={{ key }}={{ value }}
-{%- endfor %}
-{%- if part == 'apt' %}
-        User={{ c.apt_user }}
-{%- endif %}
-        [Install]
-        WantedBy=multi-user.target
-
-netlab-cache-service-running-{{ part }}:
-  service.running:
-    - name: {{ c[part ~ '_service'] | json }}
-    - enable: true
-    - watch:
-      - file: netlab-cache-file-managed-unit-{{ part }}
-      - {{ watch }}
-{%- if part == 'apt' %}
-    - require:
-      - cmd: netlab-cache-cmd-run-acng-check
-      - file: netlab-cache-file-directory-apt
-{%- endif %}
-{%- elif control == 'process' %}
-
-netlab-cache-netlab_daemon-running-{{ part }}:
-  netlab_daemon.running:
-    - name: {{ c[part ~ '_service'] | json }}
-    - cmd: {{ argv | json }}
-    - pidfile: {{ (d.run_dir ~ '/' ~ part ~ '.pid') | json }}
-    - log: {{ (d.run_dir ~ '/' ~ part ~ '.out') | json }}
-    - env: {{ env | json }}
-    - settle: 2
-    - watch:
-      - {{ watch }}
-{%- if part == 'apt' %}
-    - require:
-      - cmd: netlab-cache-cmd-run-acng-check
-      - file: netlab-cache-file-directory-apt
-{%- endif %}
-{%- endif %}
-{%- endif %}
+{%- for part, watch in [('apt', {'file': 'netlab-cache-file-managed-acng-conf'}),
+                         ('pip', {'cmd': 'netlab-cache-cmd-run-devpi-init'})]
+      if part in d.daemons %}
+{{- running('netlab-cache', '-' ~ part, d.daemons[part], watch=[watch],
+            require=[{'cmd': 'netlab-cache-cmd-run-acng-check'},
+                     {'file': 'netlab-cache-file-directory-apt'}] if part == 'apt' else []) }}
 {%- endfor %}
 {#- a part turned off (netlab:cache:<part>:enabled: false): its daemon stops, so
     no cache keeps listening that the lab no longer uses #}

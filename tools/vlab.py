@@ -561,20 +561,20 @@ class Vlab:
 
     def _start_minion(self):
         import yaml  # pylint: disable=import-outside-toplevel
-        import netlab_roots  # pylint: disable=import-outside-toplevel
+        import netlab_roots_keys  # pylint: disable=import-outside-toplevel
 
         if self.state.get("minion") and _alive(self.state["minion"]):
             return
         pki = os.path.join(self.minion_dir, "pki")
         if not os.path.exists(os.path.join(pki, "minion.pem")):
             os.makedirs(pki, exist_ok=True)
-            priv, pub = netlab_roots.gen_minion_keys()
+            priv, pub = netlab_roots_keys.gen_minion_keys()
             with open(os.path.join(pki, "minion.pem"), "w", encoding="utf-8") as fh:
                 fh.write(priv)
             os.chmod(os.path.join(pki, "minion.pem"), 0o400)
             with open(os.path.join(pki, "minion.pub"), "w", encoding="utf-8") as fh:
                 fh.write(pub)
-            netlab_roots.preaccept_key(os.path.join(self.master_dir, "pki"), "netnode", pub)
+            netlab_roots_keys.preaccept_key(os.path.join(self.master_dir, "pki"), "netnode", pub)
         conf = {"id": "netnode", "master": "127.0.0.1", "root_dir": self.minion_dir,
                 "pki_dir": pki, "cachedir": os.path.join(self.minion_dir, "cache"),
                 "sock_dir": os.path.join(self.minion_dir, "sock"),

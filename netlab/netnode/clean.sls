@@ -3,41 +3,25 @@
 # Undo netlab.netnode in reverse: stop the services netlab started, remove their
 # netlab configs, the boot scripts and the boot binaries. Node roots and images
 # (netnode:storage roots/, images/) are left alone.
-{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, control, run_dir
-    with context %}
+{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata with context %}
+{%- from tpldir.split('/')[0] ~ "/libdaemon.jinja" import stopped %}
 include:
   - .check
 {%- if report.valid %}
 {%- set nfs = mapdata.nfs %}
+{%- set daemons = boot.daemons_clean %}
 
 {#- NFS #}
-{%- if control == 'service' %}
-{%-   if boot.nfs_server == 'ganesha' %}
-
-netlab-netnode-clean-nfs-service-dead-ganesha:
-  service.dead:
-    - name: {{ nfs.ganesha_service | json }}
-    - enable: false
-    - require_in:
-      - file: netlab-netnode-clean-nfs-file-absent
-{%-   endif %}
-{%- elif control == 'process' %}
-{%-   for name in ('nfs-ganesha', 'rpcbind') %}
-
-netlab-netnode-clean-nfs-netlab_daemon-dead-{{ name }}:
-  netlab_daemon.dead:
-    - name: {{ name | json }}
-    - pidfile: {{ run_dir }}/{{ 'ganesha' if name == 'nfs-ganesha' else name }}.pid
-    - require_in:
-      - file: netlab-netnode-clean-nfs-file-absent
-{%-   endfor %}
-{%- endif %}
+{{- stopped('netlab-netnode-clean-nfs', '-ganesha', daemons.ganesha,
+            before=[{'file': 'netlab-netnode-clean-nfs-file-absent'}]) }}
+{{- stopped('netlab-netnode-clean-nfs', '-rpcbind', daemons.rpcbind,
+            before=[{'file': 'netlab-netnode-clean-nfs-file-absent'}]) }}
 
 netlab-netnode-clean-nfs-file-absent:
   file.absent:
     - name: {{ nfs.exports if boot.nfs_server == 'kernel' else nfs.ganesha_conf }}
 
-{%- if boot.nfs_server == 'kernel' and control != 'none' %}
+{%- if daemons.exportfs %}
 
 netlab-netnode-clean-nfs-cmd-run-exportfs:
   cmd.run:
@@ -46,63 +30,25 @@ netlab-netnode-clean-nfs-cmd-run-exportfs:
       - file: netlab-netnode-clean-nfs-file-absent
 {%- endif %}
 
-{#- HTTP #}
-{%- if control == 'process' %}
-
-netlab-netnode-clean-http-netlab_daemon-dead:
-  netlab_daemon.dead:
-    - name: nginx
-    - pidfile: {{ (run_dir ~ '/nginx.pid') | json }}
-    - require:
-      - file: netlab-netnode-clean-nfs-file-absent
-{%- endif %}
+{#- HTTP: nginx may serve other sites; the service only reloads (libdaemon.stopped) #}
+{{- stopped('netlab-netnode-clean-http', '', daemons.nginx,
+            require=[{'file': 'netlab-netnode-clean-nfs-file-absent'}],
+            before=[{'file': 'netlab-netnode-clean-http-file-absent'}]) }}
 
 netlab-netnode-clean-http-file-absent:
   file.absent:
     - names:
       - {{ mapdata.nginx.conf }}
-{%- if control != 'service' %}
-      - {{ run_dir }}/nginx.conf
+{%- if daemons.nginx.main_conf %}
+      - {{ daemons.nginx.main_conf }}
 {%- endif %}
     - require:
       - file: netlab-netnode-clean-nfs-file-absent
-{%- if control == 'process' %}
-      - netlab_daemon: netlab-netnode-clean-http-netlab_daemon-dead
-{%- endif %}
-
-{%- if control == 'service' %}
-
-# nginx keeps running for other sites; it reloads without netlab's server block
-netlab-netnode-clean-http-service-running:
-  service.running:
-    - name: {{ mapdata.nginx.service | json }}
-    - reload: true
-    - watch:
-      - file: netlab-netnode-clean-http-file-absent
-{%- endif %}
 
 {#- DHCP / TFTP / DNS #}
-{%- if control == 'service' %}
-
-netlab-netnode-clean-dnsmasq-service-dead:
-  service.dead:
-    - name: {{ mapdata.dnsmasq.service | json }}
-    - enable: false
-    - require:
-      - file: netlab-netnode-clean-http-file-absent
-    - require_in:
-      - file: netlab-netnode-clean-dnsmasq-file-absent
-{%- elif control == 'process' %}
-
-netlab-netnode-clean-dnsmasq-netlab_daemon-dead:
-  netlab_daemon.dead:
-    - name: dnsmasq
-    - pidfile: {{ (run_dir ~ '/dnsmasq.pid') | json }}
-    - require:
-      - file: netlab-netnode-clean-http-file-absent
-    - require_in:
-      - file: netlab-netnode-clean-dnsmasq-file-absent
-{%- endif %}
+{{- stopped('netlab-netnode-clean-dnsmasq', '', daemons.dnsmasq,
+            require=[{'file': 'netlab-netnode-clean-http-file-absent'}],
+            before=[{'file': 'netlab-netnode-clean-dnsmasq-file-absent'}]) }}
 
 netlab-netnode-clean-dnsmasq-file-absent:
   file.absent:

@@ -4,8 +4,8 @@
 # full mode: the rogue-DHCP guard probes the segment first and refuses when another
 # DHCP server answers. The config is checked (dnsmasq --test) before it replaces
 # the old one; dnsmasq restarts once, only when its config (or lease file) changed.
-{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, control, run_dir, files
-    with context %}
+{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, files with context %}
+{%- from tpldir.split('/')[0] ~ "/libdaemon.jinja" import running %}
 include:
   - .check
   - .bootfiles
@@ -58,31 +58,8 @@ netlab-netnode-dnsmasq-file-managed-conf:
     - require:
       - sls: {{ tpldir | replace('/', '.') }}.bootfiles
 
-{%- if control == 'service' %}
-
-netlab-netnode-dnsmasq-service-running:
-  service.running:
-    - name: {{ mapdata.dnsmasq.service | json }}
-    - enable: true
-    - watch:
-      - file: netlab-netnode-dnsmasq-file-managed-conf
-{%-   if boot.dhcp_mode != 'off' %}
-      - netlab_daemon: netlab-netnode-dnsmasq-netlab_daemon-leases_pruned
-{%-   endif %}
-{%- elif control == 'process' %}
-
-netlab-netnode-dnsmasq-netlab_daemon-running:
-  netlab_daemon.running:
-    - name: dnsmasq
-    # the state keeps the pid file; dnsmasq writes none (--pid-file= empty): its own
-    # unlink + O_EXCL create would race with the state's write
-    - cmd: {{ [mapdata.dnsmasq.binary, '-k', '-C', conf, '--pid-file='] | json }}
-    - pidfile: {{ (run_dir ~ '/dnsmasq.pid') | json }}
-    - log: {{ (run_dir ~ '/dnsmasq.out') | json }}
-    - watch:
-      - file: netlab-netnode-dnsmasq-file-managed-conf
-{%-   if boot.dhcp_mode != 'off' %}
-      - netlab_daemon: netlab-netnode-dnsmasq-netlab_daemon-leases_pruned
-{%-   endif %}
-{%- endif %}
+{%- set leases = [{'netlab_daemon': 'netlab-netnode-dnsmasq-netlab_daemon-leases_pruned'}]
+                 if boot.dhcp_mode != 'off' else [] %}
+{{- running('netlab-netnode-dnsmasq', '', boot.daemons.dnsmasq,
+            watch=[{'file': 'netlab-netnode-dnsmasq-file-managed-conf'}] + leases) }}
 {%- endif %}

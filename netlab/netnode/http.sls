@@ -3,13 +3,16 @@
 # nginx on the networking node's lab address only: boot scripts, kernels, initrds.
 # The config is checked (nginx -t) before nginx restarts; it restarts once, only
 # when its config changed.
-{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, control, run_dir, files
+{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, run_dir, files
     with context %}
+{%- from tpldir.split('/')[0] ~ "/libdaemon.jinja" import running %}
 include:
   - .check
   - .bootfiles
 {%- if report.valid %}
-{%- set main_conf = run_dir ~ '/nginx.conf' %}
+{%- set nginx = boot.daemons.nginx %}
+{#- main_conf: netlab runs nginx itself, with its own main config #}
+{%- set main_conf = nginx.main_conf %}
 
 {%- if mapdata.install_packages %}
 
@@ -30,7 +33,7 @@ netlab-netnode-http-file-managed-conf:
     - mode: '0644'
     - makedirs: true
 
-{%- if control != 'service' %}
+{%- if main_conf %}
 
 # no init system: nginx runs with its own main config that includes the server block
 netlab-netnode-http-file-managed-main:
@@ -47,43 +50,14 @@ netlab-netnode-http-file-managed-main:
         server_conf: {{ mapdata.nginx.conf | json }}
 {%- endif %}
 
+{%- set main = [{'file': 'netlab-netnode-http-file-managed-main'}] if main_conf else [] %}
+
 netlab-netnode-http-cmd-run-check:
   cmd.run:
-{%- if control == 'service' %}
-    - name: {{ mapdata.nginx.binary }} -t -q
-{%- else %}
-    - name: {{ mapdata.nginx.binary }} -t -q -c {{ main_conf }}
-{%- endif %}
-    - onchanges:
-      - file: netlab-netnode-http-file-managed-conf
-{%- if control != 'service' %}
-      - file: netlab-netnode-http-file-managed-main
-{%- endif %}
-
-{%- if control == 'service' %}
-
-netlab-netnode-http-service-running:
-  service.running:
-    - name: {{ mapdata.nginx.service | json }}
-    - enable: true
-    - require:
-      - cmd: netlab-netnode-http-cmd-run-check
-      - sls: {{ tpldir | replace('/', '.') }}.bootfiles
-    - watch:
-      - file: netlab-netnode-http-file-managed-conf
-{%- elif control == 'process' %}
-
-netlab-netnode-http-netlab_daemon-running:
-  netlab_daemon.running:
-    - name: nginx
-    - cmd: {{ [mapdata.nginx.binary, '-c', main_conf, '-g', 'daemon off;'] | json }}
-    - pidfile: {{ (run_dir ~ '/nginx.pid') | json }}
-    - log: {{ (run_dir ~ '/nginx.out') | json }}
-    - require:
-      - cmd: netlab-netnode-http-cmd-run-check
-      - sls: {{ tpldir | replace('/', '.') }}.bootfiles
-    - watch:
-      - file: netlab-netnode-http-file-managed-conf
-      - file: netlab-netnode-http-file-managed-main
-{%- endif %}
+    - name: {{ nginx.check }}
+    - onchanges: {{ ([{'file': 'netlab-netnode-http-file-managed-conf'}] + main) | json }}
+{{- running('netlab-netnode-http', '', nginx,
+            require=[{'cmd': 'netlab-netnode-http-cmd-run-check'},
+                     {'sls': tpldir | replace('/', '.') ~ '.bootfiles'}],
+            watch=[{'file': 'netlab-netnode-http-file-managed-conf'}] + main) }}
 {%- endif %}

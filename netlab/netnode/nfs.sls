@@ -5,13 +5,14 @@
 #   ganesha -> nfs-ganesha (userspace) + rpcbind, EXPORT blocks with CLIENT blocks
 # Each persistent root is exported to its node's IP only; the shared image
 # read-only to the lab subnet. The server reloads/restarts only when exports change.
-{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, control, run_dir, files
-    with context %}
+{%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, files with context %}
+{%- from tpldir.split('/')[0] ~ "/libdaemon.jinja" import running %}
 include:
   - .check
   - .bootfiles
 {%- if report.valid %}
 {%- set nfs = mapdata.nfs %}
+{%- set daemons = boot.daemons %}
 {%- set layout = salt['netlab.storage_layout']() %}
 {%- if layout.warning %}
 
@@ -46,16 +47,9 @@ netlab-netnode-nfs-file-managed-exports:
     - require:
       - sls: {{ tpldir | replace('/', '.') }}.bootfiles
 
-{%-   if control == 'service' %}
-
-netlab-netnode-nfs-service-running:
-  service.running:
-    - name: {{ nfs.kernel_service | json }}
-    - enable: true
-    - require:
-      - file: netlab-netnode-nfs-file-managed-exports
-{%-   endif %}
-{%-   if control != 'none' %}
+{{- running('netlab-netnode-nfs', '', daemons.nfs_kernel,
+            require=[{'file': 'netlab-netnode-nfs-file-managed-exports'}]) }}
+{%-   if daemons.nfs_kernel.exportfs %}
 
 netlab-netnode-nfs-cmd-run-exportfs:
   cmd.run:
@@ -65,7 +59,7 @@ netlab-netnode-nfs-cmd-run-exportfs:
 {%-   endif %}
 
 {%- else %}
-{%-   set recovery = run_dir ~ '/ganesha-recov' if control == 'process' else nfs.ganesha_recovery %}
+{%-   set recovery = daemons.ganesha.recovery %}
 {%-   if mapdata.install_packages %}
 
 netlab-netnode-nfs-pkg-installed:
@@ -94,45 +88,9 @@ netlab-netnode-nfs-file-managed-ganesha:
       - file: netlab-netnode-nfs-file-directory-recovery
       - sls: {{ tpldir | replace('/', '.') }}.bootfiles
 
-{%-   if control == 'service' %}
-
-netlab-netnode-nfs-service-running-rpcbind:
-  service.running:
-    - name: {{ nfs.rpcbind_service | json }}
-    - enable: true
-
-netlab-netnode-nfs-service-running-ganesha:
-  service.running:
-    - name: {{ nfs.ganesha_service | json }}
-    - enable: true
-    - require:
-      - service: netlab-netnode-nfs-service-running-rpcbind
-    - watch:
-      - file: netlab-netnode-nfs-file-managed-ganesha
-{%-   elif control == 'process' %}
-
-# klibc's nfsmount (initramfs) speaks NFSv3 only and needs the portmapper
-netlab-netnode-nfs-netlab_daemon-running-rpcbind:
-  netlab_daemon.running:
-    - name: rpcbind
-    - cmd: {{ [nfs.rpcbind_binary, '-f', '-w'] | json }}
-    - pidfile: {{ (run_dir ~ '/rpcbind.pid') | json }}
-    - log: {{ (run_dir ~ '/rpcbind.out') | json }}
-    - unless: rpcinfo -p 127.0.0.1
-
-netlab-netnode-nfs-netlab_daemon-running-ganesha:
-  netlab_daemon.running:
-    - name: nfs-ganesha
-    - cmd: {{ [nfs.ganesha_binary, '-F', '-f', nfs.ganesha_conf, '-L', run_dir ~ '/ganesha.log',
-              '-p', run_dir ~ '/ganesha.daemon.pid'] | json }}
-    - pidfile: {{ (run_dir ~ '/ganesha.pid') | json }}
-    - log: {{ (run_dir ~ '/ganesha.out') | json }}
-    - settle: 2
-    - stop_timeout: 30
-    - require:
-      - netlab_daemon: netlab-netnode-nfs-netlab_daemon-running-rpcbind
-    - watch:
-      - file: netlab-netnode-nfs-file-managed-ganesha
-{%-   endif %}
+{{- running('netlab-netnode-nfs', '-rpcbind', daemons.rpcbind) }}
+{{- running('netlab-netnode-nfs', '-ganesha', daemons.ganesha,
+            after=[('netlab-netnode-nfs', '-rpcbind')],
+            watch=[{'file': 'netlab-netnode-nfs-file-managed-ganesha'}]) }}
 {%- endif %}
 {%- endif %}

@@ -36,6 +36,7 @@ import uuid
 import pytest
 
 import netlab_cache
+import netlab_cache_config
 import netlab_lab
 import netlab_localconf
 import netlab_slice
@@ -291,7 +292,7 @@ def test_a_restack_offline_from_the_cache_alone(lab):
     # reimage; the namespace shares this machine's /etc, so the user's own file)
     home = pathlib.Path(pwd.getpwnam(lab["user"]).pw_dir)
     (home / ".config" / "pip").mkdir(parents=True, exist_ok=True)
-    (home / ".config" / "pip" / "pip.conf").write_text(netlab_cache.pip_node_conf(model))
+    (home / ".config" / "pip" / "pip.conf").write_text(netlab_cache_config.pip_node_conf(model))
     subprocess.run(["chown", "-R", lab["user"], str(home / ".config")], check=True)
     node.sync()
     ret = _apply(node, "netlab.node")

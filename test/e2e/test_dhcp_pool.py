@@ -12,6 +12,7 @@ import jinja2
 import pytest
 
 import netlab_boot
+import netlab_boot_dhcp
 import netlab_discover
 import netlab_lab
 from lib.clients import pxe_discover, udhcpc
@@ -36,7 +37,7 @@ def pool_lab(segment_factory, example_pillar, tmp_path):
     raw["nodes"] = {"nuc1": nuc1}
     lab = netlab_lab.load(raw)
     log = tmp_path / "dnsmasq.log"
-    data = netlab_boot.dnsmasq(lab, {"leasefile": str(tmp_path / "leases"), "user": "root",
+    data = netlab_boot_dhcp.dnsmasq(lab, {"leasefile": str(tmp_path / "leases"), "user": "root",
                                      "log_facility": str(log)})
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(
         str(REPO / "netlab" / "files" / "netnode")), undefined=jinja2.StrictUndefined)

@@ -18,7 +18,7 @@ import json
 import jinja2
 import yaml
 
-import netlab_boot
+import netlab_boot_dhcp
 import netlab_lab
 import netlab_preflight as pf
 from lib import clients
@@ -47,7 +47,7 @@ def _lab_raw(seg, tmp_path, mode, run_dir):
 def _start_netlab_dnsmasq(seg, daemons_reg, lab, run_dir):
     """netlab's dnsmasq from the repository's template, the way netlab.netnode
     renders it in process mode (log file in run_dir)."""
-    d = netlab_boot.dnsmasq(lab, {"leasefile": str(run_dir / "leases"), "user": "root",
+    d = netlab_boot_dhcp.dnsmasq(lab, {"leasefile": str(run_dir / "leases"), "user": "root",
                                   "log_facility": str(run_dir / "dnsmasq.log")})
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(
         str(REPO / "netlab" / "files" / "netnode")), undefined=jinja2.StrictUndefined)

@@ -49,6 +49,7 @@ import netlab_image
 import netlab_lab
 import netlab_lifecycle
 import netlab_roots
+import netlab_roots_keys
 import netlab_slice
 from lib.events import EventWatcher
 from lib import image as image_lib
@@ -198,11 +199,11 @@ def start_netnode_minion(seg, base, master):
     root = base / "netnode-minion"
     pki = root / "pki"
     pki.mkdir(parents=True)
-    priv, pub = netlab_roots.gen_minion_keys()
+    priv, pub = netlab_roots_keys.gen_minion_keys()
     (pki / "minion.pem").write_text(priv)
     os.chmod(pki / "minion.pem", 0o400)
     (pki / "minion.pub").write_text(pub)
-    netlab_roots.preaccept_key(master.pki_dir, "netnode", pub)
+    netlab_roots_keys.preaccept_key(master.pki_dir, "netnode", pub)
     conf = {"id": "netnode", "master": "127.0.0.1", "root_dir": str(root),
             "pki_dir": str(pki), "cachedir": str(root / "cache"),
             "sock_dir": str(root / "sock"), "pidfile": str(root / "minion.pid"),
@@ -267,7 +268,7 @@ def test_vms_netboot_and_join_with_their_own_identity(vmlab, booted):
         # the node's minion uses the key the master generated for it
         with open(os.path.join(netlab_roots.root_path(lab, node),
                                "etc/salt/pki/minion/minion.pub")) as fh:
-            assert netlab_roots.accepted_key(vmlab.master.pki_dir, node) == fh.read()
+            assert netlab_roots_keys.accepted_key(vmlab.master.pki_dir, node) == fh.read()
     assert booted["facts"]["vma"]["machine_id"] != booted["facts"]["vmb"]["machine_id"]
     # BIOS for vma, UEFI (OVMF) for vmb
     assert booted["facts"]["vma"]["firmware"] == "bios"
@@ -305,7 +306,7 @@ def test_stateless_node_gets_its_identity_from_its_seed(vmlab, booted):
     assert "netlab.root=stateless" in f["cmdline"] and "netlab.seed=" in f["cmdline"]
     tree = netlab_roots.identity_path(lab, "vmc")
     with open(os.path.join(tree, "etc/salt/pki/minion/minion.pub")) as fh:
-        assert netlab_roots.accepted_key(master.pki_dir, "vmc") == fh.read()
+        assert netlab_roots_keys.accepted_key(master.pki_dir, "vmc") == fh.read()
     assert not os.path.exists(netlab_roots.root_path(lab, "vmc"))
     # writes stay in the node's RAM: the shared image is untouched
     master.cmd("vmc", "echo x > /etc/written-on-vmc && sync")
@@ -370,7 +371,7 @@ def test_minion_without_preseeded_key_is_not_accepted(vmlab, booted):
         assert ping.returncode != 0
         assert "No minions matched the target" in ping.stdout + ping.stderr
         # the real vmb is still the accepted one and answers
-        assert netlab_roots.accepted_key(master.pki_dir, "vmb") == open(os.path.join(
+        assert netlab_roots_keys.accepted_key(master.pki_dir, "vmb") == open(os.path.join(
             netlab_roots.root_path(vmlab.lab, "vmb"), "etc/salt/pki/minion/minion.pub")).read()
         assert master.cmd("vmb", "hostname") == "vmb"
         rep, _ = master.run_json("salt-run", "netlab.keys")

@@ -18,6 +18,7 @@ import pytest
 
 import netlab_boot
 import netlab_cache
+import netlab_cache_config
 import netlab_image_build
 import netlab_lab
 import netlab_localconf
@@ -53,8 +54,8 @@ def test_the_vlab_lab_has_every_part_off_and_nothing_points_at_a_cache(tmp_path)
     lab = netlab_lab.load(raw)
     assert not netlab_cache.any_enabled(lab)
     assert netlab_image_build.build_sources(lab) == {"apt_proxy": None, "pip_index": None}
-    assert netlab_cache.node_files(lab) == {}
-    assert netlab_cache.nginx_locations(lab) == []
+    assert netlab_cache_config.node_files(lab) == {}
+    assert netlab_cache_config.nginx_locations(lab) == []
     assert netlab_boot.nginx(lab)["locations"] == []
     for node_id in lab.nodes:
         text = netlab_localconf.render(lab, node_id)
@@ -117,8 +118,8 @@ def test_each_part_turns_off_on_its_own(salt, part):
     text = netlab_localconf.render(lab, "cmp1")
     names = _localrc_names(text)
     sources = netlab_image_build.build_sources(lab)
-    files = netlab_cache.node_files(lab)
-    locations = [loc["path"] for loc in netlab_cache.nginx_locations(lab)]
+    files = netlab_cache_config.node_files(lab)
+    locations = [loc["path"] for loc in netlab_cache_config.nginx_locations(lab)]
     assert ("GIT_BASE" in names) == (part != "git")
     assert ("ERROR_ON_CLONE" in names) == (part != "git")
     assert bool(netlab_cache.node_checkouts(lab, "cmp1")) == (part != "git")

@@ -19,7 +19,7 @@ import salt.config
 import salt.loader
 
 import netlab_lock
-import netlab_roots
+import netlab_roots_keys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CTX = multiprocessing.get_context("fork")
@@ -50,7 +50,7 @@ def lab_raw(example_pillar, tmp_path):
     os.symlink("b1", tmp_path / "srv" / "images" / "current")
     # the master's public key, which every root netlab writes pins
     (tmp_path / "pki").mkdir()
-    (tmp_path / "pki" / "master.pub").write_text(netlab_roots.gen_minion_keys()[1])
+    (tmp_path / "pki" / "master.pub").write_text(netlab_roots_keys.gen_minion_keys()[1])
     return raw
 
 

@@ -2,7 +2,7 @@
 A lab node trusts its own master only, and the master trusts a start event only
 from the node it names (real salt-master and minions).
 
-- A minion whose key files netlab wrote (``netlab_roots.write_minion_key`` and the
+- A minion whose key files netlab wrote (``netlab_roots_keys.write_minion_key`` and the
   ``master_finger`` of ``minion_conf_text``, as a reimage or enrolment writes them)
   refuses a second master on the segment, even one that accepts its key; the same
   files work with the networking node's master.
@@ -23,6 +23,7 @@ from pytestshellutils.exceptions import FactoryNotStarted
 
 import netlab_lab
 import netlab_roots
+import netlab_roots_keys
 
 
 def _pinned_minion(master_factory, minion_id, base, master_pub, accept_in):
@@ -30,12 +31,12 @@ def _pinned_minion(master_factory, minion_id, base, master_pub, accept_in):
     pinned to ``master_pub``; its key is pre-accepted in ``accept_in`` (pki dirs)."""
     root = base / minion_id
     root.mkdir(parents=True)
-    key = netlab_roots.gen_minion_keys()
-    netlab_roots.write_minion_key(str(root), key, master_pub)
+    key = netlab_roots_keys.gen_minion_keys()
+    netlab_roots_keys.write_minion_key(str(root), key, master_pub)
     lab = netlab_lab.load(_tiny_lab())
     conf = yaml.safe_load(netlab_roots.minion_conf_text(lab, "nuc1", master_pub))
     for pki in accept_in:
-        netlab_roots.preaccept_key(pki, minion_id, key[1])
+        netlab_roots_keys.preaccept_key(pki, minion_id, key[1])
     factory = master_factory.salt_minion_daemon(minion_id, overrides={
         "master_finger": conf["master_finger"], "hash_type": conf["hash_type"],
         "log_level_logfile": "debug", "acceptance_wait_time": 1,

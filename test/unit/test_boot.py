@@ -15,8 +15,10 @@ import jinja2
 import pytest
 
 import netlab_boot
+import netlab_boot_dhcp
 import netlab_dhcp
 import netlab_lab
+import netlab_netnode
 from conftest import REPO
 
 TEMPLATES = REPO / "netlab" / "files" / "netnode"
@@ -53,7 +55,7 @@ def no_realpath(p):
 @pytest.mark.parametrize("mode", ["full", "proxy"])
 def test_dnsmasq_one_host_line_per_mac_known_tag_and_ignore_unknown(raw, mode):
     lab = load(raw, mode=mode)
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(lab))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(lab))
     hosts = lines(text, "dhcp-host")
     macs = [h.split(",")[0] for h in hosts]
     assert sorted(macs) == sorted(n.mac for n in lab.nodes.values())
@@ -71,7 +73,7 @@ def test_dnsmasq_one_host_line_per_mac_known_tag_and_ignore_unknown(raw, mode):
 
 def test_dnsmasq_full_mode_static_leases_options_and_no_pool(raw):
     lab = load(raw, mode="full")
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(lab))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(lab))
     assert "dhcp-host=94:c6:91:aa:00:01,set:known,set:nl-nuc1,192.168.42.11,nuc1,12h" \
         in text.splitlines()
     assert lines(text, "dhcp-range") == ["192.168.42.0,static,255.255.255.0,12h"]
@@ -85,7 +87,7 @@ def test_dnsmasq_full_mode_static_leases_options_and_no_pool(raw):
 def test_dnsmasq_full_mode_pool(raw):
     raw["network"]["dhcp"]["pool"] = {"start": "192.168.42.100", "end": "192.168.42.199"}
     lab = load(raw, mode="full")
-    d = netlab_boot.dnsmasq(lab)
+    d = netlab_boot_dhcp.dnsmasq(lab)
     assert d["dhcp_ranges"] == ["192.168.42.100,192.168.42.199,255.255.255.0,12h"]
     text = render("dnsmasq.conf.jinja", d=d)
     # other machines get a pool address: no dhcp-ignore of unknown MACs ...
@@ -98,7 +100,7 @@ def test_dnsmasq_full_mode_pool(raw):
 
 def test_dnsmasq_proxy_mode_gives_no_addresses(raw):
     lab = load(raw, mode="proxy")
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(lab))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(lab))
     assert lines(text, "dhcp-range") == ["192.168.42.0,proxy,255.255.255.0"]
     assert lines(text, "dhcp-host")[0] == "94:c6:91:aa:00:01,set:known,set:nl-nuc1"
     assert lines(text, "dhcp-option") == []
@@ -112,7 +114,7 @@ def test_dnsmasq_proxy_mode_without_nodes_still_logs_other_machines(raw):
     boot service matches, so there is one for machines that are not nodes; they are
     ignored (dhcp-ignore), never answered, for discovery only."""
     raw["nodes"] = {}
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(load(raw, mode="proxy")))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(load(raw, mode="proxy")))
     assert lines(text, "pxe-service") == [
         'tag:!known,{},"netlab: not a lab node",netlab-not-a-lab-node'.format(csa)
         for csa in ("x86PC", "X86-64_EFI", "BC_EFI")]
@@ -122,7 +124,7 @@ def test_dnsmasq_proxy_mode_without_nodes_still_logs_other_machines(raw):
 
 def test_dnsmasq_off_mode_serves_no_dhcp(raw):
     lab = load(raw, mode="off")
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(lab))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(lab))
     for key in ("dhcp-range", "dhcp-host", "dhcp-boot", "pxe-service"):
         assert lines(text, key) == [], key
     assert "enable-tftp" in text.splitlines()  # TFTP and DNS still run
@@ -131,7 +133,7 @@ def test_dnsmasq_off_mode_serves_no_dhcp(raw):
 
 def test_dnsmasq_binds_only_to_lab_interface_and_dns_records(raw):
     lab = load(raw)
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(lab))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(lab))
     assert lines(text, "interface") == ["enp3s0"]
     assert "bind-interfaces" in text.splitlines()
     assert lines(text, "host-record") == [
@@ -147,14 +149,14 @@ def test_dnsmasq_binds_only_to_lab_interface_and_dns_records(raw):
 
 def test_dnsmasq_dns_disabled(raw):
     raw["network"]["dns"]["enabled"] = False
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(load(raw, mode="full")))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(load(raw, mode="full")))
     assert lines(text, "port") == ["0"]
     assert lines(text, "host-record") == []
     assert "option:dns-server,192.168.42.1" in lines(text, "dhcp-option")
 
 
 def test_dnsmasq_client_arch_chainloads_ipxe(raw):
-    d = netlab_boot.dnsmasq(load(raw, mode="full"))
+    d = netlab_boot_dhcp.dnsmasq(load(raw, mode="full"))
     text = render("dnsmasq.conf.jinja", d=d)
     assert "set:ipxe,iPXE" in lines(text, "dhcp-userclass")
     assert sorted(lines(text, "dhcp-match")) == ["set:efi,option:client-arch,7",
@@ -173,7 +175,7 @@ def test_dnsmasq_client_arch_chainloads_ipxe(raw):
 ])
 def test_dnsmasq_forced_firmware(raw, firmware, expect):
     raw["nodes"]["nuc2"]["boot"]["firmware"] = firmware
-    d = netlab_boot.dnsmasq(load(raw, mode="full"))
+    d = netlab_boot_dhcp.dnsmasq(load(raw, mode="full"))
     nuc2 = [b for b in d["dhcp_boot"] if b.startswith("tag:nl-nuc2,")]
     assert nuc2 == ["tag:nl-nuc2,tag:ipxe,http://192.168.42.2:80/boot/nuc2.ipxe,,192.168.42.2",
                     expect]
@@ -181,8 +183,8 @@ def test_dnsmasq_forced_firmware(raw, firmware, expect):
 
 def test_dnsmasq_ra_only_when_asked(raw):
     lab = load(raw, mode="full")
-    assert "enable-ra" not in render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(lab))
-    text = render("dnsmasq.conf.jinja", d=netlab_boot.dnsmasq(lab, {"ra": True}))
+    assert "enable-ra" not in render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(lab))
+    text = render("dnsmasq.conf.jinja", d=netlab_boot_dhcp.dnsmasq(lab, {"ra": True}))
     assert "enable-ra" in text.splitlines()
     # SLAAC only: no DHCPv6 that iPXE would wait for (dnsmasq ignores the nodes there)
     assert "::,constructor:enp3s0,ra-only" in lines(text, "dhcp-range")
@@ -192,7 +194,7 @@ def test_dnsmasq_ra_only_when_asked(raw):
 def test_pxelinux_node_gets_pxelinux_over_tftp(raw):
     raw["nodes"]["nuc3"]["boot"] = {"loader": "pxelinux"}
     lab = load(raw, mode="proxy")
-    d = netlab_boot.dnsmasq(lab)
+    d = netlab_boot_dhcp.dnsmasq(lab)
     assert [b for b in d["dhcp_boot"] if b.startswith("tag:nl-nuc3,")] == [
         "tag:nl-nuc3,tag:!efi,pxelinux.0,,192.168.42.2"]
     assert 'tag:nl-nuc3,tag:!ipxe,x86PC,"netlab nuc3",pxelinux.0' in d["pxe_services"]
@@ -207,7 +209,7 @@ def test_pxelinux_node_gets_pxelinux_over_tftp(raw):
 def test_pxelinux_with_uefi_is_refused_naming_the_key(raw):
     raw["nodes"]["nuc3"]["boot"] = {"loader": "pxelinux", "firmware": "uefi"}
     with pytest.raises(netlab_boot.BootError, match=r"netlab:nodes:nuc3:boot:loader"):
-        netlab_boot.prepare(load(raw))
+        netlab_netnode.prepare(load(raw))
 
 
 # --------------------------------------------------------------------------- iPXE
@@ -323,9 +325,9 @@ def test_replaced_root_changes_the_config(raw, tmp_path):
 def test_removed_node_loses_every_answer(raw, tmp_path):
     (tmp_path / "srv" / "roots" / "nuc2").mkdir(parents=True)
     raw["nodes"]["nuc2"]["boot"]["loader"] = "pxelinux"
-    before = netlab_boot.prepare(load(raw, mode="full"))
+    before = netlab_netnode.prepare(load(raw, mode="full"))
     del raw["nodes"]["nuc2"]
-    after = netlab_boot.prepare(load(raw, mode="full"))
+    after = netlab_netnode.prepare(load(raw, mode="full"))
     assert "nuc2.ipxe" in before["scripts"] and "nuc2.ipxe" not in after["scripts"]
     assert before["pxelinux"] and not after["pxelinux"]
     conf = render("dnsmasq.conf.jinja", d=after["dnsmasq"])
@@ -343,14 +345,14 @@ def test_prune_leases(raw):
             "1700000000 94:c6:91:aa:00:09 192.168.42.19 gone *\n"
             "1700000000 52:54:00:00:00:01 192.168.42.150 laptop *\n"
             "1700000000 94:c6:91:aa:00:02 192.168.42.77 nuc2 *\n")
-    kept, removed = netlab_boot.prune_leases(text, lab)
+    kept, removed = netlab_boot_dhcp.prune_leases(text, lab)
     assert kept.splitlines() == [text.splitlines()[0], text.splitlines()[2]]
     assert [r.split()[3] for r in removed] == ["gone", "nuc2"]
 
 
 # --------------------------------------------------------------------------- off mode
 def test_off_mode_snippets_are_per_mac(raw):
-    snip = netlab_boot.off_mode_snippets(load(raw, mode="off"))
+    snip = netlab_boot_dhcp.off_mode_snippets(load(raw, mode="off"))
     assert snip["isc_dhcpd"].count("hardware ethernet") == 3
     assert "next-server 192.168.42.2;" in snip["isc_dhcpd"]
     assert 'filename "http://192.168.42.2:80/boot/nuc1.ipxe";' in snip["isc_dhcpd"]
@@ -362,7 +364,7 @@ def test_off_mode_snippets_are_per_mac(raw):
 
 def test_prepare_rejects_unknown_service_control(raw):
     with pytest.raises(netlab_boot.BootError, match="netlab:lookup:service_control"):
-        netlab_boot.prepare(load(raw), {"service_control": "systemd"})
+        netlab_netnode.prepare(load(raw), {"service_control": "systemd"})
 
 
 # --------------------------------------------------------------------------- DHCP packets

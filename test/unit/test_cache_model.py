@@ -8,6 +8,8 @@ import subprocess
 import pytest
 
 import netlab_cache
+import netlab_cache_config
+import netlab_cache_refresh
 import netlab_image
 import netlab_lab
 
@@ -123,7 +125,7 @@ def test_the_upstream_base_is_devstack_git_base(raw):
 def test_apt_cacher_ng_listens_on_the_lab_ip_and_only_reaches_the_mirrors(raw):
     raw["cache"] = {"apt": {"mirrors": ["http://security.debian.org/debian-security"]}}
     lab = load(raw)
-    conf = netlab_cache.acng_conf(lab).splitlines()
+    conf = netlab_cache_config.acng_conf(lab).splitlines()
     assert "BindAddress: 192.168.42.2" in conf
     assert "ForceManaged: 1" in conf
     assert "PassThroughPattern: ^$" in conf
@@ -133,7 +135,7 @@ def test_apt_cacher_ng_listens_on_the_lab_ip_and_only_reaches_the_mirrors(raw):
         "Remap-netlab0: deb.debian.org/debian ; http://deb.debian.org/debian",
         "Remap-netlab1: security.debian.org/debian-security ; "
         "http://security.debian.org/debian-security"]
-    assert "Offlinemode: 1" in netlab_cache.acng_conf(lab, offline=True).splitlines()
+    assert "Offlinemode: 1" in netlab_cache_config.acng_conf(lab, offline=True).splitlines()
 
 
 def test_offline_auto_probes_the_mirrors(raw):
@@ -145,17 +147,17 @@ def test_offline_auto_probes_the_mirrors(raw):
     def ok(addr, timeout):
         assert addr == ("deb.debian.org", 80)
 
-    data = netlab_cache.service_data(lab, "/run/netlab/cache", "/opt/d", refused)
+    data = netlab_cache_config.service_data(lab, "/run/netlab/cache", "/opt/d", refused)
     assert data["apt"]["offline"] is True and "Offlinemode: 1" in data["apt"]["conf"]
-    data = netlab_cache.service_data(lab, "/run/netlab/cache", "/opt/d", ok)
+    data = netlab_cache_config.service_data(lab, "/run/netlab/cache", "/opt/d", ok)
     assert data["apt"]["offline"] is False
     raw["cache"] = {"apt": {"offline": False}}
-    data = netlab_cache.service_data(load(raw), "/run/x", "/opt/d", refused)
+    data = netlab_cache_config.service_data(load(raw), "/run/x", "/opt/d", refused)
     assert data["apt"]["offline"] is False
 
 
 def test_devpi_on_the_lab_ip(raw):
-    data = netlab_cache.service_data(load(raw), "/run/x", "/opt/d", lambda a, t: None)
+    data = netlab_cache_config.service_data(load(raw), "/run/x", "/opt/d", lambda a, t: None)
     assert data["pip"]["argv"] == ["/opt/d/bin/devpi-server", "--serverdir",
                                    "/srv/netlab/cache/pip", "--host", "192.168.42.2",
                                    "--port", "3141"]
@@ -163,21 +165,21 @@ def test_devpi_on_the_lab_ip(raw):
 
 
 def test_node_files_point_apt_and_pip_at_the_networking_node(raw):
-    files = netlab_cache.node_files(load(raw))
+    files = netlab_cache_config.node_files(load(raw))
     assert files["etc/apt/apt.conf.d/01netlab-cache"].endswith(
         'Acquire::http::Proxy "http://192.168.42.2:3142";\n')
     assert "index-url = http://192.168.42.2:3141/root/pypi/+simple/" in files["etc/pip.conf"]
     raw["cache"] = copy.deepcopy(OFF)
-    assert netlab_cache.node_files(load(raw)) == {}
+    assert netlab_cache_config.node_files(load(raw)) == {}
 
 
 def test_nginx_serves_the_git_and_files_caches_only_when_on(raw):
     lab = load(raw)
-    assert netlab_cache.nginx_locations(lab) == [
+    assert netlab_cache_config.nginx_locations(lab) == [
         {"path": "/git/", "alias": "/srv/netlab/cache/git/served/"},
         {"path": "/files/", "alias": "/srv/netlab/cache/files/"}]
     raw["cache"] = copy.deepcopy(OFF)
-    assert netlab_cache.nginx_locations(load(raw)) == []
+    assert netlab_cache_config.nginx_locations(load(raw)) == []
 
 
 def test_the_image_builds_through_the_caches_but_its_hash_does_not_change(raw, tmp_path):
@@ -229,31 +231,31 @@ def test_refresh_mirror_creates_updates_and_keeps_the_last_good_copy(tmp_path):
     _git("commit", "-q", "-m", "1", cwd=work)
     _git("push", "-q", str(upstream), "master", cwd=work)
     mirror = tmp_path / "mirrors" / "openstack" / "x.git"
-    res = netlab_cache.refresh_mirror(str(mirror), str(upstream), _run)
+    res = netlab_cache_refresh.refresh_mirror(str(mirror), str(upstream), _run)
     assert res == {"changed": True, "created": True, "error": None}
     assert (mirror / "info" / "refs").is_file()  # dumb HTTP needs update-server-info
-    assert netlab_cache.refresh_mirror(str(mirror), str(upstream), _run)["changed"] is False
+    assert netlab_cache_refresh.refresh_mirror(str(mirror), str(upstream), _run)["changed"] is False
     (work / "f").write_text("2\n")
     _git("commit", "-q", "-am", "2", cwd=work)
     _git("push", "-q", str(upstream), "master", cwd=work)
-    res = netlab_cache.refresh_mirror(str(mirror), str(upstream), _run)
+    res = netlab_cache_refresh.refresh_mirror(str(mirror), str(upstream), _run)
     assert res["changed"] is True and res["error"] is None
     head = _git("rev-parse", "master", cwd=work).strip()
     assert head in (mirror / "info" / "refs").read_text()
     os.rename(upstream, tmp_path / "gone.git")
-    res = netlab_cache.refresh_mirror(str(mirror), str(upstream), _run)
+    res = netlab_cache_refresh.refresh_mirror(str(mirror), str(upstream), _run)
     assert res["changed"] is False and "update from" in res["error"]
     assert head in (mirror / "info" / "refs").read_text()
     # a first clone that fails leaves nothing behind
     other = tmp_path / "mirrors" / "openstack" / "y.git"
-    res = netlab_cache.refresh_mirror(str(other), str(upstream), _run)
+    res = netlab_cache_refresh.refresh_mirror(str(other), str(upstream), _run)
     assert res["error"].startswith("clone of") and not other.exists()
     assert not (tmp_path / "mirrors" / "openstack" / "y.git.new").exists()
 
 
 def test_refresh_report_warns_for_a_kept_copy_and_fails_for_a_missing_one(tmp_path):
     (tmp_path / "openstack" / "nova.git").mkdir(parents=True)
-    ok, comment, changes = netlab_cache.refresh_report(
+    ok, comment, changes = netlab_cache_refresh.refresh_report(
         {"openstack/nova.git": {"changed": False, "error": "update from X failed: boom"},
          "openstack/glance.git": {"changed": True, "created": True, "error": None}},
         {}, str(tmp_path))
@@ -261,7 +263,7 @@ def test_refresh_report_warns_for_a_kept_copy_and_fails_for_a_missing_one(tmp_pa
     assert "git openstack/nova.git: update from X failed: boom; serving its last good " \
            "copy" in comment
     assert changes == {"git openstack/glance.git": "created"}
-    ok, comment, _ = netlab_cache.refresh_report(
+    ok, comment, _ = netlab_cache_refresh.refresh_report(
         {"openstack/keystone.git": {"changed": False, "error": "clone of Y failed"}},
         {}, str(tmp_path))
     assert ok is False and "not served" in comment
@@ -276,11 +278,11 @@ def test_publish_serves_exactly_the_named_mirrors(raw, tmp_path):
     served = tmp_path / "cache" / "git" / "served"
     (served / "openstack").mkdir(parents=True)
     (served / "openstack" / "old.git").symlink_to(mirrors / "openstack" / "old.git")
-    added, removed = netlab_cache.publish_mirrors(lab)
+    added, removed = netlab_cache_refresh.publish_mirrors(lab)
     assert added == ["openstack/nova.git"] and removed == ["openstack/old.git"]
     assert sorted(os.listdir(served / "openstack")) == ["nova.git"]
-    assert netlab_cache.stale_mirrors(lab) == ["openstack/old.git"]
-    assert netlab_cache.publish_mirrors(lab) == ([], [])
+    assert netlab_cache_refresh.stale_mirrors(lab) == ["openstack/old.git"]
+    assert netlab_cache_refresh.publish_mirrors(lab) == ([], [])
 
 
 def test_files_are_fetched_once_and_bounded(raw, tmp_path):
@@ -296,18 +298,18 @@ def test_files_are_fetched_once_and_bounded(raw, tmp_path):
         with open(dest, "wb") as fh:
             fh.write(b"x" * (2 << 20))
 
-    res = netlab_cache.fetch_files(lab, download, netlab_cache.disk_usage)
+    res = netlab_cache_refresh.fetch_files(lab, download, netlab_cache_refresh.disk_usage)
     assert res["http://example.org/a/one.img"] == {"changed": True, "error": None}
     assert "max_size" in res["http://example.org/a/two.img"]["error"]
     assert calls == ["http://example.org/a/one.img"]
-    res = netlab_cache.fetch_files(lab, download, netlab_cache.disk_usage)
+    res = netlab_cache_refresh.fetch_files(lab, download, netlab_cache_refresh.disk_usage)
     assert res["http://example.org/a/one.img"] == {"changed": False, "error": None}
 
     def broken(url, dest):
         raise OSError("no route to host")
 
     raw["cache"]["files"]["max_size"] = "1G"
-    res = netlab_cache.fetch_files(load(raw), broken, netlab_cache.disk_usage)
+    res = netlab_cache_refresh.fetch_files(load(raw), broken, netlab_cache_refresh.disk_usage)
     assert res["http://example.org/a/two.img"]["error"] == \
         "download failed: no route to host"
 
@@ -323,10 +325,10 @@ def test_prune_removes_the_least_recently_used_packages(raw, tmp_path):
         p.write_bytes(b"x" * (1 << 20))
         os.utime(p, (1000 + i, 1000 + i))
     (pool / "InRelease").write_bytes(b"i" * 100)
-    removed = netlab_cache.prune(lab, "apt")
+    removed = netlab_cache_refresh.prune(lab, "apt")
     assert [os.path.basename(p) for p in removed] == ["old.deb", "mid.deb"]
     assert sorted(os.listdir(pool)) == ["InRelease", "new.deb"]
-    usage = netlab_cache.usage(lab, netlab_cache.disk_usage)
+    usage = netlab_cache_refresh.usage(lab, netlab_cache_refresh.disk_usage)
     assert usage["apt"]["over"] is False and usage["apt"]["used"] == (1 << 20) + 100
 
 
@@ -336,7 +338,7 @@ def test_usage_table_for_netlab_status(raw, tmp_path):
     lab = load(raw)
     (tmp_path / "cache" / "git").mkdir(parents=True)
     (tmp_path / "cache" / "git" / "big").write_bytes(b"x" * (2 << 20))
-    table = netlab_cache.usage_table(netlab_cache.usage(lab, netlab_cache.disk_usage))
+    table = netlab_cache_refresh.usage_table(netlab_cache_refresh.usage(lab, netlab_cache_refresh.disk_usage))
     lines = table.splitlines()
     assert lines[0].split() == ["CACHE", "STATE", "USED", "BOUND", "WHERE"]
     assert lines[3].split()[:2] == ["git", "OVER"]

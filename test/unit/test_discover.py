@@ -9,6 +9,7 @@ full mode, a proxy-mode one, and a known node's answered request.
 import copy
 import datetime
 
+import pytest
 import yaml
 
 import netlab_discover
@@ -134,3 +135,54 @@ def test_proxy_mode_lines_say_the_router_reserves_the_addresses(example_pillar):
         lines = netlab_discover.pillar_lines(machines, netlab_lab.load(raw))
         assert any("reserve each ip below" in line for line in lines) is said
         assert yaml.safe_load("\n".join(lines))["nodes"]["node1"]["ip"] == "192.168.42.11"
+
+
+# --------------------------------------------------------------------------- the runner's pipeline
+def _no_journal(cmd):
+    raise AssertionError("the journal must not be read: {}".format(cmd))
+
+
+def test_report_reads_dnsmasqs_own_log_in_process_mode(example_pillar):
+    lab = netlab_lab.load(copy.deepcopy(example_pillar))
+    read = []
+
+    def read_lines(path):
+        read.append(path)
+        return FULL_LOG.splitlines()
+
+    ret = netlab_discover.report(lab, {"service_control": "process", "run_dir": "/run/x"},
+                                 read_lines, _no_journal)
+    assert read == ["/run/x/dnsmasq.log"] and ret["source"] == "/run/x/dnsmasq.log"
+    assert [m["mac"] for m in ret["unknown"]] == ["52:54:00:79:00:21", "52:54:00:79:00:22",
+                                                 "52:54:00:79:00:23"]
+    assert "52:54:00:79:00:21" in ret["pillar"]
+
+
+def test_report_asks_the_journal_in_service_mode_and_names_its_failure(example_pillar):
+    lab = netlab_lab.load(copy.deepcopy(example_pillar))
+    asked = []
+
+    def journal(cmd):
+        asked.append(cmd)
+        return 0, "", ""
+
+    ret = netlab_discover.report(lab, None, lambda p: [], journal, since="1 hour ago")
+    assert asked[0][-2:] == ["--since", "1 hour ago"] and ret["source"] == "journal"
+    assert ret["unknown"] == [] and ret["pillar"] == "(no unknown machine has tried to boot)"
+    with pytest.raises(netlab_discover.DiscoverError, match="from the journal .*: no "
+                       "journal; pass log=<file>"):
+        netlab_discover.report(lab, {}, lambda p: [], lambda cmd: (1, "", "no journal\n"))
+
+
+def test_report_names_an_unreadable_log_and_a_bad_service_control(example_pillar):
+    lab = netlab_lab.load(copy.deepcopy(example_pillar))
+
+    def missing(path):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    with pytest.raises(netlab_discover.DiscoverError, match="cannot read dnsmasq's log "
+                       "/var/log/x: .*No such file"):
+        netlab_discover.report(lab, {}, missing, _no_journal, log="/var/log/x")
+    with pytest.raises(netlab_discover.DiscoverError,
+                       match="netlab:lookup:service_control: 'systemd' is not one of"):
+        netlab_discover.report(lab, {"service_control": "systemd"}, missing, _no_journal)

@@ -11,6 +11,7 @@ import pytest
 import netlab_image
 import netlab_lab
 import netlab_roots
+import netlab_roots_keys
 import netlab_slice
 from lib.btrfs import loop_btrfs
 
@@ -55,7 +56,7 @@ def test_build_on_btrfs_makes_the_rootfs_a_subvolume_and_resets_snapshot(
     with open(res["current"]["manifest"], encoding="utf-8") as fh:
         assert '"rootfs_mb"' in fh.read()
     # a persistent node's reset is then a snapshot
-    key = netlab_roots.gen_minion_keys(2048)
+    key = netlab_roots_keys.gen_minion_keys(2048)
     reset = netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1), key)
     assert reset["method"] == "snapshot"
     assert netlab_roots.reset_cost(lab)["note"] is None
@@ -82,7 +83,7 @@ def test_build_on_btrfs_under_ganesha_keeps_a_plain_directory_and_reflinks(
     rootfs = res["current"]["rootfs"]
     assert os.path.isdir(os.path.join(rootfs, "boot"))
     assert not netlab_roots.is_subvolume(rootfs)
-    key = netlab_roots.gen_minion_keys(2048)
+    key = netlab_roots_keys.gen_minion_keys(2048)
     reset = netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1), key)
     assert reset["method"] == "reflink"
     assert netlab_roots.reset_cost(lab)["note"] is None

@@ -17,12 +17,13 @@ import os
 
 import pytest
 
-import netlab_boot
+import netlab_netnode
 import netlab_image
 import netlab_image_store
 import netlab_lab
 import netlab_lifecycle as lc
 import netlab_roots
+import netlab_roots_keys
 import netlab_slice
 
 B1 = "20260101T000000Z-aaaaaaaaaaaa"
@@ -61,7 +62,7 @@ def make_build(lab, build_id, current=True):
 
 
 def master_key():
-    return netlab_roots.gen_minion_keys()[1]
+    return netlab_roots_keys.gen_minion_keys()[1]
 
 
 # --------------------------------------------------------------------------- pinned master
@@ -71,7 +72,7 @@ def test_master_finger_is_what_salt_compares(tmp_path):
     pub = master_key()
     path = tmp_path / "master.pub"
     path.write_text(pub)
-    assert netlab_roots.master_finger(pub) == salt.utils.crypt.pem_finger(
+    assert netlab_roots_keys.master_finger(pub) == salt.utils.crypt.pem_finger(
         str(path), sum_type="sha256")
 
 
@@ -79,12 +80,12 @@ def test_reset_pins_the_master_in_a_persistent_root(lab):
     make_build(lab, B1)
     mpub = master_key()
     res = netlab_roots.reset_root(lab, "nuc1", netlab_slice.identity(lab, "nuc1", 1),
-                                  netlab_roots.gen_minion_keys(), master_pub=mpub)
+                                  netlab_roots_keys.gen_minion_keys(), master_pub=mpub)
     pki = os.path.join(res["path"], "etc/salt/pki/minion")
     # the minion compares the key a master presents with this cached one
     assert open(os.path.join(pki, "minion_master.pub")).read() == mpub
     conf = open(os.path.join(res["path"], "etc/salt/minion.d/netlab.conf")).read()
-    assert "master_finger: '{}'".format(netlab_roots.master_finger(mpub)) in conf
+    assert "master_finger: '{}'".format(netlab_roots_keys.master_finger(mpub)) in conf
     assert res["build"] == B1
     assert netlab_roots.read_identity(res["path"])["build"] == B1
 
@@ -93,7 +94,7 @@ def test_reset_pins_the_master_in_a_stateless_identity_tree(lab):
     make_build(lab, B1)
     mpub = master_key()
     res = netlab_roots.reset_root(lab, "nuc3", netlab_slice.identity(lab, "nuc3", 1),
-                                  netlab_roots.gen_minion_keys(), master_pub=mpub)
+                                  netlab_roots_keys.gen_minion_keys(), master_pub=mpub)
     assert res["method"] == "identity" and res["build"] == B1
     assert open(os.path.join(res["path"], "etc/salt/pki/minion/minion_master.pub")
                 ).read() == mpub
@@ -103,7 +104,7 @@ def test_enrolment_key_write_pins_the_master(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     mpub = master_key()
-    written = netlab_roots.write_minion_key(str(root), netlab_roots.gen_minion_keys(), mpub)
+    written = netlab_roots_keys.write_minion_key(str(root), netlab_roots_keys.gen_minion_keys(), mpub)
     assert "etc/salt/pki/minion/minion_master.pub" in written
     assert (root / "etc/salt/pki/minion/minion_master.pub").read_text() == mpub
 
@@ -205,7 +206,7 @@ def test_a_node_boots_the_build_its_root_came_from(lab):
     lc.set_state(lab, "nuc2", "reimaging", generation=1, build=B1)
     lc.set_state(lab, "nuc3", "reimaging", generation=1, build=B1)
     make_build(lab, B2)  # a rebuild while they run
-    data = netlab_boot.prepare(lab)
+    data = netlab_netnode.prepare(lab)
     s1 = data["scripts"]["nuc1.ipxe"]
     assert s1["kernel"].endswith("/images/{}/vmlinuz".format(B1))
     assert s1["initrd"].endswith("/images/{}/initrd.img".format(B1))
@@ -225,7 +226,7 @@ def test_reimage_moves_a_node_to_the_new_build_others_stay(lab):
         lc.set_state(lab, n, "reimaging", generation=1, build=B1)
     make_build(lab, B2)
     lc.set_state(lab, "nuc1", "reimaging", generation=2, build=B2)
-    data = netlab_boot.prepare(lab)
+    data = netlab_netnode.prepare(lab)
     assert "/images/{}/".format(B2) in data["scripts"]["nuc1.ipxe"]["kernel"]
     assert "/images/{}/".format(B1) in data["scripts"]["nuc3.ipxe"]["kernel"]
 
@@ -233,7 +234,7 @@ def test_reimage_moves_a_node_to_the_new_build_others_stay(lab):
 def test_a_node_never_reimaged_or_on_a_vanished_build_boots_current(lab):
     make_build(lab, B2)
     lc.set_state(lab, "nuc1", "reimaging", generation=1, build=B1)  # B1 is gone
-    data = netlab_boot.prepare(lab)
+    data = netlab_netnode.prepare(lab)
     for n in ("nuc1", "nuc2"):
         assert "/images/current/vmlinuz" in data["scripts"]["{}.ipxe".format(n)]["kernel"]
 
@@ -248,7 +249,7 @@ def test_every_build_a_stateless_node_uses_stays_exported(lab, example_pillar):
     lc.set_state(lab2, "nuc3", "reimaging", generation=1, build=B1)
     make_build(lab2, B2)
     lc.set_state(lab2, "nuc2", "reimaging", generation=1, build=B2)
-    ex = netlab_boot.prepare(lab2)["exports"]
+    ex = netlab_netnode.prepare(lab2)["exports"]
     images = {e["path"]: e for e in ex if e["key"].startswith("image:")}
     assert set(images) == {os.path.join(lab2.netnode.images_dir, b, "rootfs")
                            for b in (B1, B2)}

@@ -270,3 +270,49 @@ def test_run_reports_every_problem_and_survives_a_crashing_check():
     assert report == {"ok": False, "passed": ["salt"], "problems": [
         "ports: a", "ports: b", "dhcp: check could not run: KeyError: 'x'", "storage: c"]}
     assert pf.run([("salt", lambda: [])]) == {"ok": True, "problems": [], "passed": ["salt"]}
+
+
+# --------------------------------------------------------------------------- the runner's pipeline
+def _lab(raw):
+    return netlab_lab.load(raw)
+
+
+def test_preflight_runs_the_named_checks_and_summarises_problems(raw):
+    import netlab_master_preflight as mp  # pylint: disable=import-outside-toplevel
+
+    asked, failures = [], []
+
+    def run_checks(names):
+        asked.append(names)
+        return {"ok": False, "passed": ["salt"], "problems": ["ports: 53/udp is in use"]}
+
+    out = mp.preflight(_lab(raw), run_checks, checks="salt, ports",
+                       record_failure=lambda *a: failures.append(a))
+    assert asked == [["salt", "ports"]]
+    assert out == {"ok": False, "passed": ["salt"], "problems": ["ports: 53/udp is in use"],
+                   "Error": "preflight found 1 problem(s); nothing was changed"}
+    assert failures == []        # only a deploy's preflight goes into the run record
+
+
+def test_preflight_of_a_deploy_records_its_problems_or_is_skipped(raw):
+    import netlab_master_preflight as mp  # pylint: disable=import-outside-toplevel
+
+    failures = []
+    out = mp.preflight(_lab(raw), lambda names: {"ok": False, "passed": [],
+                                                 "problems": ["a", "b"]},
+                       deploy={"preflight": "storage"}, published=lambda lab: True,
+                       record_failure=lambda *a: failures.append(a))
+    assert out["ok"] is False and failures == [("preflight", "a; b")]
+    skipped = mp.preflight(_lab(raw), lambda names: pytest.fail("no check may run"),
+                           deploy={"preflight": False})
+    assert skipped["ok"] is True and "skipped" in skipped["comment"]
+
+
+def test_preflight_refuses_an_unknown_check_before_running_any(raw):
+    import netlab_master  # pylint: disable=import-outside-toplevel
+    import netlab_master_preflight as mp  # pylint: disable=import-outside-toplevel
+
+    with pytest.raises(netlab_master.Refused, match=r"unknown check\(s\) nonsense"):
+        mp.preflight(_lab(raw), lambda names: pytest.fail("no check may run"),
+                     checks="pillar,nonsense")
+    assert mp.wanted(_lab(raw)) == list(pf.CHECKS)

@@ -9,6 +9,7 @@ import pytest
 
 import netlab_lab
 import netlab_roots
+import netlab_roots_keys
 import netlab_slice
 from lib.btrfs import loop_btrfs
 
@@ -62,7 +63,7 @@ def btrfs_mount(tmp_path):
 
 
 def key():
-    return netlab_roots.gen_minion_keys(2048)
+    return netlab_roots_keys.gen_minion_keys(2048)
 
 
 # --------------------------------------------------------------------------- methods
@@ -275,14 +276,14 @@ def test_preaccept_replaces_key_and_clears_other_lists(tmp_path, example_pillar)
         (pki / sub / "nuc1").write_text("old")
     (pki / "minions_pre" / "intruder").write_text("pub")
     _, pub1 = key()
-    netlab_roots.preaccept_key(str(pki), "nuc1", pub1)
-    assert netlab_roots.accepted_key(str(pki), "nuc1") == pub1
+    netlab_roots_keys.preaccept_key(str(pki), "nuc1", pub1)
+    assert netlab_roots_keys.accepted_key(str(pki), "nuc1") == pub1
     for sub in ("minions_pre", "minions_rejected", "minions_denied"):
         assert not (pki / sub / "nuc1").exists()
     _, pub2 = key()
-    netlab_roots.preaccept_key(str(pki), "nuc1", pub2)
-    assert netlab_roots.accepted_key(str(pki), "nuc1") == pub2
-    rep = netlab_roots.key_report(str(pki), lab)
+    netlab_roots_keys.preaccept_key(str(pki), "nuc1", pub2)
+    assert netlab_roots_keys.accepted_key(str(pki), "nuc1") == pub2
+    rep = netlab_roots_keys.key_report(str(pki), lab)
     assert rep["accepted"] == ["nuc1"]
     assert rep["not_in_lab"] == ["intruder"]
     assert rep["lab_nodes_without_key"] == ["nuc2", "nuc3"]
@@ -305,7 +306,7 @@ def test_write_minion_key_only_touches_the_key(tmp_path, example_pillar):
     mid = open(os.path.join(root, "etc/machine-id")).read()
     open(os.path.join(root, "etc/salt/pki/minion/minion_master.pub"), "w").close()
     priv, pub = key()
-    netlab_roots.write_minion_key(root, (priv, pub))
+    netlab_roots_keys.write_minion_key(root, (priv, pub))
     assert open(os.path.join(root, "etc/salt/pki/minion/minion.pub")).read() == pub
     assert not os.path.exists(os.path.join(root, "etc/salt/pki/minion/minion_master.pub"))
     assert open(os.path.join(root, "etc/ssh/ssh_host_ed25519_key.pub")).read() == ssh

@@ -8,6 +8,7 @@ import pytest
 
 import netlab_lab
 import netlab_roots
+import netlab_roots_keys
 import netlab_roots_spare
 import netlab_slice
 
@@ -35,7 +36,7 @@ def publish(lab, build):
 
 def reset(lab, node="nuc1", gen=1, **kw):
     return netlab_roots.reset_root(lab, node, netlab_slice.identity(lab, node, gen),
-                                   netlab_roots.gen_minion_keys(2048), **kw)
+                                   netlab_roots_keys.gen_minion_keys(2048), **kw)
 
 
 def host_key(root):

@@ -16,6 +16,7 @@ import pytest
 
 import netlab_lab
 import netlab_roots
+import netlab_roots_keys
 import netlab_safefs
 import netlab_slice
 
@@ -93,7 +94,7 @@ def test_enrol_key_write_refuses_a_symlinked_directory(root, outside, rel):
     before = snapshot(outside)
     plant_dir_symlink(root, rel, outside)
     with pytest.raises(netlab_roots.RootError) as exc:
-        netlab_roots.write_minion_key(str(root), FAKE_KEY)
+        netlab_roots_keys.write_minion_key(str(root), FAKE_KEY)
     assert "symlink" in str(exc.value)
     assert snapshot(outside) == before
 
@@ -123,12 +124,12 @@ def test_a_dangling_symlinked_directory_is_not_created_through(lab, root, tmp_pa
     target = tmp_path / "would-be-created"
     plant_dir_symlink(root, "etc/salt/pki", target)
     with pytest.raises(netlab_roots.RootError):
-        netlab_roots.write_minion_key(str(root), FAKE_KEY)
+        netlab_roots_keys.write_minion_key(str(root), FAKE_KEY)
     assert not target.exists()
 
 
 def test_pki_dir_made_0700_only_inside_the_root(root):
-    netlab_roots.write_minion_key(str(root), FAKE_KEY)
+    netlab_roots_keys.write_minion_key(str(root), FAKE_KEY)
     pki = root / "etc/salt/pki/minion"
     assert stat.S_IMODE(pki.stat().st_mode) == 0o700
     assert (pki / "minion.pem").read_text() == FAKE_KEY[0]

@@ -115,3 +115,56 @@ def test_prepare_applies_in_one_job_and_names_the_first_failing_state(lab):
     assert ("nuc2", "failed") in fake.recorded and ("nuc3", "failed") in fake.recorded
     assert [f[0] for f in fake.failures] == ["node states", "node states"]
     assert ret["comment"] == "netlab.node applied on nuc1; failed: nuc3, nuc2"
+
+
+# --------------------------------------------------------------------------- bring-up
+class FakeRun:
+    """netlab.reimage / netlab.boot: the listed nodes come up (the fake records it)."""
+
+    def __init__(self, fake, up=(), raises=None):
+        self.fake, self.up, self.raises, self.calls = fake, set(up), raises, []
+
+    def __call__(self, action, nodes):
+        self.calls.append((action, list(nodes)))
+        if self.raises and action in self.raises:
+            raise RuntimeError(self.raises[action])
+        for node in nodes:
+            if node in self.up:
+                self.fake.record(node, "up")
+        return {"nodes": {n: {"state": "up"} if n in self.up else
+                          {"state": "failed", "reason": "no start event"} for n in nodes}}
+
+
+def test_bring_up_reimages_new_boots_known_and_leaves_answering_alone(lab):
+    fake = Fake({"nuc1": "booting", "nuc2": "ready", "nuc3": "registered"},
+                answering={"nuc1"})
+    run = FakeRun(fake, up={"nuc2", "nuc3"})
+    ret = netlab_waves.bring_up(lab, fake.ops(), run, {"nuc1": {"role": "controller"}})
+    assert run.calls == [("reimage", ["nuc3"]), ("boot", ["nuc2"])]
+    assert ("nuc1", "up") in fake.recorded            # answered, was booting
+    assert ret["result"] is True and fake.failures == []
+    assert ret["plan"]["up"] == ["nuc1"]
+    assert ret["comment"] == "up: nuc1; reimaged: nuc3; booted: nuc2"
+    assert "nuc3: reimage (new node: root created from the image)" in fake.lines
+
+
+def test_bring_up_reimages_a_node_whose_role_changed(lab):
+    fake = Fake({"nuc1": "ready", "nuc2": "ready", "nuc3": "ready"})
+    run = FakeRun(fake, up={"nuc2"})
+    ret = netlab_waves.bring_up(lab, fake.ops(), run, {"nuc2": {"role": "controller"}})
+    assert run.calls == [("reimage", ["nuc2"])]
+    assert "role changed from controller to compute" in ret["plan"]["reasons"]["nuc2"]
+
+
+def test_bring_up_names_nodes_that_did_not_come_up_and_goes_on(lab):
+    fake = Fake({"nuc1": "ready", "nuc2": "failed", "nuc3": "registered"},
+                answering={"nuc1"})
+    run = FakeRun(fake, up=(), raises={"reimage": "image not built"})
+    ret = netlab_waves.bring_up(lab, fake.ops(), run, {})
+    # the reimage raised: the boot still ran
+    assert run.calls == [("reimage", ["nuc3"]), ("boot", ["nuc2"])]
+    assert ret["result"] is False and ret["reimage"] == {"error": "image not built"}
+    assert [f[:3] for f in fake.failures] == [("reimage", "image not built", "nuc3"),
+                                              ("boot", "no start event", "nuc2")]
+    assert ret["comment"].endswith("; NOT up: nuc2, nuc3")
+    assert "reimage of nuc3 failed: image not built" in fake.lines

@@ -12,6 +12,7 @@ import pytest
 import netlab_image
 import netlab_lab
 import netlab_roots
+import netlab_roots_keys
 import netlab_slice
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
@@ -63,7 +64,7 @@ def test_storage_is_a_loop_btrfs_and_resets_are_reflinks(lab_dir, tmp_path, caps
     rootfs = netlab_roots.image_rootfs(lab)
     assert rootfs.startswith(storage) and not netlab_roots.is_subvolume(rootfs)
     assert lab.netnode.nfs_server == "ganesha"
-    key = netlab_roots.gen_minion_keys(2048)
+    key = netlab_roots_keys.gen_minion_keys(2048)
     res = netlab_roots.reset_root(lab, "ctl", netlab_slice.identity(lab, "ctl", 1), key)
     assert res["method"] == "reflink"
     assert netlab_roots.reset_cost(lab)["note"] is None
