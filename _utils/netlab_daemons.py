@@ -149,4 +149,18 @@ def cache(params, data):
             env=env, settle=2, unit_path="/etc/systemd/system/{}.service".format(service),
             unit=systemd_unit("netlab LAN cache ({}) on the lab network".format(part),
                               part_data["argv"], env, user))
+    # a part turned off (netlab:cache:<part>:enabled: false): its daemon is
+    # stopped so that no cache keeps listening that the lab no longer uses; under
+    # systemd only when netlab installed its unit, which then goes too
+    for part in ("apt", "pip"):
+        if part in out:
+            continue
+        service = c.get(part + "_service")
+        unit_path = "/etc/systemd/system/{}.service".format(service)
+        installed = control != "service" or os.path.exists(unit_path)
+        off = spec(control if installed else "none", service, service,
+                   None, data.get("run_dir"), part)
+        if off["mode"] == "service":
+            off["remove_unit"] = unit_path
+        out["off_" + part] = off
     return out

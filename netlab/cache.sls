@@ -13,9 +13,6 @@
 {%- from tplroot ~ "/libcheck.jinja" import invalid_pillar with context %}
 {%- set report = salt['netlab.cache_report'](mapdata) %}
 {%- from tplroot ~ "/libdaemon.jinja" import running, stopped %}
-{#- only for stopping a part turned off below; every other daemon decision is in
-    _utils/netlab_daemons.py #}
-{%- set control = mapdata.service_control %}
 {%- set c = mapdata.cache %}
 {%- if not report.valid %}
 {{ invalid_pillar('netlab-cache-check-netlab-invalid_pillar', report) }}
@@ -116,30 +113,9 @@ netlab-cache-file-directory-files:
                      {'file': 'netlab-cache-file-directory-apt'}] if part == 'apt' else []) }}
 {%- endfor %}
 {#- a part turned off (netlab:cache:<part>:enabled: false): its daemon stops, so
-    no cache keeps listening that the lab no longer uses #}
-{%- for part in ['apt', 'pip'] if part not in d.parts %}
-{%- if control == 'service' %}
-{%- set unit = '/etc/systemd/system/' ~ c[part ~ '_service'] ~ '.service' %}
-{%- if salt['file.file_exists'](unit) %}
-
-netlab-cache-service-dead-{{ part }}:
-  service.dead:
-    - name: {{ c[part ~ '_service'] | json }}
-    - enable: false
-
-netlab-cache-file-absent-unit-{{ part }}:
-  file.absent:
-    - name: {{ unit | json }}
-    - require:
-      - service: netlab-cache-service-dead-{{ part }}
-{%- endif %}
-{%- elif control == 'process' %}
-
-netlab-cache-netlab_daemon-dead-{{ part }}:
-  netlab_daemon.dead:
-    - name: {{ c[part ~ '_service'] | json }}
-    - pidfile: {{ (d.run_dir ~ '/' ~ part ~ '.pid') | json }}
-{%- endif %}
+    no cache keeps listening that the lab no longer uses (_utils/netlab_daemons.py) #}
+{%- for part in ['apt', 'pip'] if ('off_' ~ part) in d.daemons %}
+{{- stopped('netlab-cache', '-' ~ part, d.daemons['off_' ~ part]) }}
 {%- endfor %}
 {%- if 'git' in d.parts or 'files' in d.parts %}
 

@@ -93,6 +93,23 @@ def test_cache_daemons_get_a_unit_file_in_service_mode(mapdata):
                                              {"run_dir": "/r", "pip": data["pip"]})
 
 
+def test_a_cache_part_turned_off_is_stopped_in_the_mode_it_ran(mapdata, monkeypatch):
+    only_pip = {"run_dir": "/r", "pip": {"argv": ["/opt/v/bin/devpi-server"]}}
+    proc = netlab_daemons.cache(params(mapdata, "process"), only_pip)
+    assert "off_pip" not in proc
+    assert proc["off_apt"]["mode"] == "process" and proc["off_apt"]["pidfile"] == "/r/apt.pid"
+    assert "remove_unit" not in proc["off_apt"]
+    # systemd: only a unit netlab installed is stopped, and then removed
+    monkeypatch.setattr(netlab_daemons.os.path, "exists", lambda p: False)
+    assert netlab_daemons.cache(params(mapdata, "service"), only_pip)["off_apt"]["mode"] is None
+    monkeypatch.setattr(netlab_daemons.os.path, "exists",
+                        lambda p: p == "/etc/systemd/system/netlab-cache-apt.service")
+    svc = netlab_daemons.cache(params(mapdata, "service"), only_pip)["off_apt"]
+    assert svc["mode"] == "service" and svc["service"] == "netlab-cache-apt"
+    assert svc["remove_unit"] == "/etc/systemd/system/netlab-cache-apt.service"
+    assert netlab_daemons.cache(params(mapdata, "none"), only_pip)["off_apt"]["mode"] is None
+
+
 def test_an_unknown_service_control_is_refused(mapdata):
     import netlab_params  # pylint: disable=import-outside-toplevel
 
