@@ -381,14 +381,7 @@ def unstack(lines=25, timeout=None):
 
         salt nuc2 devstack.unstack
     """
-    cfg = _stk_settings()
-    out = _stk_run(cfg, "unstack.sh", cfg["unstack_log"], "unstack", timeout=timeout)
-    out["log_tail"] = _stk_read_tail(cfg["unstack_log"], lines, cfg)
-    _stk_event(cfg["node"], "unstack/finished" if out["result"] else "unstack/failed",
-               {k: out[k] for k in ("node", "result", "retcode", "duration", "log")})
-    if not out["result"]:
-        __context__["retcode"] = 1  # pylint: disable=undefined-variable
-    return out
+    return _stk_script("unstack.sh", "unstack", lines, timeout)
 
 
 def discover(lines=25, timeout=None):
@@ -403,11 +396,16 @@ def discover(lines=25, timeout=None):
 
         salt nuc1 devstack.discover
     """
+    return _stk_script("tools/discover_hosts.sh", "discover", lines, timeout)
+
+
+def _stk_script(script, what, lines, timeout):
+    """Run a DevStack ``script`` as the stack user (log ``<what>_log``), with its
+    log tail, the ``<what>/finished|failed`` event and the job's retcode."""
     cfg = _stk_settings()
-    out = _stk_run(cfg, "tools/discover_hosts.sh", cfg["discover_log"], "discover",
-                   timeout=timeout)
-    out["log_tail"] = _stk_read_tail(cfg["discover_log"], lines, cfg)
-    _stk_event(cfg["node"], "discover/finished" if out["result"] else "discover/failed",
+    out = _stk_run(cfg, script, cfg[what + "_log"], what, timeout=timeout)
+    out["log_tail"] = _stk_read_tail(cfg[what + "_log"], lines, cfg)
+    _stk_event(cfg["node"], what + ("/finished" if out["result"] else "/failed"),
                {k: out[k] for k in ("node", "result", "retcode", "duration", "log")})
     if not out["result"]:
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
