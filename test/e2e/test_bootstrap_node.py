@@ -78,14 +78,27 @@ def _clean_copy(dest):
     return dest
 
 
-def _private_root(ns, tmp_path):
-    """Overlays on /etc and /var, a temp dir on /srv, inside the node's mount ns."""
+def _private_root(ns, tmp_path, keep=()):
+    """Overlays on /etc and /var, a temp dir on /srv, inside the node's mount ns.
+
+    ``keep``: host directories under /etc or /var that stay the real ones (bind
+    mounts over the overlay): the cached test image lives under /var/cache, and
+    nfs-ganesha cannot export a directory of an overlayfs (no file handles), so
+    the stateless node's mount of the image would be refused."""
+    held = []
+    for i, path in enumerate(keep):  # the real directories, before the overlays hide them
+        hold = tmp_path / "keep" / str(i)
+        hold.mkdir(parents=True)
+        ns.run(["mount", "--bind", str(path), str(hold)])
+        held.append((hold, path))
     for d in ("etc", "var"):
         upper, work = tmp_path / "ov" / d / "upper", tmp_path / "ov" / d / "work"
         upper.mkdir(parents=True)
         work.mkdir(parents=True)
         ns.run(["mount", "-t", "overlay", "netlab-" + d, "-o", "lowerdir=/{},upperdir={},"
                 "workdir={}".format(d, upper, work), "/" + d])
+    for hold, path in held:
+        ns.run(["mount", "--bind", str(hold), str(path)])
     srv = tmp_path / "srv"
     srv.mkdir()
     ns.run(["mount", "--bind", str(srv), "/srv"])
@@ -351,7 +364,7 @@ def test_readme_path_from_a_fresh_node_to_a_stacked_node_beside_a_home_router(
         node.run(["ip", "route", "add", "default", "via", ROUTER_IP])
         took = {}
         t0 = time.monotonic()
-        srv = _private_root(node, tmp_path)
+        srv = _private_root(node, tmp_path, keep=[test_image["dir"]])
         checkout = _clean_copy(tmp_path / "netlab")
         assert not (tmp_path / "ov" / "etc" / "upper" / "salt").exists()
 
