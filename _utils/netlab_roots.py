@@ -36,6 +36,7 @@ import tempfile
 import time
 
 import netlab_cache_config
+import netlab_proc
 import netlab_roots_spare
 import netlab_safefs
 from netlab_roots_keys import master_finger, write_in_root, write_minion_key
@@ -353,7 +354,7 @@ def remove_old_roots(lab):
         head, sep, pid = name.rpartition(".old-")
         if not (name.startswith(".") and sep and head and pid.isdigit()):
             continue
-        if int(pid) != os.getpid() and netlab_roots_spare.process_alive(int(pid)):
+        if int(pid) != os.getpid() and netlab_proc.alive(int(pid)):
             continue
         remove_tree(os.path.join(roots, name))
         gone.append(name)

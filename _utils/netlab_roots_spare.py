@@ -28,6 +28,7 @@ import errno
 import os
 import time
 
+import netlab_proc
 from netlab_roots_clone import RootError, remove_tree
 
 PREFIX = ".spare-"
@@ -39,16 +40,6 @@ def _parse(name):
         return None
     method, sep, build = name[len(PREFIX):].partition("-")
     return (method, build) if sep and method and build else None
-
-
-def process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def find(roots_dir, build):
@@ -98,7 +89,7 @@ def prepare(roots_dir, src, build, clone, keygen, method="auto"):
                 remove_tree(os.path.join(roots_dir, name))
             continue
         pid = name.rpartition(".new-")[2]
-        if pid.isdigit() and not process_alive(int(pid)):
+        if pid.isdigit() and not netlab_proc.alive(int(pid)):
             remove_tree(os.path.join(roots_dir, name))
     path, have = find(roots_dir, build)
     if path is not None:
