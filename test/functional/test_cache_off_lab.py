@@ -22,6 +22,7 @@ import netlab_cache_config
 import netlab_image_build
 import netlab_lab
 import netlab_localconf
+import netlab_saltcompat
 import netlab_slice
 from lib.saltlocal import SaltLocal, changed, failed, temp_root_lookup
 
@@ -40,6 +41,9 @@ def _vlab_pillar(root, control="none"):
     netlab.cache manage (stop) its daemons, ``none`` starts nothing (nginx)."""
     raw = vlab.lab_pillar(str(root), computes=2)
     raw["lookup"] = dict(temp_root_lookup(root), service_control=control)
+    # the vlab pins its image's minion to its own Salt; the master here may be the
+    # other supported line, which refuses a newer minion (tested elsewhere)
+    raw["image"]["salt_version"] = netlab_saltcompat.salt_version()
     return raw
 
 
