@@ -14,6 +14,7 @@ to reach an index from this host.
 import hashlib
 import json
 import os
+import urllib.parse
 
 
 # Bump when the Python side of the build changes the image (the files under
@@ -269,8 +270,17 @@ def pip_config(settings, pip_index=None):
     extra = [u for u in (index_url(u) for u in settings.get("extra-index-url", [])) if u]
     if extra:
         lines.append("extra-index-url = {}".format(" ".join(extra)))
-    if settings.get("trusted-host"):
-        lines.append("trusted-host = {}".format(" ".join(settings["trusted-host"])))
+    # pip ignores a plain-http index whose host it does not trust ("not a trusted
+    # or secure host") and then finds nothing: the networking node's pip cache
+    # (devpi on the lab IP) is such an index. Trusting a plain-http host weakens
+    # nothing (there is no TLS to verify); https hosts are left as they are.
+    trusted = list(settings.get("trusted-host", []))
+    for url in [index] + extra:
+        host = urllib.parse.urlsplit(url or "").hostname
+        if url and url.startswith("http://") and host and host not in trusted:
+            trusted.append(host)
+    if trusted:
+        lines.append("trusted-host = {}".format(" ".join(trusted)))
     if settings.get("timeout"):
         lines.append("timeout = {}".format(settings["timeout"]))
     find_links = []

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """
-The LAN cache's effect, cold vs warm, on this machine.
+The LAN cache's effect, cold vs warm, and whether it is enough offline.
 
 A networking node in a network namespace (its only way out: a NAT to Debian's
 mirror and PyPI) runs ``netlab.cache`` (apt-cacher-ng, devpi-server) with
-``salt-call --local``; then twice, first with empty caches, then warm:
+``salt-call --local``; then three times: first with empty caches (cold), then
+again (warm), then with the networking node cut from the internet and the git
+upstream gone (offline: the uplink's route and NAT removed, ``netlab.cache``
+re-applied, which switches apt-cacher-ng to offline mode):
 
 - image build (force): ``netlab_image.build`` inside the namespace, through the
-  caches (the build host's own pip settings left out, so Salt comes from PyPI);
+  caches (the build host's own pip settings left out, so Salt comes from PyPI
+  through devpi); every run must make a new build;
 - node preparation: a node namespace fetches DevStack's base Debian packages
   (``apt-get install --download-only``, own apt state) and a set of DevStack's
   Python requirements (``pip download --no-deps``) through the caches;
@@ -18,8 +22,9 @@ mirror and PyPI) runs ``netlab.cache`` (apt-cacher-ng, devpi-server) with
 
 and prints, for each, the seconds, the bytes fetched from upstream (received on
 the networking node's uplink; for git, sent by the upstream namespace) and the
-bytes the node received from the networking node. Root, Debian's mirror and
-PyPI needed; it builds the image twice (about 10 minutes on 2 cores). Run it
+bytes the node received from the networking node. A step that fails is printed
+as FAILED with its error and the bench exits 1. Root, Debian's mirror and PyPI
+needed; it builds the image three times (about 15 minutes on 2 cores). Run it
 under the e2e lock:
 
     flock /work/wt/e2e.lock /opt/netlab-venv/bin/python bench/cache_effect.py
@@ -73,6 +78,9 @@ DEVSTACK_PIP = [
     "cryptography", "bcrypt", "passlib", "stevedore", "requests", "PyMySQL",
     "pycadf", "osprofiler", "jsonschema", "msgpack", "eventlet", "greenlet",
 ]
+# empty caches; warm (a second run, upstream reachable); offline (the networking
+# node cut from the internet, DevStack's upstream gone)
+RUNS = ("cold", "warm", "offline")
 BUILD_SCRIPT = """
 import json, sys
 sys.path.insert(0, {utils!r})
@@ -110,14 +118,20 @@ def pillar(root):
     }
 
 
-def measure(what, func, upstream, node):
+def measure(run, what, func, upstream, node):
     """``upstream``/``node``: ``() -> bytes`` counters (fetched from upstream,
-    received by the node)."""
+    received by the node). A step that fails is a row saying so (the offline run
+    is the question, not a given); the bench exits non-zero at the end."""
     up0, node0 = upstream(), node()
     t0 = time.monotonic()
-    func()
-    return {"what": what, "seconds": time.monotonic() - t0, "bytes": upstream() - up0,
-            "node_bytes": node() - node0}
+    error = None
+    try:
+        func()
+    except Exception as exc:  # pylint: disable=broad-except
+        error = "{}: {}".format(type(exc).__name__, exc)
+        print("{} {} FAILED: {}".format(run, what, error), file=sys.stderr)
+    return {"run": run, "what": what, "seconds": time.monotonic() - t0,
+            "bytes": upstream() - up0, "node_bytes": node() - node0, "error": error}
 
 
 def main(argv=None):
@@ -129,6 +143,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench/cache_effect.py needs root (namespaces, mmdebstrap)")
+    print("bench/cache_effect.py {} on {} ({} cores), load {}".format(
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename,
+        os.cpu_count(), " ".join("{:.2f}".format(x) for x in os.getloadavg())), flush=True)
     root = pathlib.Path(tempfile.mkdtemp(prefix="netlab-cache-bench-"))
     seg = netns.Segment(cidr=CIDR, server_ip=NETNODE_IP)
     uplink = None
@@ -172,16 +189,30 @@ def main(argv=None):
         wait_port(seg.server, 3142)
         salt.set_pillar({"netlab": lab})
         # cold: the mirror is made by this first refresh
-        cold_refresh = measure("git mirror refresh", refresh, git_up, to_node)
+        cold_refresh = measure("cold", "git mirror refresh", refresh, git_up, to_node)
         mirror = "http://{}:8080/git/openstack/requirements.git".format(NETNODE_IP)
         apt = AptClient(node, root / "apt", "http://{}:3142".format(NETNODE_IP))
         index = "http://{}:3141/root/pypi/+simple/".format(NETNODE_IP)
         script = BUILD_SCRIPT.format(utils=str(REPO / "_utils"))
-        for run in ("cold", "warm"):
+        builds = []
+        for run in RUNS:
+            if run == "offline":
+                # the networking node cut from the internet and DevStack's
+                # upstream gone: netlab.cache switches apt-cacher-ng to offline
+                # mode and the git refresh keeps the last good copy
+                upstream_server.terminate()
+                upstream_server.wait(timeout=10)
+                upstream_server = None
+                uplink.cut()
+                refresh()
+                wait_port(seg.server, 3142)
             if not args.no_image:
-                rows.append(dict(run=run, **measure("image build (force)", lambda: (
-                    seg.server.run([sys.executable, "-c", script, json.dumps(lab)],
-                                   timeout=3600)), from_up, to_node)))
+                def image(run=run):
+                    out = seg.server.run([sys.executable, "-c", script, json.dumps(lab)],
+                                         timeout=3600).stdout
+                    builds.append(json.loads(out.splitlines()[-1])["build_id"])
+
+                rows.append(measure(run, "image build (force)", image, from_up, to_node))
 
             def prepare(run=run):
                 apt.clear()
@@ -190,18 +221,18 @@ def main(argv=None):
                         *DEVSTACK_DEBS)
                 pip_download(node, root / ("pip-" + run), index, NETNODE_IP, DEVSTACK_PIP)
 
-            rows.append(dict(run=run, **measure("node preparation (apt+pip)", prepare,
-                                                from_up, to_node)))
+            rows.append(measure(run, "node preparation (apt+pip)", prepare, from_up,
+                                to_node))
             # a restack: the deploy refreshes the mirror (warm: nothing new
-            # upstream), the node clones from it
-            refreshed = cold_refresh if run == "cold" else measure(
-                "git mirror refresh", refresh, git_up, to_node)
-            rows.append(dict(refreshed, run=run))
-            rows.append(dict(run=run, **measure(
-                "restack clone (git)", lambda run=run: node.run(
-                    ["git", "clone", "-q", mirror, str(root / ("clone-" + run))],
-                    env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
-                         "GIT_CONFIG_NOSYSTEM": "1"}), git_up, to_node)))
+            # upstream; offline: the upstream is gone), the node clones from it
+            rows.append(dict(cold_refresh, run=run) if run == "cold" else measure(
+                run, "git mirror refresh", refresh, git_up, to_node))
+            rows.append(measure(run, "restack clone (git)", lambda run=run: node.run(
+                ["git", "clone", "-q", mirror, str(root / ("clone-" + run))],
+                env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
+                     "GIT_CONFIG_NOSYSTEM": "1"}), git_up, to_node))
+        if len(set(builds)) != len(builds):
+            raise RuntimeError("an image build did not make a new build: {}".format(builds))
     finally:
         if upstream_server is not None:
             upstream_server.terminate()
@@ -213,22 +244,22 @@ def main(argv=None):
             uplink.remove()
         shutil.rmtree(root, ignore_errors=True)
     print(table(rows))
+    if any(r["error"] for r in rows):
+        sys.exit(1)
 
 
 def table(rows):
-    """Cold vs warm per step: seconds, MB from upstream, MB the node got from the
-    networking node (plain text)."""
-    head = ("step", "cold s", "warm s", "cold upstream", "warm upstream",
-            "cold to node", "warm to node")
-    lines = ["{:<28} {:>7} {:>7} {:>14} {:>14} {:>13} {:>13}".format(*head)]
+    """One line per step and run: seconds, MB from upstream, MB the node got from
+    the networking node (plain text), a failed step says so."""
+    lines = ["{:<28} {:<8} {:>8} {:>15} {:>12}".format(
+        "step", "run", "seconds", "upstream (MB)", "to node (MB)")]
     for what in dict.fromkeys(r["what"] for r in rows):
-        cold = next(r for r in rows if r["run"] == "cold" and r["what"] == what)
-        warm = next(r for r in rows if r["run"] == "warm" and r["what"] == what)
-        lines.append("{:<28} {:>7.1f} {:>7.1f} {:>11.2f} MB {:>11.2f} MB {:>10.2f} MB "
-                     "{:>10.2f} MB".format(
-                         what, cold["seconds"], warm["seconds"], cold["bytes"] / 1e6,
-                         warm["bytes"] / 1e6, cold["node_bytes"] / 1e6,
-                         warm["node_bytes"] / 1e6))
+        for row in sorted((r for r in rows if r["what"] == what),
+                          key=lambda r: RUNS.index(r["run"])):
+            lines.append("{:<28} {:<8} {:>8.1f} {:>15.2f} {:>12.2f}{}".format(
+                what, row["run"], row["seconds"], row["bytes"] / 1e6,
+                row["node_bytes"] / 1e6,
+                "  FAILED: " + row["error"] if row["error"] else ""))
     return "\n".join(lines)
 
 

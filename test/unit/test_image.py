@@ -225,6 +225,20 @@ def test_pip_config_maps_host_paths_into_chroot(tmp_path):
     assert "/does/not/exist" not in text
 
 
+def test_pip_config_trusts_a_plain_http_index_host():
+    """The networking node's pip cache is plain http on the lab IP: without
+    trusted-host pip ignores it and the chroot's ``pip install salt`` finds nothing."""
+    text, _, _ = netlab_image.pip_config(
+        {"extra-index-url": ["http://extra.lab:8080/simple", "https://secure/simple"],
+         "trusted-host": ["host"]},
+        pip_index="http://10.81.0.2:3141/root/pypi/+simple/")
+    assert "index-url = http://10.81.0.2:3141/root/pypi/+simple/" in text
+    assert "trusted-host = host 10.81.0.2 extra.lab\n" in text
+    # an https index is verified as before
+    text, _, _ = netlab_image.pip_config({}, pip_index="https://lab/simple")
+    assert "trusted-host" not in text
+
+
 def test_pip_config_without_cert():
     text, cert_src, links = netlab_image.pip_config({"cert": "/does/not/exist.pem"})
     assert cert_src is None and links == {}
