@@ -80,6 +80,13 @@ STORAGE_IMAGE = "storage.btrfs"
 STORAGE_SIZE = "64G"
 APT_PACKAGES = tuple(sorted(set(COMMANDS.values()) | {
     "ipxe-qemu", "ipxe", "ovmf", "nfs-ganesha-vfs", "python3-venv"}))
+# ``--cache``: the LAN cache's apt proxy (devpi-server comes from PyPI into a venv
+# under the lab directory, made by netlab.cache itself)
+CACHE_COMMANDS = {"apt-cacher-ng": "apt-cacher-ng"}
+# the LAN cache parts ``--cache`` turns on: the ones whose upstreams the networking
+# node reaches (its NAT lets it out to the Debian mirror and PyPI only); the git
+# mirrors' (opendev.org) and the files' (test images, etcd) are outside it
+VLAB_CACHE_PARTS = ("apt", "pip")
 
 
 class VlabError(RuntimeError):
@@ -136,8 +143,13 @@ def names(base):
 
 # --------------------------------------------------------------------------- pillar
 def lab_pillar(base, computes=1, devstack_repo=DEVSTACK_REPO, devstack_branch=None,
-               memory=1536, uplink=False, mirror=None, image_packages=("git", "sudo")):
-    """The small lab's ``netlab`` pillar (a plain dict; validated by netlab_lab)."""
+               memory=1536, uplink=False, mirror=None, image_packages=("git", "sudo"),
+               cache=False):
+    """The small lab's ``netlab`` pillar (a plain dict; validated by netlab_lab).
+
+    ``cache``: the networking node runs the LAN cache's apt proxy and pip mirror
+    (:data:`VLAB_CACHE_PARTS`), the image build and the nodes fetch through them;
+    off, every cache part is off."""
     run = os.path.join(base, "run")
     etc = os.path.join(base, "etc")
     virtual = {"driver": "virtual", "bridge": BRIDGE, "memory": int(memory), "cpus": 1}
@@ -162,11 +174,16 @@ def lab_pillar(base, computes=1, devstack_repo=DEVSTACK_REPO, devstack_branch=No
              "packages": sorted(image_packages), "salt_version": SALT_VERSION}
     if mirror:
         image["mirror"] = mirror
+    lookup_cache = {}
+    if cache:
+        # devpi's venv under the lab directory (down removes it); apt-cacher-ng
+        # runs as a process of the lab, as root like the lab's other daemons
+        lookup_cache = {"devpi_venv": os.path.join(base, "devpi-venv"), "apt_user": "root"}
     return {
-        # The LAN cache (netlab:cache) is off in the virtual lab for now: its
-        # networking node would run apt-cacher-ng and devpi-server from this
-        # machine's packages, which the virtual lab has not been tested with.
-        "cache": {part: {"enabled": False} for part in ("apt", "pip", "git", "files")},
+        # The LAN cache (netlab:cache): off unless --cache, and then only the parts
+        # whose upstreams the networking node reaches (VLAB_CACHE_PARTS)
+        "cache": {part: {"enabled": bool(cache) and part in VLAB_CACHE_PARTS}
+                  for part in ("apt", "pip", "git", "files")},
         "network": network,
         "netnode": {"id": "netnode", "ip": NETNODE_IP, "storage": os.path.join(base, "srv"),
                     "nfs": {"server": "ganesha"}, "http": {"port": 80}},
@@ -179,8 +196,23 @@ def lab_pillar(base, computes=1, devstack_repo=DEVSTACK_REPO, devstack_branch=No
                         "leasefile": os.path.join(run, "dnsmasq.leases"), "ra": True},
             "nginx": {"conf": os.path.join(etc, "nginx-netlab.conf")},
             "nfs": {"ganesha_conf": os.path.join(etc, "ganesha.conf")},
+            **({"cache": lookup_cache} if lookup_cache else {}),
         },
     }
+
+
+ACNG_INIT_SCRIPT = "/etc/init.d/apt-cacher-ng"
+
+
+def acng_package_stop(systemd, init_script):
+    """Commands that stop and disable the apt-cacher-ng package's own daemon,
+    which its installation starts (``systemd``: this machine runs systemd;
+    ``init_script``: the package's SysV script exists)."""
+    if systemd:
+        return [["systemctl", "disable", "--now", "apt-cacher-ng"]]
+    if init_script:
+        return [[ACNG_INIT_SCRIPT, "stop"], ["update-rc.d", "apt-cacher-ng", "disable"]]
+    return []
 
 
 # --------------------------------------------------------------------------- package sources
@@ -209,7 +241,10 @@ def package_hosts(lab, pip_settings):
     hosts = [urllib.parse.urlsplit(lab.image.mirror).hostname]
     indexes = [u for u in [lab.image.pip_index or pip_settings.get("index-url")] +
                list(pip_settings.get("extra-index-url", [])) if u]
-    if not (lab.image.pip_index or pip_settings.get("index-url")):
+    # the pip cache (devpi-server) mirrors PyPI itself, whatever index this
+    # machine's pip uses (that one still installs devpi-server into its venv)
+    if not (lab.image.pip_index or pip_settings.get("index-url")) or (
+            (getattr(lab, "cache", None) or {}).get("pip", {}).get("enabled")):
         hosts += list(DEFAULT_PIP_HOSTS)
     for url in indexes:
         if url.startswith(("http://", "https://")):
@@ -365,32 +400,43 @@ class Vlab:
 
     # ------------------------------------------------------------------ preflight
     @staticmethod
-    def missing_commands():
-        return sorted(c for c in COMMANDS if not shutil.which(c) and not any(
+    def missing_commands(cache=False):
+        wanted = dict(COMMANDS, **(CACHE_COMMANDS if cache else {}))
+        return sorted(c for c in wanted if not shutil.which(c) and not any(
             os.path.exists(os.path.join(d, c)) for d in ("/usr/sbin", "/sbin")))
 
-    def preflight(self, install=True):
+    def preflight(self, install=True, cache=False):
         if os.geteuid() != 0:
             raise VlabError("run as root (network namespaces, bridges, qemu, NFS)")
-        missing = self.missing_commands()
+        missing = self.missing_commands(cache)
+        packages = dict(COMMANDS, **CACHE_COMMANDS)
         if missing and install:
             if not shutil.which("apt-get"):
                 raise VlabError("missing commands: {}; this machine has no apt-get: install "
                                 "them by hand".format(", ".join(missing)))
-            _say("installing packages: " + " ".join(APT_PACKAGES))
+            wanted = list(APT_PACKAGES) + sorted(
+                {CACHE_COMMANDS[c] for c in missing if c in CACHE_COMMANDS})
+            _say("installing packages: " + " ".join(wanted))
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
             for cmd in (["apt-get", "update", "-q"],
                         ["apt-get", "install", "-y", "-q", "--no-install-recommends"] +
-                        list(APT_PACKAGES)):
+                        wanted):
                 res = _sh(cmd, check=False, env=env)
                 if res.returncode != 0:
                     raise VlabError("{} failed ({}):\n{}".format(
                         " ".join(cmd[:2]), res.returncode,
                         "\n".join((res.stderr or res.stdout).strip().splitlines()[-8:])))
-            missing = self.missing_commands()
+            if "apt-cacher-ng" in missing:
+                # the package starts its own apt-cacher-ng on every interface of
+                # this machine (an open proxy nobody asked for): the lab runs its
+                # own, on the lab IP inside its namespace
+                for cmd in acng_package_stop(os.path.isdir("/run/systemd/system"),
+                                             os.path.exists(ACNG_INIT_SCRIPT)):
+                    _sh(cmd, check=False)
+            missing = self.missing_commands(cache)
         if missing:
             raise VlabError("missing commands: {} (Debian/Ubuntu packages: {})".format(
-                ", ".join(missing), " ".join(sorted({COMMANDS[c] for c in missing}))))
+                ", ".join(missing), " ".join(sorted({packages[c] for c in missing}))))
         if not os.path.exists("/dev/net/tun"):
             raise VlabError("/dev/net/tun is missing: the VMs need tap devices "
                             "(modprobe tun)")
@@ -403,6 +449,11 @@ class Vlab:
                 raise VlabError("the lab runs {} --uplink; ./vlab down first to change "
                                 "that".format("with" if self.state.get("uplink") else
                                               "without"))
+            new = [h for h in mirror_hosts if h not in self.state.get("hosts", mirror_hosts)]
+            if new:
+                # the NAT's allowed addresses were resolved when the lab was made
+                raise VlabError("the lab's way out was made without {} (now needed, e.g. "
+                                "by --cache); ./vlab down first".format(", ".join(new)))
             return
         if self._ns_inode() is not None:
             pids = _sh(["ip", "netns", "pids", n["ns"]], check=False).stdout.split()
@@ -424,7 +475,8 @@ class Vlab:
         registries = sorted({a for addrs in resolve(mirror_hosts).values() for a in addrs})
         # record before creating, so a failure half-way is undone by down
         self.state.update(ns=n["ns"], veth=n["veth_host"], table=n["table"],
-                          uplink=bool(uplink), registries=registries, resolvers=resolvers)
+                          uplink=bool(uplink), registries=registries, resolvers=resolvers,
+                          hosts=list(mirror_hosts))
         self._save()
         _sh(["ip", "netns", "add", n["ns"]])
         ns = ["ip", "-n", n["ns"]]
@@ -628,18 +680,18 @@ class Vlab:
     # ------------------------------------------------------------------ verbs
     def up(self, computes=1, devstack_repo=None, devstack_branch=None, memory=1536,
            uplink=False, image_dir=None, install=True, boot_timeout=1500, mirror=None,
-           verbose=False):
+           verbose=False, cache=False):
         import netlab_image  # pylint: disable=import-outside-toplevel
         import netlab_lab  # pylint: disable=import-outside-toplevel
 
-        self.preflight(install=install)
+        self.preflight(install=install, cache=cache)
         _say("lab directory {} (namespace {})".format(self.base, self.names["ns"]))
         os.makedirs(self.base, exist_ok=True)
         repo = devstack_repo or DEVSTACK_REPO
         local_repo = not repo.startswith(("http://", "https://", "git://", "ssh://"))
         raw = lab_pillar(self.base, computes=computes, devstack_repo=repo,
                          devstack_branch=devstack_branch, memory=memory, uplink=uplink,
-                         mirror=mirror)
+                         mirror=mirror, cache=cache)
         if local_repo:  # replaced by its URL on the networking node below
             raw["devstack"]["repo"] = "http://{}/git/devstack.git".format(NETNODE_IP)
         try:
@@ -655,6 +707,11 @@ class Vlab:
         _say("the networking node reaches its package sources ({}) through NAT; the lab "
              "nodes {}".format(", ".join(hosts), "too (--uplink)" if uplink else
                                "have no way out (--uplink to give them one)"))
+        if cache:
+            _say("LAN cache on the networking node: the image build and the lab nodes "
+                 "fetch Debian packages through apt-cacher-ng (http://{0}:3142) and "
+                 "Python packages through devpi-server (http://{0}:3141)".format(
+                     NETNODE_IP))
         if local_repo:
             raw["devstack"]["repo"] = self._serve_repo(lab, repo)
         self._configure(raw)
@@ -988,6 +1045,9 @@ def parser():
                     "http://deb.debian.org/debian)")
     up.add_argument("--uplink", action="store_true",
                     help="route the lab nodes to the internet through this machine (NAT)")
+    up.add_argument("--cache", action="store_true",
+                    help="run the LAN cache's apt proxy and pip mirror on the networking "
+                    "node: the image build and the nodes fetch through it")
     up.add_argument("--image", default=None,
                     help="an image built before (a build directory) instead of building")
     up.add_argument("--no-install", action="store_true",
@@ -1029,7 +1089,7 @@ def main(argv=None):
                           devstack_branch=args.devstack_branch, memory=args.memory,
                           uplink=args.uplink, image_dir=args.image,
                           install=not args.no_install, boot_timeout=args.boot_timeout,
-                          mirror=args.mirror, verbose=args.verbose)
+                          mirror=args.mirror, verbose=args.verbose, cache=args.cache)
     except VlabError as exc:
         print("vlab: error: {}".format(exc), file=sys.stderr)
         if args.verb == "up":
