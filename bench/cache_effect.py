@@ -151,6 +151,7 @@ def main(argv=None):
     uplink = None
     upstream_server = None
     rows = []
+    problems = []
     try:
         uplink = Uplink(seg.server, ("deb.debian.org", "pypi.org", "files.pythonhosted.org"))
         node = seg.add_client("node", "52:54:00:81:00:11", ip=NODE_IP)
@@ -232,7 +233,7 @@ def main(argv=None):
                 env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
                      "GIT_CONFIG_NOSYSTEM": "1"}), git_up, to_node))
         if len(set(builds)) != len(builds):
-            raise RuntimeError("an image build did not make a new build: {}".format(builds))
+            problems.append("an image build did not make a new build: {}".format(builds))
     finally:
         if upstream_server is not None:
             upstream_server.terminate()
@@ -243,8 +244,11 @@ def main(argv=None):
         if uplink is not None:
             uplink.remove()
         shutil.rmtree(root, ignore_errors=True)
-    print(table(rows))
-    if any(r["error"] for r in rows):
+        if rows:  # also what was measured before a failure
+            print(table(rows), flush=True)
+    for problem in problems:
+        print("bench/cache_effect.py: " + problem, file=sys.stderr)
+    if problems or any(r["error"] for r in rows):
         sys.exit(1)
 
 
