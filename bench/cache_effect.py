@@ -136,7 +136,7 @@ def measure(run, what, func, upstream, node):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="The LAN cache's effect, cold vs warm (docs/operations.rst).")
+        description="The LAN cache's effect, cold vs warm, and offline (docs/operations.rst).")
     parser.add_argument("--no-image", action="store_true",
                         help="leave out the two image builds (the heavy part: about "
                              "10 minutes of mmdebstrap on 2 cores)")
