@@ -144,10 +144,11 @@ def test_up_cache_reaches_up_and_a_running_lab_without_pypi_is_refused(tmp_path,
     lab = vlab.Vlab(str(tmp_path / "lab2"))
     lab.state.update(holder=1, uplink=False, hosts=["deb.debian.org", "mirror.example"])
     monkeypatch.setattr(vlab.Vlab, "holder", property(lambda self: 1))
+    namespace = lab._namespace  # pylint: disable=protected-access
     with pytest.raises(vlab.VlabError, match="without pypi.org, files.pythonhosted.org"):
-        lab._namespace(None, False, ["deb.debian.org", "pypi.org",  # pylint: disable=protected-access
-                                     "files.pythonhosted.org", "mirror.example"])
-    lab._namespace(None, False, ["deb.debian.org"])  # pylint: disable=protected-access
+        namespace(None, False, ["deb.debian.org", "pypi.org", "files.pythonhosted.org",
+                                "mirror.example"])
+    namespace(None, False, ["deb.debian.org"])  # hosts it has: nothing to do
 
 
 def test_preflight_wants_apt_cacher_ng_with_cache_and_stops_the_packages_own(monkeypatch):
