@@ -198,8 +198,10 @@ def test_the_image_builds_through_the_caches_but_its_hash_does_not_change(raw, t
     (files_dir / "configure.sh").write_text("#!/bin/sh\n")
     netlab_image.stage_inputs(lab_on, rec, "d" * 64, str(stage), str(files_dir),
                               pip_settings={})
-    assert "index-url = http://192.168.42.2:3141/root/pypi/+simple/" in \
-        (stage / "pip" / "pip.conf").read_text()
+    conf = (stage / "pip" / "pip.conf").read_text().splitlines()
+    assert "index-url = http://192.168.42.2:3141/root/pypi/+simple/" in conf
+    # plain http: without trusted-host the chroot's pip ignores the index
+    assert "trusted-host = 192.168.42.2" in conf
     rec_off = netlab_image.recipe(lab_off)
     rec_off["cache"] = netlab_image.build_sources(lab_off)
     assert not [a for a in netlab_image.mmdebstrap_command(rec_off, "/r", "/s", {})
