@@ -202,6 +202,7 @@ def test_the_image_builds_through_the_caches_but_its_hash_does_not_change(raw, t
     assert "index-url = http://192.168.42.2:3141/root/pypi/+simple/" in conf
     # plain http: without trusted-host the chroot's pip ignores the index
     assert "trusted-host = 192.168.42.2" in conf
+    assert "timeout = 180" in conf
     rec_off = netlab_image.recipe(lab_off)
     rec_off["cache"] = netlab_image.build_sources(lab_off)
     assert not [a for a in netlab_image.mmdebstrap_command(rec_off, "/r", "/s", {})
