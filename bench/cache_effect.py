@@ -24,7 +24,7 @@ and prints, for each, the seconds, the bytes fetched from upstream (received on
 the networking node's uplink; for git, sent by the upstream namespace) and the
 bytes the node received from the networking node. A step that fails is printed
 as FAILED with its error and the bench exits 1. Root, Debian's mirror and PyPI
-needed; it builds the image three times (about 15 minutes on 2 cores). Run it
+needed; it builds the image three times (12 minutes in all on 2 cores). Run it
 under the e2e lock:
 
     flock /work/wt/e2e.lock /opt/netlab-venv/bin/python bench/cache_effect.py
@@ -138,8 +138,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="The LAN cache's effect, cold vs warm, and offline (docs/operations.rst).")
     parser.add_argument("--no-image", action="store_true",
-                        help="leave out the two image builds (the heavy part: about "
-                             "10 minutes of mmdebstrap on 2 cores)")
+                        help="leave out the three image builds (the heavy part: 2 to "
+                             "6 minutes of mmdebstrap each on 2 cores)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench/cache_effect.py needs root (namespaces, mmdebstrap)")
