@@ -93,9 +93,10 @@ def node_root(lab, node, realpath=os.path.realpath, build=None):
 # The address iPXE already leased, handed to the initramfs as a static configuration
 # (klibc ipconfig's ip=<client>::<gateway>:<netmask>:<hostname>:<device>:off:<dns0>).
 # iPXE expands the ${netX/...} settings of the interface it booted from when it runs
-# the kernel line. A second DHCP exchange in the initramfs cost about 11 s per boot
-# (its first DISCOVERs are lost while the NIC comes up, and klibc retries slowly);
-# the lease is the same one either way, and nothing in the node renews it.
+# the kernel line. A second DHCP exchange in the initramfs costs a retry round
+# (its first DISCOVERs are lost while the NIC comes up: 1-2 s on a quiet machine,
+# up to 11 s under load); the lease is the same one either way, and nothing in the
+# node renews it.
 # BOOTIF names the interface by MAC, as pxelinux does, so a machine with several
 # NICs configures the one it booted from. The DHCP domain, which a static ip= cannot
 # carry, goes to netlab-netconf as netlab.domain.

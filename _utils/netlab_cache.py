@@ -52,6 +52,9 @@ GIT_LOCATION = "/git"
 FILES_LOCATION = "/files"
 # devpi-server's mirror of the upstream index
 PIP_PATH = "/root/pypi/+simple/"
+# pip's socket timeout (s) against the pip cache: devpi's first answer after a
+# start waits for PyPI's project list (the image build and the nodes)
+PIP_TIMEOUT = 180
 
 SIZE_RE = re.compile(r"^([0-9]{1,9})\s*([KMGT]?)i?B?$", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

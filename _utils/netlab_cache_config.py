@@ -9,7 +9,7 @@ Pure Python.
 import os
 import urllib.parse
 
-from netlab_cache import (ETCD_MARK, FILES_LOCATION, GIT_LOCATION, PARTS, SYSTEM_CA,
+from netlab_cache import (ETCD_MARK, FILES_LOCATION, GIT_LOCATION, PARTS, PIP_TIMEOUT, SYSTEM_CA,
                           apt_dirs, apt_mirrors, apt_proxy, enabled, file_role, file_url,
                           git_base, git_repos, mirror_url, pip_index)
 
@@ -55,10 +55,9 @@ def pip_node_conf(lab):
     index = pip_index(lab)
     if not index:
         return None
-    # timeout: devpi's first answer after a start waits for PyPI's project list
     return ("# netlab: Python packages through the networking node's pip cache\n"
-            "[global]\nindex-url = {}\ntrusted-host = {}\ntimeout = 180\n".format(
-                index, lab.netnode.ip))
+            "[global]\nindex-url = {}\ntrusted-host = {}\ntimeout = {}\n".format(
+                index, lab.netnode.ip, PIP_TIMEOUT))
 
 
 def node_files(lab):

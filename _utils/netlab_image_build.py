@@ -59,9 +59,7 @@ def stage_inputs(lab, rec, digest, stage_dir, files_dir=None, pip_settings=None)
         pip_settings = host_pip_settings()
     cache_index = (rec.get("cache") or {}).get("pip_index")
     if cache_index and not rec["pip_index"] and not pip_settings.get("timeout"):
-        # devpi's first answer after a start waits for PyPI's project list (as in
-        # the nodes' /etc/pip.conf, netlab_cache_config.pip_node_conf)
-        pip_settings = dict(pip_settings, timeout="180")
+        pip_settings = dict(pip_settings, timeout=str(netlab_cache.PIP_TIMEOUT))
     text, cert_src, links = pip_config(pip_settings, rec["pip_index"] or cache_index)
     os.makedirs(os.path.join(stage_dir, "pip"), exist_ok=True)
     with open(os.path.join(stage_dir, "pip", "pip.conf"), "w", encoding="utf-8") as fh:

@@ -349,8 +349,9 @@ def deploy_checks(options, have_image=False):
     An on/off value that is neither raises netlab_options.OptionError naming it."""
     options = options or {}
     sel = options.get("preflight")
+    on_off = netlab_options.TRUE + netlab_options.FALSE
     if isinstance(sel, (list, tuple)) or (isinstance(sel, str) and sel.strip()
-                                          and sel not in netlab_options.TRUE + netlab_options.FALSE):
+                                          and sel not in on_off):
         return [c.strip() for c in (sel.split(",") if isinstance(sel, str) else sel)
                 if str(c).strip()]
     if not netlab_options.flag(sel, True, "netlab_deploy:preflight"):

@@ -50,6 +50,7 @@ REPO = os.path.dirname(HERE)
 UTILS = os.path.join(REPO, "_utils")
 if UTILS not in sys.path:
     sys.path.insert(0, UTILS)
+import netlab_cache  # noqa: E402  pylint: disable=wrong-import-position
 import netlab_lab_schema  # noqa: E402  pylint: disable=wrong-import-position
 import netlab_proc  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -243,8 +244,8 @@ def package_hosts(lab, pip_settings):
                list(pip_settings.get("extra-index-url", [])) if u]
     # the pip cache (devpi-server) mirrors PyPI itself, whatever index this
     # machine's pip uses (that one still installs devpi-server into its venv)
-    if not (lab.image.pip_index or pip_settings.get("index-url")) or (
-            (getattr(lab, "cache", None) or {}).get("pip", {}).get("enabled")):
+    if not (lab.image.pip_index or pip_settings.get("index-url")) or \
+            netlab_cache.enabled(lab, "pip"):
         hosts += list(DEFAULT_PIP_HOSTS)
     for url in indexes:
         if url.startswith(("http://", "https://")):
