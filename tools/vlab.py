@@ -250,7 +250,16 @@ def package_hosts(lab, pip_settings):
     for url in indexes:
         if url.startswith(("http://", "https://")):
             hosts.append(urllib.parse.urlsplit(url).hostname)
-    return [h for h in dict.fromkeys(hosts) if h]
+    return [h for h in dict.fromkeys(hosts) if h and not _in_lab(lab, h)]
+
+
+def _in_lab(lab, host):
+    """True when ``host`` is an address on the lab segment: reached inside the
+    namespace, never through the way out (e.g. a mirror on the networking node)."""
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(lab.network.cidr)
+    except ValueError:
+        return False
 
 
 def resolve(hosts):

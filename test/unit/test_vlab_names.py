@@ -46,7 +46,8 @@ def test_the_way_out_is_for_the_networking_node_and_its_package_sources_only():
 
 
 def _lab(mirror="http://deb.debian.org/debian", pip_index=None):
-    return types.SimpleNamespace(image=types.SimpleNamespace(mirror=mirror, pip_index=pip_index))
+    return types.SimpleNamespace(image=types.SimpleNamespace(mirror=mirror, pip_index=pip_index),
+                                 network=types.SimpleNamespace(cidr="10.98.0.0/24"))
 
 
 def test_package_hosts_are_the_mirror_and_the_index():
@@ -56,8 +57,11 @@ def test_package_hosts_are_the_mirror_and_the_index():
     assert vlab.package_hosts(_lab(), {"index-url": "file:///opt/pypi/simple",
                                        "extra-index-url": ["https://mirror.example/simple"]}
                               ) == ["deb.debian.org", "mirror.example"]
+    # a mirror on the lab segment is reached inside the lab, not through the way out
     assert vlab.package_hosts(_lab("http://10.98.0.2:9/debian",
-                                   "https://pypi.lan/simple"), {}) == ["10.98.0.2", "pypi.lan"]
+                                   "https://pypi.lan/simple"), {}) == ["pypi.lan"]
+    assert vlab.package_hosts(_lab("http://192.0.2.7/debian"), {"index-url": "file:///x"}
+                              ) == ["192.0.2.7"]
 
 
 def test_a_host_that_does_not_resolve_is_a_clear_error():
