@@ -90,13 +90,39 @@ def node_root(lab, node, realpath=os.path.realpath, build=None):
     return os.path.join(lab.netnode.roots_dir, node.id)
 
 
-def kernel_cmdline(lab, node, realpath=os.path.realpath, build=None):
-    """The kernel command line a node boots with (see docs/lifecycle.rst)."""
+# The address iPXE already leased, handed to the initramfs as a static configuration
+# (klibc ipconfig's ip=<client>::<gateway>:<netmask>:<hostname>:<device>:off:<dns0>).
+# iPXE expands the ${netX/...} settings of the interface it booted from when it runs
+# the kernel line. A second DHCP exchange in the initramfs cost about 11 s per boot
+# (its first DISCOVERs are lost while the NIC comes up, and klibc retries slowly);
+# the lease is the same one either way, and nothing in the node renews it.
+# BOOTIF names the interface by MAC, as pxelinux does, so a machine with several
+# NICs configures the one it booted from. The DHCP domain, which a static ip= cannot
+# carry, goes to netlab-netconf as netlab.domain.
+IPXE_IP = ("ip=${netX/ip}::${netX/gateway}:${netX/netmask}:{hostname}::off:${netX/dns}",
+           "BOOTIF=01-{mac}", "netlab.domain=${netX/domain}")
+
+
+def _ip_params(node, loader):
+    """How the initramfs configures the boot interface: the lease iPXE holds
+    (loader ``ipxe``) or a DHCP exchange of its own (pxelinux, which has no
+    settings to expand)."""
+    if loader != "ipxe":
+        return ["ip=dhcp"]
+    return [p.replace("{hostname}", node.hostname).replace("{mac}", node.mac.replace(":", "-"))
+            for p in IPXE_IP]
+
+
+def kernel_cmdline(lab, node, realpath=os.path.realpath, build=None, loader="pxelinux"):
+    """The kernel command line a node boots with (see docs/lifecycle.rst).
+    ``loader``: ``ipxe`` for an iPXE script (see IPXE_IP), anything else gives the
+    plain ``ip=dhcp`` line."""
     parts = [
         "root=/dev/nfs",
         "nfsroot={}:{},vers=3,tcp".format(lab.netnode.ip,
                                           node_root(lab, node, realpath, build)),
-        "ip=dhcp", "rw", "console=ttyS0,115200", "panic=10",
+    ] + _ip_params(node, loader) + [
+        "rw", "console=ttyS0,115200", "panic=10",
         "netlab.node={}".format(node.id),
     ]
     if node.root_mode == "stateless":
@@ -147,7 +173,7 @@ def ipxe_scripts(lab, realpath=os.path.realpath, builds=None, exists=os.path.isd
             "kernel": "{}/{}/{}".format(base, _image_dir(build), KERNEL),
             "initrd": "{}/{}/{}".format(base, _image_dir(build), INITRD),
             "nfs_root": "{}:{}".format(lab.netnode.ip, node_root(lab, node, realpath, build)),
-            "cmdline": kernel_cmdline(lab, node, realpath, build),
+            "cmdline": kernel_cmdline(lab, node, realpath, build, loader="ipxe"),
             "loader": node.boot_loader,
         }
     return out

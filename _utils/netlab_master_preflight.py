@@ -11,6 +11,7 @@ import os
 
 import netlab_dhcp
 import netlab_master
+import netlab_options
 import netlab_preflight as pf
 
 
@@ -121,7 +122,10 @@ def wanted(lab, checks=None, deploy=None, published=pf.image_published):
     ``netlab.deploy`` (``deploy``: its options), the ones its steps need (``[]``:
     its ``preflight: false``). An unknown name is refused before anything runs."""
     if deploy is not None:
-        names = pf.deploy_checks(deploy, published(lab))
+        try:
+            names = pf.deploy_checks(deploy, published(lab))
+        except netlab_options.OptionError as exc:
+            netlab_master.refuse(exc)
     elif not checks:
         names = list(pf.CHECKS)
     else:

@@ -18,6 +18,8 @@ import subprocess
 import urllib.error
 import urllib.request
 
+import netlab_options
+
 # Salt releases netlab is tested with (major versions): 3006 LTS, 3007, 3008
 SUPPORTED_SALT = (3006, 3007, 3008)
 
@@ -336,10 +338,6 @@ def check_reachable(lab, fetch):
 CHECKS = ("salt", "modules", "pillar", "interface", "ports", "storage", "dhcp", "outside")
 
 
-def _on(value):
-    return value not in (False, "false", "False", 0, "0", None)
-
-
 def deploy_checks(options, have_image=False):
     """The checks ``netlab.deploy`` runs first, from its options (orchestration
     pillar ``netlab_deploy``): ``preflight: false`` none, ``preflight: [names]`` or
@@ -347,20 +345,22 @@ def deploy_checks(options, have_image=False):
     storage always (not the module sync: the deploy syncs them itself), the network
     checks when it sets up the networking node, the outside check when it builds
     the image and none is published yet (a re-deploy of an offline lab whose image
-    is built must not fail on it; a changed image fails in its own step)."""
+    is built must not fail on it; a changed image fails in its own step).
+    An on/off value that is neither raises netlab_options.OptionError naming it."""
     options = options or {}
-    sel = options.get("preflight", True)
-    if sel in (True, "true", "True", 1, None):
-        wanted = {"salt", "pillar", "storage"}
-        if _on(options.get("netnode", True)):
-            wanted |= {"interface", "ports", "dhcp"}
-        if _on(options.get("image", True)) and not have_image:
-            wanted.add("outside")
-        return [c for c in CHECKS if c in wanted]
-    if not _on(sel):
+    sel = options.get("preflight")
+    if isinstance(sel, (list, tuple)) or (isinstance(sel, str) and sel.strip()
+                                          and sel not in netlab_options.TRUE + netlab_options.FALSE):
+        return [c.strip() for c in (sel.split(",") if isinstance(sel, str) else sel)
+                if str(c).strip()]
+    if not netlab_options.flag(sel, True, "netlab_deploy:preflight"):
         return []
-    return [c.strip() for c in (sel.split(",") if isinstance(sel, str) else sel)
-            if str(c).strip()]
+    wanted = {"salt", "pillar", "storage"}
+    if netlab_options.flag(options.get("netnode"), True, "netlab_deploy:netnode"):
+        wanted |= {"interface", "ports", "dhcp"}
+    if netlab_options.flag(options.get("image"), True, "netlab_deploy:image") and not have_image:
+        wanted.add("outside")
+    return [c for c in CHECKS if c in wanted]
 
 
 def run(checks):

@@ -141,6 +141,11 @@ def test_boot_path_is_lean(image):
         unit = fh.read()
     assert "DefaultDependencies=no" in unit and "Conflicts=shutdown.target" in unit
     assert "After=netlab-netconf.service" in unit
+    with open(_root(image, "etc", "systemd", "system", "netlab-netconf.service"),
+              encoding="utf-8") as fh:
+        netconf = fh.read()
+    # the resolver helper the minion waits for needs only the remounted root
+    assert "After=systemd-remount-fs.service" in netconf and "local-fs" not in netconf
     import yaml  # pylint: disable=import-outside-toplevel
     with open(_root(image, "etc", "salt", "minion"), encoding="utf-8") as fh:
         minion = yaml.safe_load(fh)

@@ -204,6 +204,8 @@ def test_pxelinux_node_gets_pxelinux_over_tftp(raw):
     assert "KERNEL images/current/vmlinuz" in text
     assert "initrd=images/current/initrd.img root=/dev/nfs" in text
     assert "netlab.node=nuc3" in text
+    # pxelinux has no settings to expand: the initramfs asks DHCP itself
+    assert " ip=dhcp " in text and "${" not in text and "BOOTIF" not in text
 
 
 def test_pxelinux_with_uefi_is_refused_naming_the_key(raw):
@@ -219,8 +221,11 @@ def test_ipxe_script_names_kernel_initrd_root_and_hostname(raw):
     text = render("node.ipxe.jinja", s=s)
     root = os.path.join(raw["netnode"]["storage"], "roots", "nuc2")
     assert text.startswith("#!ipxe\n")
+    # the initramfs takes iPXE's lease (expanded by iPXE) instead of a DHCP of its own
     assert "kernel http://192.168.42.2:80/images/current/vmlinuz initrd=initrd.img " \
-           "root=/dev/nfs nfsroot=192.168.42.2:{},vers=3,tcp ip=dhcp rw " \
+           "root=/dev/nfs nfsroot=192.168.42.2:{},vers=3,tcp " \
+           "ip=${{netX/ip}}::${{netX/gateway}}:${{netX/netmask}}:nuc2::off:${{netX/dns}} " \
+           "BOOTIF=01-94-c6-91-aa-00-02 netlab.domain=${{netX/domain}} rw " \
            "console=ttyS0,115200 panic=10 netlab.node=nuc2\n".format(root) in text
     assert "initrd --name initrd.img http://192.168.42.2:80/images/current/initrd.img" in text
     assert "# hostname: nuc2" in text

@@ -16,6 +16,7 @@ import urllib.error
 import pytest
 
 import netlab_lab
+import netlab_options
 import netlab_preflight as pf
 
 RUN = pf.command_runner()
@@ -259,6 +260,17 @@ def test_deploy_runs_the_checks_its_steps_need():
     assert pf.deploy_checks({"preflight": False}) == []
     assert pf.deploy_checks({"preflight": "ports, dhcp"}) == ["ports", "dhcp"]
     assert pf.deploy_checks({"preflight": ["modules"]}) == ["modules"]
+    # every spelling of on/off the other options take
+    assert pf.deploy_checks({"preflight": "no"}) == []
+    assert pf.deploy_checks({"preflight": "off"}) == []
+    assert pf.deploy_checks({"netnode": "off", "image": "no", "preflight": "yes"}) == [
+        "salt", "pillar", "storage"]
+    assert pf.deploy_checks({"preflight": ""}) == pf.deploy_checks({})
+
+
+def test_deploy_option_that_is_not_on_or_off_is_refused_by_name():
+    with pytest.raises(netlab_options.OptionError, match="netlab_deploy:netnode"):
+        pf.deploy_checks({"netnode": "maybe"})
 
 
 def test_run_reports_every_problem_and_survives_a_crashing_check():
@@ -316,3 +328,7 @@ def test_preflight_refuses_an_unknown_check_before_running_any(raw):
         mp.preflight(_lab(raw), lambda names: pytest.fail("no check may run"),
                      checks="pillar,nonsense")
     assert mp.wanted(_lab(raw)) == list(pf.CHECKS)
+    # a deploy option that is neither on nor off: refused, naming it, nothing run
+    with pytest.raises(netlab_master.Refused, match=r"netlab_deploy:image must be true or false"):
+        mp.preflight(_lab(raw), lambda names: pytest.fail("no check may run"),
+                     deploy={"image": "sometimes"})
