@@ -14,10 +14,9 @@ discovery. The third asks for a mirror inside the lab where nothing listens: the
 image step fails, no node is touched, and the output names the image build and
 its log. Then the lab is reshaped in its pillar and deployed again with
 ``salt-run state.orchestrate netlab.deploy`` (the whole orchestration, on the
-VMs): cmp1's role changes, a second compute is added and the controller is
-switched off; the deploy reimages cmp1 and the new node, boots the controller
-(not reimaged), stacks it, then both computes at the same time. ``down`` leaves
-no namespace, link, nftables table, process or mount.
+VMs): cmp1's role changes and a second compute is added; the deploy reimages
+cmp1 and the new node (not the controller) and stacks both computes at the same
+time. ``down`` leaves no namespace, link, nftables table, process or mount.
 
 The order of steps is asserted from the master's event stamps (host clock),
 never by comparing two guests' clocks.
@@ -150,15 +149,6 @@ def _guest(lab, node, command):
     return json.loads(proc.stdout)[node]
 
 
-def _answers(lab, node):
-    proc = _run(lab, "salt", "--out=json", "--static", "-t", "10", node, "test.ping",
-                timeout=120)
-    try:
-        return json.loads(proc.stdout).get(node) is True
-    except ValueError:
-        return False
-
-
 def _durations(proc):
     """The deploy log's per-step durations (printed with -s, to see where time goes)."""
     try:
@@ -278,14 +268,18 @@ def test_an_unreachable_mirror_stops_the_deploy_after_the_image_step(lab):
     assert os.readlink(lab["dir"] / "srv" / "images" / "current") == current
 
 
-def test_a_reshaped_lab_deploys_role_change_new_node_and_switched_off_controller(lab):
+def test_a_reshaped_lab_deploys_a_role_change_and_a_new_node(lab):
     """Pillar edited, then the whole ``salt-run state.orchestrate netlab.deploy``
-    on the VMs: cmp1's role changes (compute -> storage, a role declared for it),
-    a second compute cmp2 is added and the controller ctl was switched off. The
-    deploy reimages cmp1 (role changed since it was stacked) and cmp2 (new),
-    boots ctl (known: not reimaged), prepares the three, stacks ctl, then cmp1
-    and cmp2 at the same time (their stack.sh runs overlap by the master's event
-    stamps), then host discovery."""
+    on the VMs: cmp1's role changes (compute -> storage, a role declared for it)
+    and a second compute cmp2 is added. The deploy reimages cmp1 (role changed
+    since it was stacked) and cmp2 (new), leaves the controller alone (no
+    reimage, no reboot, no second stack.sh), prepares the three, stacks cmp1 and
+    cmp2 at the same time (their stack.sh runs overlap by the master's event
+    stamps), then host discovery.
+
+    (A known node that is switched off is booted by the deploy's bring-up:
+    test_vms. Not here: the lab's master waits its 300 s ``timeout``, which its
+    TCG guests need, for the switched-off node's ping.)"""
     labdir = lab["dir"]
     pillar_file = labdir / "master" / "pillar" / "netlab" / "lab.sls"
     current = yaml.safe_load(pillar_file.read_text())["netlab"]
@@ -301,11 +295,6 @@ def test_a_reshaped_lab_deploys_role_change_new_node_and_switched_off_controller
     ctl_before = _guest(lab, "ctl", "cat /proc/sys/kernel/random/boot_id /etc/machine-id")
     cmp1_id = _guest(lab, "cmp1", "cat /etc/machine-id")
     stacks = len(fake_devstack.records(_dest(lab, "ctl"), "stack"))
-    off = _run(lab, "salt-run", "--out=json", "netlab.power", "ctl", "off", timeout=300)
-    assert off.returncode == 0 and json.loads(off.stdout)["done"], off.stdout + off.stderr
-    deadline = time.monotonic() + 300
-    while _answers(lab, "ctl"):
-        assert time.monotonic() < deadline, "ctl still answers after power off"
     pillar_file.write_text(yaml.safe_dump({"netlab": raw}, default_flow_style=False))
     t0 = time.monotonic()
     with _watch(lab) as watch:
@@ -320,39 +309,37 @@ def test_a_reshaped_lab_deploys_role_change_new_node_and_switched_off_controller
     assert "role changed from compute to storage" in proc.stdout + master_log
     tags = [t for t, _ in events]
     print("events:", tags)
-    # cmp1 and cmp2 reimaged; ctl booted, not reimaged
+    # cmp1 and cmp2 reimaged; ctl left alone (prepared, discovery: no power, no stack)
     for node in ("cmp1", "cmp2"):
         mine = [t for t in tags if t.startswith("netlab/node/{}/".format(node))]
         assert mine[:3] == ["netlab/node/{}/{}".format(node, s)
                             for s in ("reimaging", "booting", "up")], mine
     ctl_tags = [t for t in tags if t.startswith("netlab/node/ctl/")]
-    assert "netlab/node/ctl/reimaging" not in ctl_tags, ctl_tags
-    assert ctl_tags[:2] == ["netlab/node/ctl/booting", "netlab/node/ctl/up"], ctl_tags
+    assert not {"netlab/node/ctl/{}".format(s) for s in (
+        "reimaging", "booting", "stacking", "stack/started")} & set(ctl_tags), ctl_tags
     rows = _status(lab)
     assert {n: r["state"] for n, r in rows.items()} == {
         "ctl": "ready", "cmp1": "ready", "cmp2": "ready"}, rows
     assert rows["cmp1"]["role"] == "storage"
     assert rows["ctl"]["generation"] == before["ctl"]["generation"] == 1
     assert rows["cmp1"]["generation"] == 2 and rows["cmp2"]["generation"] == 1
-    ctl_after = _guest(lab, "ctl", "cat /proc/sys/kernel/random/boot_id /etc/machine-id")
-    assert ctl_after.split()[0] != ctl_before.split()[0]  # a new boot ...
-    assert ctl_after.split()[1] == ctl_before.split()[1]  # ... of the same root
-    assert _guest(lab, "cmp1", "cat /etc/machine-id") != cmp1_id  # a fresh root
-    # stacked in its new role: the role's localrc reached stack.sh; ctl stacked
-    # again after its boot (DevStack does not survive a reboot)
+    # ctl: the same boot of the same root; cmp1: a fresh root (new identity)
+    assert _guest(lab, "ctl", "cat /proc/sys/kernel/random/boot_id /etc/machine-id") == \
+        ctl_before
+    assert _guest(lab, "cmp1", "cat /etc/machine-id") != cmp1_id
+    # stacked in its new role: the role's localrc reached stack.sh; ctl not again
     recs = {n: fake_devstack.records(_dest(lab, n), "stack") for n in ("ctl", "cmp1", "cmp2")}
-    assert len(recs["ctl"]) == stacks + 1 and recs["ctl"][-1]["rc"] == 0
+    assert len(recs["ctl"]) == stacks
     assert len(recs["cmp1"]) == 1 and recs["cmp1"][0]["rc"] == 0  # the new root's only run
     assert recs["cmp1"][0]["localrc"].get("NETLAB_VLAB_ROLE") == "storage"
     assert len(recs["cmp2"]) == 1 and recs["cmp2"][0]["rc"] == 0
     assert "NETLAB_VLAB_ROLE" not in recs["cmp2"][0]["localrc"]
     assert recs["cmp2"][0]["host_ip"] == "10.98.0.13"
     assert recs["cmp2"][0]["service_host"] == "10.98.0.11"
-    # by the master's clock: ctl first, the two computes at the same time, discovery last
+    # by the master's clock: the two computes at the same time, discovery last
     at = _stamps(events)
     started = [at["netlab/node/{}/stack/started".format(n)] for n in ("cmp1", "cmp2")]
     finished = [at["netlab/node/{}/stack/finished".format(n)] for n in ("cmp1", "cmp2")]
-    assert at["netlab/node/ctl/stack/finished"] < min(started), at
     assert max(started) < min(finished), at  # both ran at once
     assert max(finished) < at["netlab/node/ctl/discover/started"], at
     print("computes' stack.sh overlap: {:.1f} s".format(min(finished) - max(started)))

@@ -27,10 +27,8 @@ Shown here:
   while vmb keeps its file and was not rebooted; ``gone`` fails at its
   deadline with the reason (runner and orchestration); pruning keeps the old
   build; in the time left to ``gone``'s deadline the ``reboot`` power driver
-  restarts vma through its minion.
-
-The deploy's bring-up on VMs (a known node that is powered off is booted, a role
-change reimages, through the whole ``netlab.deploy``) is in test_vlab.py.
+  restarts vma through its minion;
+* the deploy's bring-up step boots a known node that is powered off (vmc).
 
 Timings are printed (``-s``), never asserted; bench/bench_lifecycle.py has them.
 """
@@ -585,3 +583,60 @@ def test_status_table_says_when_resets_are_copies(vmlab, booted):  # noqa: F811
         assert "netnode:storage on btrfs" in table
     else:
         assert "NOTE" not in table, table
+
+
+def _last_json(text):
+    """The last JSON document of a runner's output: devstack runners print their
+    progress events (one document each) before their return."""
+    docs, pos, decoder = [], 0, json.JSONDecoder()
+    while True:
+        while pos < len(text) and text[pos] not in "{[":
+            pos += 1
+        if pos >= len(text):
+            return docs[-1] if docs else None
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            pos += 1
+            continue
+        docs.append(doc)
+
+
+def test_deploy_bring_up_boots_a_known_node_that_is_off(vmlab, booted):
+    """The deploy's bring-up step (``devstack.bring_up``, as ``netlab.deploy``
+    runs it) on VMs: vmc is known and powered off, vma and vmb answer; only vmc
+    is booted (no reimage: same generation and identity, a new boot) and comes
+    up. ``gone`` is left out of the pillar for this run: a manual node that
+    does not answer would be booted too and keep the run waiting to its end."""
+    master, lab = vmlab.master, vmlab.lab
+    before = node_facts(master, "vmc")
+    generation = netlab_lifecycle.generation(lab, "vmc")
+    off, _ = master.run_json("salt-run", "netlab.power", "vmc", "off")
+    assert off["done"], off
+    wait_for(lambda: not _answers(master, "vmc"), 120, "vmc to stop answering")
+    raw = json.loads(json.dumps(vmlab.raw))
+    del raw["nodes"]["gone"]
+    master.write_pillar(raw)
+    try:
+        t0 = time.monotonic()
+        proc = master.run("salt-run", "--out=json", "devstack.bring_up",
+                          "timeout={}".format(BOOT_TIMEOUT), "ping_timeout=15",
+                          check=False, timeout=BOOT_TIMEOUT + 600)
+        data = _last_json(proc.stdout)
+        took = time.monotonic() - t0
+    finally:
+        master.write_pillar(vmlab.raw)
+    print("deploy bring-up booting vmc: {:.0f} s -> {}".format(took, json.dumps(data)))
+    if proc.returncode != 0:
+        vmlab.dump(["vmc"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    plan = data["plan"]
+    assert plan["boot"] == ["vmc"] and plan["reimage"] == [], plan
+    assert sorted(plan["up"]) == ["vma", "vmb"], plan
+    assert "minion does not answer" in plan["reasons"]["vmc"]
+    assert data["boot"]["nodes"]["vmc"]["state"] == "up", data["boot"]
+    after = node_facts(master, "vmc")
+    assert after["boot_id"] != before["boot_id"]
+    assert after["machine_id"] == before["machine_id"] and after["hostname"] == "vmc"
+    assert netlab_lifecycle.generation(lab, "vmc") == generation
+    assert vmlab.status()["vmc"]["state"] == "up"
