@@ -267,13 +267,22 @@ def _stk_settings(need_user=True):
     return cfg
 
 
-def _stk_event(node_id, what, data):
-    """Fire ``netlab/node/<id>/stack/<what>`` on the master's bus (never fails)."""
+def _stk_event(node_id, what, data, lost):
+    """Fire ``netlab/node/<id>/<what>`` on the master's bus. A lost event does not
+    stop the script (stack.sh's outcome matters more), but it is no silent line:
+    a warning in this minion's log and, appended to ``lost`` (the step's
+    ``events_lost``), a warning in the master's run record and summary."""
     tag = "netlab/node/{}/{}".format(node_id, what)
     try:
-        __salt__["event.send"](tag, data)  # pylint: disable=undefined-variable
+        # event.send answers False when it cannot send (e.g. no master: --local)
+        sent = __salt__["event.send"](tag, data) is not False  # pylint: disable=undefined-variable
+        why = "the minion could not send it to the master"
     except Exception as exc:  # pylint: disable=broad-except
-        log.debug("netlab: could not send event %s: %s", tag, exc)
+        sent, why = False, str(exc) or type(exc).__name__
+    if not sent:
+        text = "event {} was not fired: {}".format(tag, why)
+        log.warning("netlab: %s", text)
+        lost.append(text)
 
 
 def _stk_logfile(cfg, path):
@@ -305,7 +314,9 @@ def _stk_read_tail(path, lines, cfg=None):
 
 
 def _stk_run(cfg, script, log_path, what, timeout=None):
-    """Run ``script`` (relative to the checkout) as the stack user, output to ``log_path``."""
+    """Run ``script`` (relative to the checkout) as the stack user, output to
+    ``log_path``; ``events_lost`` of the return collects the events that could not
+    be fired (the caller fires the last one into the same list)."""
     if not _stk_os.path.isfile(_stk_os.path.join(cfg["checkout"], script)):
         raise CommandExecutionError(
             "{} not found in {}: is DevStack checked out (netlab.node.prepare)?".format(
@@ -317,8 +328,9 @@ def _stk_run(cfg, script, log_path, what, timeout=None):
     inner = "cd {} && exec ./{} >> {} 2>&1".format(
         _stk_shlex.quote(cfg["checkout"]), script, _stk_shlex.quote(log_path))
     started = _stk_time.time()
+    lost = []
     _stk_event(cfg["node"], what + "/started", {"node": cfg["node"], "started": started,
-                                               "log": log_path})
+                                               "log": log_path}, lost)
     ret = __salt__["cmd.run_all"](  # pylint: disable=undefined-variable
         ["runuser", "-l", cfg["user"], "-c", inner], python_shell=False,
         output_loglevel="quiet", ignore_retcode=True, timeout=timeout)
@@ -326,7 +338,7 @@ def _stk_run(cfg, script, log_path, what, timeout=None):
     return {
         "node": cfg["node"], "result": ret["retcode"] == 0, "retcode": ret["retcode"],
         "started": started, "finished": finished,
-        "duration": round(finished - started, 3), "log": log_path,
+        "duration": round(finished - started, 3), "log": log_path, "events_lost": lost,
     }
 
 
@@ -342,8 +354,9 @@ def stack(lines=25, timeout=None):
     in ``<dest>/logs/netlab-stack.json``.
 
     Returns ``{node, result, retcode, duration, started, finished, log,
-    log_tail}`` (``log_tail``: the last ``lines`` lines); a failed stack.sh
-    also sets the job's return code.
+    log_tail, events_lost}`` (``log_tail``: the last ``lines`` lines;
+    ``events_lost``: the events that could not be fired, each also a warning in
+    the minion's log); a failed stack.sh also sets the job's return code.
 
     CLI Example:
 
@@ -362,10 +375,10 @@ def stack(lines=25, timeout=None):
     _stk_os.replace(cfg["last"] + ".tmp", cfg["last"])
     event = {k: out[k] for k in ("node", "result", "retcode", "duration", "log")}
     if out["result"]:
-        _stk_event(cfg["node"], "stack/finished", event)
+        _stk_event(cfg["node"], "stack/finished", event, out["events_lost"])
     else:
         event["log_tail"] = _stk.tail(out["log_tail"], 10)
-        _stk_event(cfg["node"], "stack/failed", event)
+        _stk_event(cfg["node"], "stack/failed", event, out["events_lost"])
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
     return out
 
@@ -406,7 +419,8 @@ def _stk_script(script, what, lines, timeout):
     out = _stk_run(cfg, script, cfg[what + "_log"], what, timeout=timeout)
     out["log_tail"] = _stk_read_tail(cfg[what + "_log"], lines, cfg)
     _stk_event(cfg["node"], what + ("/finished" if out["result"] else "/failed"),
-               {k: out[k] for k in ("node", "result", "retcode", "duration", "log")})
+               {k: out[k] for k in ("node", "result", "retcode", "duration", "log")},
+               out["events_lost"])
     if not out["result"]:
         __context__["retcode"] = 1  # pylint: disable=undefined-variable
     return out

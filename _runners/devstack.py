@@ -188,13 +188,20 @@ def _ping(targets, timeout):
 
 
 def _publish(targets, fun, kwarg, timeout):
-    """Run ``fun`` on every target in one job; ``{node: return or None}``."""
+    """Run ``fun`` on every target in one job; ``{node: return or None}``. Events a
+    node could not fire on its way become warnings of the run (log and summary)."""
     out = {n: None for n in targets}
     for chunk in _client().cmd_iter(targets, fun, kwarg=kwarg, tgt_type="list",
                                     timeout=timeout):
         for minion, data in chunk.items():
             if minion in out and isinstance(data, dict):
                 out[minion] = data.get("ret")
+    lost = netlab_run.lost_on_nodes(out)
+    if lost:
+        state_dir = _lab().netnode.state_dir
+        for text in lost:
+            log.warning("netlab: %s", text)
+            netlab_run.add_warning(state_dir, text)
     return out
 
 

@@ -139,6 +139,19 @@ def fire_checked(fire, tag, data, state_dir=None, logger=None):
     return False
 
 
+def lost_on_nodes(returns):
+    """Warning texts for the events lab nodes could not fire during a step, from
+    the nodes' returns (``{node: return}``; a return's ``events_lost``, see the
+    ``devstack`` execution module), each naming its node."""
+    out = []
+    for node_id in sorted(returns):
+        ret = returns[node_id]
+        if isinstance(ret, dict):
+            for text in ret.get("events_lost") or []:
+                out.append("{}: {}".format(node_id, text))
+    return out
+
+
 def tail(text, lines=TAIL_LINES):
     return "\n".join(str(text).rstrip("\n").splitlines()[-lines:]) if text else ""
 

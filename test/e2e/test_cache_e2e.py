@@ -47,7 +47,8 @@ from lib.cachelab import AptClient, bare_repo, clone, git, pip_download, wait_po
 from lib.saltlocal import SaltLocal, failed
 from lib.uplink import Uplink
 
-pytestmark = pytest.mark.e2e
+# one scenario in order (above): pytest-random-order keeps this file's order
+pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CIDR = "10.79.0.0/24"

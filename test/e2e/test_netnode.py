@@ -20,7 +20,10 @@ from lib import netns
 from lib.clients import pxe_discover, pxe_request, udhcpc
 from lib.netnodelab import NetnodeLab, changed, failed
 
-pytestmark = pytest.mark.e2e
+# the full-mode tests share one networking node and its last two change it
+# (a node removed, then netlab.netnode.clean): pytest-random-order keeps this
+# file's order
+pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 
 CIDR = "10.77.0.0/24"
 NETNODE_IP = "10.77.0.2"

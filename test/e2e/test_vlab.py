@@ -12,13 +12,21 @@ netlab's stand-in DevStack (test/lib/fake_devstack.py), which the networking nod
 serves to the nodes over HTTP: controller first, then the compute, then host
 discovery. The third asks for a mirror inside the lab where nothing listens: the
 image step fails, no node is touched, and the output names the image build and
-its log. ``down`` leaves no namespace, link, nftables table, process or mount.
+its log. Then the lab is reshaped in its pillar and deployed again with
+``salt-run state.orchestrate netlab.deploy`` (the whole orchestration, on the
+VMs): cmp1's role changes and a second compute is added; the deploy reimages
+cmp1 and the new node (not the controller) and stacks both computes at the same
+time. ``down`` leaves no namespace, link, nftables table, process or mount.
+
+The order of steps is asserted from the master's event stamps (host clock),
+never by comparing two guests' clocks.
 
 The lab directory comes from ``NETLAB_VLAB_DIR`` so the command line stays the
 README's; its namespace and links are named after it, so a user's own lab on the
 same machine is never touched.
 """
 
+import datetime
 import json
 import os
 import pathlib
@@ -26,12 +34,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
+import yaml
 
 from lib import fake_devstack
+from lib.events import EventWatcher
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# One lab, driven through its life in steps: each test is the next step (the
+# module fixture holds the lab), so pytest-random-order keeps this file's order.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.random_order(disabled=True)]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
@@ -97,6 +110,61 @@ def _local_conf(lab, node):
     return lab["dir"] / "srv" / "roots" / node / "opt" / "stack" / "devstack" / "local.conf"
 
 
+def _dest(lab, node):
+    return lab["dir"] / "srv" / "roots" / node / "opt" / "stack"
+
+
+def _watch(lab):
+    """netlab's events on the lab's master, subscribed before the run (a probe
+    event proves it, no sleep); each event carries the master's ``_stamp``."""
+    vl = vlab_tool.Vlab(str(lab["dir"]))
+
+    def send(tag):
+        subprocess.run(vl.salt_cmd("salt-run", "event.send", tag), capture_output=True,
+                       timeout=120, check=False)
+
+    watcher = EventWatcher(vl.salt_cmd("salt-run"), "netlab/*", send).start()
+    try:
+        watcher.wait_live()
+    except Exception:
+        watcher.stop()
+        raise
+    return watcher
+
+
+def _stamps(events):
+    """tag -> the master's time (host clock, seconds) of its first firing."""
+    out = {}
+    for tag, data in events:
+        stamp = data.get("_stamp") if isinstance(data, dict) else None
+        if stamp and tag not in out:
+            out[tag] = datetime.datetime.fromisoformat(stamp).timestamp()
+    return out
+
+
+def _guest(lab, node, command):
+    proc = _run(lab, "salt", "--out=json", "--static", "-t", "120", node, "cmd.run", command,
+                timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)[node]
+
+
+def _durations(proc):
+    """The deploy log's per-step durations (printed with -s, to see where time goes)."""
+    try:
+        log = pathlib.Path(proc.stdout.split("(full output: ", 1)[1].split(")", 1)[0])
+        text = log.read_text()
+    except (IndexError, OSError):
+        return
+    ident = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("ID: "):
+            ident = line[4:]
+        elif line.startswith("Duration: ") and ident:
+            print("  step {}: {}".format(ident, line[10:]))
+
+
 def test_up_as_the_readme_writes_it(lab):
     proc = lab["up"]
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
@@ -150,17 +218,25 @@ def test_another_lab_is_never_touched(lab):
 
 
 def test_up_again_with_a_reachable_devstack_stacks_the_lab(lab):
-    fake = fake_devstack.create(lab["base"] / "fake", sleep=2.0)
+    # stack.sh takes long enough on each node that two computes started by one
+    # job overlap by many seconds even when one guest is slow to start it
+    fake = fake_devstack.create(lab["base"] / "fake", sleep=9.0)
     lab["fake"] = fake
-    proc = _run(lab, "up", "--devstack-repo", str(fake.bare))
+    with _watch(lab) as watch:
+        proc = _run(lab, "up", "--devstack-repo", str(fake.bare))
+        events = watch.events(settle_tag="netlab/deploy/summary")
+    _durations(proc)
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
-    dest = {n: lab["dir"] / "srv" / "roots" / n / "opt" / "stack" for n in ("ctl", "cmp1")}
+    dest = {n: _dest(lab, n) for n in ("ctl", "cmp1")}
     ctl, cmp1 = (fake_devstack.records(dest[n], "stack") for n in ("ctl", "cmp1"))
     assert len(ctl) == 1 and ctl[0]["rc"] == 0 and len(cmp1) == 1 and cmp1[0]["rc"] == 0
     assert ctl[0]["host_ip"] == "10.98.0.11" and cmp1[0]["service_host"] == "10.98.0.11"
-    assert ctl[0]["end"] < cmp1[0]["start"]
     discover = fake_devstack.records(dest["ctl"], "discover")
-    assert len(discover) == 1 and discover[0]["start"] > cmp1[0]["end"]
+    assert len(discover) == 1
+    # controller, then the compute, then discovery: by the master's clock
+    at = _stamps(events)
+    assert at["netlab/node/ctl/stack/finished"] < at["netlab/node/cmp1/stack/started"], at
+    assert at["netlab/node/cmp1/stack/finished"] < at["netlab/node/ctl/discover/started"], at
     assert "vlab: done: every node ready" in proc.stdout
     assert {r["state"] for r in _status(lab).values()} == {"ready"}
 
@@ -190,6 +266,83 @@ def test_an_unreachable_mirror_stops_the_deploy_after_the_image_step(lab):
     assert {n: len(fake_devstack.records(dest[n], "stack")) for n in dest} == stacks
     # the last good image stays current
     assert os.readlink(lab["dir"] / "srv" / "images" / "current") == current
+
+
+def test_a_reshaped_lab_deploys_a_role_change_and_a_new_node(lab):
+    """Pillar edited, then the whole ``salt-run state.orchestrate netlab.deploy``
+    on the VMs: cmp1's role changes (compute -> storage, a role declared for it)
+    and a second compute cmp2 is added. The deploy reimages cmp1 (role changed
+    since it was stacked) and cmp2 (new), leaves the controller alone (no
+    reimage, no reboot, no second stack.sh), prepares the three, stacks cmp1 and
+    cmp2 at the same time (their stack.sh runs overlap by the master's event
+    stamps), then host discovery.
+
+    (A known node that is switched off is booted by the deploy's bring-up:
+    test_vms. Not here: the lab's master waits its 300 s ``timeout``, which its
+    TCG guests need, for the switched-off node's ping.)"""
+    labdir = lab["dir"]
+    pillar_file = labdir / "master" / "pillar" / "netlab" / "lab.sls"
+    current = yaml.safe_load(pillar_file.read_text())["netlab"]
+    # what `./vlab up --computes 2 --devstack-repo ...` writes (no unreachable
+    # mirror: the current image stays), plus the new role for cmp1
+    raw = vlab_tool.lab_pillar(str(labdir), computes=2,
+                               devstack_repo=current["devstack"]["repo"])
+    raw["roles"] = {"storage": {"description": "block storage (cinder-volume)",
+                                "devstack": {"localrc": {"NETLAB_VLAB_ROLE": "storage"}}}}
+    raw["nodes"]["cmp1"]["role"] = "storage"
+    before = _status(lab)
+    assert {n: r["state"] for n, r in before.items()} == {"ctl": "ready", "cmp1": "ready"}
+    ctl_before = _guest(lab, "ctl", "cat /proc/sys/kernel/random/boot_id /etc/machine-id")
+    cmp1_id = _guest(lab, "cmp1", "cat /etc/machine-id")
+    stacks = len(fake_devstack.records(_dest(lab, "ctl"), "stack"))
+    pillar_file.write_text(yaml.safe_dump({"netlab": raw}, default_flow_style=False))
+    t0 = time.monotonic()
+    with _watch(lab) as watch:
+        proc = _run(lab, "salt-run", "state.orchestrate", "netlab.deploy",
+                    "pillar=" + json.dumps({"netlab_deploy": {"boot_timeout": 1500}}))
+        events = watch.events(settle_tag="netlab/deploy/summary")
+    print("reshaped deploy: {:.0f} s".format(time.monotonic() - t0))
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # why cmp1 was reimaged: in the deploy's output (bring-up's plan) or its log
+    master_log = (labdir / "master" / "master.log").read_text(errors="replace")
+    assert "role changed from compute to storage" in proc.stdout + master_log
+    tags = [t for t, _ in events]
+    print("events:", tags)
+    # cmp1 and cmp2 reimaged; ctl left alone (prepared, discovery: no power, no stack)
+    for node in ("cmp1", "cmp2"):
+        mine = [t for t in tags if t.startswith("netlab/node/{}/".format(node))]
+        assert mine[:3] == ["netlab/node/{}/{}".format(node, s)
+                            for s in ("reimaging", "booting", "up")], mine
+    ctl_tags = [t for t in tags if t.startswith("netlab/node/ctl/")]
+    assert not {"netlab/node/ctl/{}".format(s) for s in (
+        "reimaging", "booting", "stacking", "stack/started")} & set(ctl_tags), ctl_tags
+    rows = _status(lab)
+    assert {n: r["state"] for n, r in rows.items()} == {
+        "ctl": "ready", "cmp1": "ready", "cmp2": "ready"}, rows
+    assert rows["cmp1"]["role"] == "storage"
+    assert rows["ctl"]["generation"] == before["ctl"]["generation"] == 1
+    assert rows["cmp1"]["generation"] == 2 and rows["cmp2"]["generation"] == 1
+    # ctl: the same boot of the same root; cmp1: a fresh root (new identity)
+    assert _guest(lab, "ctl", "cat /proc/sys/kernel/random/boot_id /etc/machine-id") == \
+        ctl_before
+    assert _guest(lab, "cmp1", "cat /etc/machine-id") != cmp1_id
+    # stacked in its new role: the role's localrc reached stack.sh; ctl not again
+    recs = {n: fake_devstack.records(_dest(lab, n), "stack") for n in ("ctl", "cmp1", "cmp2")}
+    assert len(recs["ctl"]) == stacks
+    assert len(recs["cmp1"]) == 1 and recs["cmp1"][0]["rc"] == 0  # the new root's only run
+    assert recs["cmp1"][0]["localrc"].get("NETLAB_VLAB_ROLE") == "storage"
+    assert len(recs["cmp2"]) == 1 and recs["cmp2"][0]["rc"] == 0
+    assert "NETLAB_VLAB_ROLE" not in recs["cmp2"][0]["localrc"]
+    assert recs["cmp2"][0]["host_ip"] == "10.98.0.13"
+    assert recs["cmp2"][0]["service_host"] == "10.98.0.11"
+    # by the master's clock: the two computes at the same time, discovery last
+    at = _stamps(events)
+    started = [at["netlab/node/{}/stack/started".format(n)] for n in ("cmp1", "cmp2")]
+    finished = [at["netlab/node/{}/stack/finished".format(n)] for n in ("cmp1", "cmp2")]
+    assert max(started) < min(finished), at  # both ran at once
+    assert max(finished) < at["netlab/node/ctl/discover/started"], at
+    print("computes' stack.sh overlap: {:.1f} s".format(min(finished) - max(started)))
 
 
 def test_down_leaves_nothing(lab):

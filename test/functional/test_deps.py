@@ -2,6 +2,9 @@
 
 import copy
 import pathlib
+import subprocess
+import sys
+import sysconfig
 
 import pytest
 import yaml
@@ -81,3 +84,53 @@ def test_deps_without_netaddr_installs_or_fails_with_instructions(salt, tmp_path
     assert "salt-pip install netaddr" in message and str(fake) in message
     onfail = [a for a in fail if isinstance(a, dict) and "onfail" in a][0]["onfail"]
     assert onfail == [{"pip": "netlab-deps-pip-installed-netaddr"}]
+
+
+def _salt_python_without_netaddr(tmp_path):
+    """A venv whose Python runs this Salt (it sees the test venv's packages through a
+    directory of links) but has no netaddr: Salt's own Python on a fresh machine."""
+    venv = tmp_path / "salt-python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
+                   capture_output=True)
+    python = venv / "bin" / "python"
+    shared = tmp_path / "shared-site-packages"
+    shared.mkdir()
+    for entry in pathlib.Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name.lower()
+        if name.startswith(("netaddr", "pip", "_distutils_hack")) or name.endswith(".pth"):
+            continue
+        (shared / entry.name).symlink_to(entry)
+    own = subprocess.run([str(python), "-c",
+                          "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    (pathlib.Path(own) / "netlab-test-shared.pth").write_text(str(shared) + "\n")
+    return python
+
+
+def _imports_netaddr(python):
+    return subprocess.run([str(python), "-c", "import netaddr, sys; print(netaddr.__file__)"],
+                          capture_output=True, text=True, check=False)
+
+
+def test_deps_really_installs_netaddr_into_salts_python(tmp_path, example_pillar):
+    """The install path for real: salt-call runs on a Python without netaddr;
+    netlab.deps installs it with that Python's pip (from the package index pip is
+    configured with), after which that Python imports it from its own
+    site-packages; the next apply changes nothing."""
+    python = _salt_python_without_netaddr(tmp_path)
+    assert _imports_netaddr(python).returncode != 0
+    local = SaltLocal(tmp_path / "salt", REPO, pillar={"netlab": copy.deepcopy(example_pillar)},
+                      prefix=[str(python)])
+    ret = local.apply("netlab.deps")
+    pip = ret["netlab-deps-pip-installed-netaddr"]
+    assert pip["result"] is True, pip
+    assert [v for k, v in pip["changes"].items() if k.startswith("netaddr")] == [
+        "Installed"], pip
+    fail = ret["netlab-deps-test-fail_without_changes"]
+    assert fail["result"] is True and not fail["changes"], fail
+    found = _imports_netaddr(python)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith(str(tmp_path / "salt-python")), found.stdout
+    again = local.apply("netlab.deps")
+    assert list(again) == ["netlab-deps-test-succeed_without_changes"], again
+    assert str(python) in next(iter(again.values()))["name"]

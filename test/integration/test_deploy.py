@@ -433,3 +433,52 @@ def test_an_invalid_pillar_stops_the_deploy_with_the_report_before_any_change(
     assert "netlab:nodes:nuc2:role: 'storage' is not a role" in ret.stdout
     assert {n: len(_records(env, n)) for n in counts} == counts
     assert len(_records(env, "nuc1", "discover")) == discoveries
+
+
+def test_restack_named_nodes_restacks_only_those(netlab_env, first_deploy):
+    """``netlab_restack: {nodes: [nuc2]}``: unstack.sh then stack.sh on nuc2 only."""
+    env = netlab_env
+    counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+    unstacks = {n: len(_records(env, n, "unstack")) for n in ("nuc1",) + COMPUTES}
+    ret = env.runner("state.orchestrate", "netlab.restack",
+                     "pillar=" + json.dumps({"netlab_restack": {"nodes": ["nuc2"]}}))
+    assert ret.returncode == 0, ret.stdout
+    after = {n: len(_records(env, n)) for n in counts}
+    assert after == dict(counts, nuc2=counts["nuc2"] + 1), after
+    assert {n: len(_records(env, n, "unstack")) for n in unstacks} == dict(
+        unstacks, nuc2=unstacks["nuc2"] + 1)
+    unstack, stack = _records(env, "nuc2", "unstack")[-1], _records(env, "nuc2")[-1]
+    assert unstack["end"] <= stack["start"] and stack["rc"] == 0  # one node's own clock
+    assert all(_states(env)[n] == "ready" for n in ("nuc1",) + COMPUTES)
+
+
+def test_boot_false_powers_nothing_and_names_a_node_that_does_not_answer(
+        netlab_env, first_deploy):
+    """``netlab_deploy: {boot: false}`` with a node in pillar whose machine is off
+    (nuc5: no minion, manual power): nothing is powered or reimaged (no event of
+    the bring-up for it, no "press the button"), the node step names nuc5 as not
+    answering, the run fails, and the nodes that answer are not stacked again."""
+    env = netlab_env
+    counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+
+    def add_nuc5(lab):
+        lab["nodes"]["nuc5"] = {
+            "mac": "94:c6:91:aa:00:05", "ip": "192.168.42.15", "role": "compute",
+            "power": {"driver": "manual"},
+            "devstack": {"dest": str(env.base / "nuc5" / "opt" / "stack")},
+        }
+
+    with env.lab_changed(add_nuc5), _watch(env) as watcher:
+        ret = _deploy(env, boot=False)
+        events = watcher.events(settle_tag="netlab/deploy/summary")
+    assert ret.returncode != 0, ret.stdout
+    assert "Traceback" not in ret.stdout + ret.stderr
+    nuc5 = _node_tags(events, "nuc5")
+    assert not {"reimaging", "booting", "action-needed"} & set(nuc5), nuc5
+    assert "failed" in nuc5, nuc5
+    failures = [d for t, d in events if t == "netlab/run/failed"]
+    assert any(f.get("node") == "nuc5" and "no answer from the minion" in str(f.get("cause"))
+               for f in failures), failures
+    assert "nuc5" in ret.stdout and "no answer from the minion" in ret.stdout
+    assert {n: len(_records(env, n)) for n in counts} == counts
+    assert all(_states(env)[n] == "ready" for n in ("nuc1",) + COMPUTES)

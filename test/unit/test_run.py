@@ -159,3 +159,18 @@ def test_no_run_no_record_only_the_log(tmp_path):
     assert netlab_run.fire_checked(lambda d, t: False, "netlab/x", {}, str(tmp_path),
                                    logger) is False
     assert netlab_run.read(str(tmp_path)) is None and len(logger.lines) == 1
+
+
+def test_events_a_node_could_not_fire_become_warnings_naming_the_node():
+    returns = {
+        "nuc3": {"result": True, "events_lost": [
+            "event netlab/node/nuc3/stack/started was not fired: the minion could not "
+            "send it to the master"]},
+        "nuc2": {"result": True, "events_lost": []},
+        "nuc4": None,                               # no answer
+        "nuc5": {"netlab-node-check": {"result": True}},  # a state run's return
+    }
+    assert netlab_run.lost_on_nodes(returns) == [
+        "nuc3: event netlab/node/nuc3/stack/started was not fired: the minion could not "
+        "send it to the master"]
+    assert netlab_run.lost_on_nodes({}) == []
