@@ -18,16 +18,25 @@ watched config changed.
         - watch:
           - file: netlab-dnsmasq-conf
 
+``exports_released`` and ``reloaded`` refresh nfs-ganesha's exports without a
+restart (SIGHUP, then the log's "Reread exports complete"; see
+:mod:`netlab_ganesha`); they take the daemon's spec (``netlab_daemons``), so they
+work for a service and for a process alike, and fall back to a restart when a
+reload is not confirmed.
+
 ``dhcp_guard`` is the rogue-DHCP guard that runs before ``full`` mode is turned on.
 """
 
+import logging
 import os
 import shlex
+import signal
 import subprocess
 
 try:
     import netlab_boot_dhcp
     import netlab_dhcp
+    import netlab_ganesha
     import netlab_lab
     import netlab_proc
 
@@ -36,6 +45,8 @@ except ImportError:  # pragma: no cover
     HAS_LIBS = False
 
 __virtualname__ = "netlab_daemon"
+
+log = logging.getLogger(__name__)
 
 
 def __virtual__():
@@ -101,7 +112,10 @@ def running(name, cmd, pidfile, log=None, settle=1.0, stop_timeout=15, unless=No
 
 
 def mod_watch(name, sfun=None, **kwargs):
-    """Restart once when a watched state changed (the daemon was already running)."""
+    """``running``: restart once when a watched state changed (the daemon was
+    already running); ``reloaded``: reload (see :func:`reloaded`)."""
+    if sfun == "reloaded":
+        return _mod_watch_reloaded(name, **kwargs)
     if sfun not in ("running", None):
         return {"name": name, "changes": {}, "result": True,
                 "comment": "watch has no effect on netlab_daemon.{}".format(sfun)}
@@ -151,6 +165,139 @@ def dead(name, pidfile, stop_timeout=15, **_kwargs):
     netlab_proc.remove_pidfile(pidfile)
     ret.update(changes={"stopped": name, "pid": pid}, comment="{} stopped".format(name))
     return ret
+
+
+# --------------------------------------------------------------------------- reloads
+def _daemon_pid(daemon):
+    """The pid of a daemon spec's running process (process mode), else ``None``."""
+    pid, _ = netlab_proc.status(daemon["pidfile"], _argv(daemon["cmd"]))
+    return pid
+
+
+def _is_running(daemon):
+    if daemon.get("mode") == "service":
+        return bool(__salt__["service.status"](daemon["service"]))  # pylint: disable=undefined-variable
+    return _daemon_pid(daemon) is not None
+
+
+def _send_reload(daemon):
+    """SIGHUP to the daemon: ``service.reload`` (systemd: the unit's ExecReload,
+    ``kill -HUP $MAINPID`` for Debian's nfs-ganesha), or to its pid."""
+    if daemon.get("mode") == "service":
+        if __salt__["service.reload"](daemon["service"]) is not True:  # pylint: disable=undefined-variable
+            raise netlab_ganesha.ReloadError("service.reload {} failed".format(
+                daemon["service"]))
+        return
+    pid = _daemon_pid(daemon)
+    if pid is None:
+        raise netlab_ganesha.ReloadError("{} is not running".format(daemon["name"]))
+    os.kill(pid, signal.SIGHUP)
+
+
+def _restart(ret, daemon):
+    """The fallback: stop and start the daemon (it then reads the config anew)."""
+    if daemon.get("mode") == "service":
+        ok = __salt__["service.restart"](daemon["service"])  # pylint: disable=undefined-variable
+        if ok is not True:
+            ret.update(result=False, comment="{}: service.restart failed".format(daemon["name"]))
+        return ret
+    return _replace(ret, _daemon_pid(daemon), _argv(daemon["cmd"]), daemon["pidfile"],
+                    daemon, "restarted", "restarted")
+
+
+def _reload_or_restart(ret, daemon, what):
+    """Reload ``daemon`` and wait for its reread; restart it when that fails.
+    ``ret`` gets ``changes`` (``reloaded`` with the seconds, or ``restarted`` with
+    ``reload_failed``) and the comment says which."""
+    name = daemon["name"]
+    if not _is_running(daemon):
+        ret["comment"] = "{} is not running: it reads the new config when it starts".format(
+            name)
+        return ret
+    try:
+        took = netlab_ganesha.reload(lambda: _send_reload(daemon), daemon["reload_log"],
+                                     timeout=daemon.get("reload_timeout",
+                                                        netlab_ganesha.RELOAD_TIMEOUT))
+    except (netlab_ganesha.ReloadError, OSError) as exc:
+        log.warning("netlab: %s: reload failed (%s): restarting it instead", name, exc)
+        _restart(ret, daemon)
+        ret["changes"]["reload_failed"] = str(exc)
+        ret["changes"].setdefault("restarted", name)
+        if ret["result"] is not False:
+            ret["comment"] = "{}: {}; reload failed ({}), restarted instead".format(
+                name, what, exc)
+        return ret
+    ret["changes"] = {"reloaded": name, "seconds": round(took, 2)}
+    ret["comment"] = "{}: {}; reloaded (reread confirmed in {:.1f} s)".format(name, what, took)
+    return ret
+
+
+def exports_released(name, exports, daemon):
+    """
+    Before nfs-ganesha's config ``name`` is rendered anew: unexport the roots
+    that are new directories at the same path (a root reset), so that the reread
+    of the new config exports the new directories (an export ganesha keeps
+    holds its root by handle: the old directory).
+
+    exports
+        the exports the new config will have (``netlab.boot_report``'s list:
+        ``id``, ``inode``, ``exists``)
+    daemon
+        nfs-ganesha's spec (``netlab_daemons.netnode``)
+
+    Writes the running config without those EXPORT blocks and reloads (every
+    other export untouched); nothing to do when no root was renewed or ganesha
+    is not running. A reload that is not confirmed restarts ganesha instead.
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        with open(name, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = ""
+    ids = netlab_ganesha.renewed(text, exports)
+    if not ids:
+        ret["comment"] = "no exported root was replaced"
+        return ret
+    if not _is_running(daemon):
+        ret["comment"] = "{} is not running: it exports the new roots when it starts".format(
+            daemon["name"])
+        return ret
+    paths = [e["path"] for e in exports if e["id"] in ids]
+    if __opts__["test"]:  # pylint: disable=undefined-variable
+        ret.update(result=None, changes={"released": paths},
+                   comment="replaced roots would be unexported before the new config: "
+                           "{}".format(", ".join(paths)))
+        return ret
+    tmp = name + ".netlab-tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(netlab_ganesha.without(text, ids))
+    os.replace(tmp, name)
+    _reload_or_restart(ret, daemon, "replaced roots unexported ({})".format(", ".join(paths)))
+    ret["changes"]["released"] = paths
+    return ret
+
+
+def reloaded(name, daemon):
+    """
+    Nothing by itself; ``watch`` a daemon's config and, when it changed, the
+    daemon rereads it: SIGHUP and its log's reread marker within
+    ``daemon:reload_timeout`` seconds, else (or when the reload cannot be sent) a
+    restart, said in the comment. A daemon that is not running is left to the
+    state that starts it.
+    """
+    return {"name": name, "changes": {}, "result": True,
+            "comment": "{}: nothing to reload (no watched change)".format(daemon["name"])}
+
+
+def _mod_watch_reloaded(name, daemon, **_kwargs):  # pylint: disable=unused-argument
+    """Helper of :func:`mod_watch` for ``reloaded``."""
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    if __opts__["test"]:  # pylint: disable=undefined-variable
+        ret.update(result=None, changes={"reloaded": daemon["name"]},
+                   comment="{} would reload its config".format(daemon["name"]))
+        return ret
+    return _reload_or_restart(ret, daemon, "config changed")
 
 
 def dhcp_guard(name, interface, timeout=3, own=None, allow_other_servers=False):

@@ -27,7 +27,6 @@ import ipaddress
 import re
 import secrets
 
-import netlab_params
 
 MARK = "# Written by netlab-bootstrap"
 # top-level keys of the master config netlab's drop-in sets: another config setting
@@ -43,9 +42,6 @@ VENV_EXTRAS = ("netaddr==1.3.0",)
 # gitfs provider installed into a venv the bootstrap made (Salt's gitfs needs
 # GitPython or pygit2; GitPython drives the git command Debian ships)
 GITFS_EXTRAS = ("GitPython==3.2.1",)
-# a process-mode networking node: the runner stops ganesha by its pid file before
-# the nfs state exports a new or reset root (no `service nfs-ganesha stop` there)
-RUN_DIR = netlab_params.DEFAULTS["run_dir"]
 
 
 class BootstrapError(RuntimeError):
@@ -173,9 +169,11 @@ def lab_sls(example_text, facts, dhcp_mode, netnode_id, password=None, service="
 
 # --------------------------------------------------------------------------- salt config
 def master_conf(checkout, netnode_id, pillar_dir="/srv/pillar", salt_dir="/srv/salt",
-                gitfs=None, service="systemd", run_dir=RUN_DIR):
+                gitfs=None):
     """The master's drop-in. ``gitfs``: :func:`gitfs_settings` (netlab's files from a
-    git remote) or None (from the checkout). ``service``: :func:`service_mode`."""
+    git remote) or None (from the checkout). Nothing in it depends on the service
+    mode: a reimage reloads nfs-ganesha's exports through the networking node's
+    nfs state, with or without an init system."""
     lines = [
         MARK + " (netlab: networking node's salt-master).",
         "# Re-running it rewrites this file; put your own settings in another file.",
@@ -205,22 +203,7 @@ def master_conf(checkout, netnode_id, pillar_dir="/srv/pillar", salt_dir="/srv/s
         "ext_pillar:",
         "  - netlab:",
         "      sls: netlab.lab"]
-    if service == "process":
-        lines += [
-            "# no init system: ganesha runs as a process (pid file in {0}); a reimage stops"
-            .format(run_dir),
-            "# it before the nfs state exports the node's new root and starts it again",
-            "netlab_exports_refresh:",
-            "  - [sh, -c, '{}']".format(stop_by_pidfile(run_dir + "/ganesha.pid"))]
     return "\n".join(lines + [""])
-
-
-def stop_by_pidfile(pidfile):
-    """A shell line that stops the process of ``pidfile`` and waits for it (up to
-    30 s); nothing when there is none. No single quotes (it sits in YAML '...')."""
-    return ("pid=$(cat {0} 2>/dev/null) || exit 0; kill -TERM $pid 2>/dev/null || exit 0; "
-            "i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; "
-            "i=$((i+1)); done; rm -f {0}".format(pidfile))
 
 
 def minion_conf(netnode_id, pki_dir=None):

@@ -93,7 +93,10 @@ def netnode(params):
                         [nfs.get("ganesha_binary"), "-F", "-f", nfs.get("ganesha_conf"),
                          "-L", os.path.join(run, "ganesha.log"),
                          "-p", os.path.join(run, "ganesha.daemon.pid")], run, "ganesha",
-                        settle=2, stop_timeout=30, recovery=ganesha_recovery(params)),
+                        settle=2, stop_timeout=30, recovery=ganesha_recovery(params),
+                        # where a reload's "Reread exports complete" shows (netlab_ganesha)
+                        reload_log=os.path.join(run, "ganesha.log")
+                        if control == "process" else nfs.get("ganesha_log")),
     }
 
 

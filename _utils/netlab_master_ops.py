@@ -99,32 +99,58 @@ def take_locks(opts, stack, lab, command, nodes, lab_wide=True):
         netlab_master.refuse(exc)
 
 
+def exports_commands(opts, lab):
+    """What :func:`refresh_exports` runs around the nfs state: ``(before, after)``
+    argv lists. ``before``: master option ``netlab_exports_refresh`` (a user's
+    override; default none: the state reloads ganesha itself); ``after``: the
+    kernel server's ``exportfs -ra`` and ``exportfs -f`` (flush cached handles)."""
+    cmds = opts.get("netlab_exports_refresh") or []
+    if cmds and isinstance(cmds[0], str):
+        cmds = [cmds]
+    post = [["exportfs", "-ra"], ["exportfs", "-f"]] if lab.netnode.nfs_server == "kernel" \
+        else []
+    return [list(c) for c in cmds], post
+
+
+def ganesha_outcome(res):
+    """How the nfs state refreshed nfs-ganesha, from its state results:
+    ``{"reloaded": bool, "restarted": reason or None, "comments": [...]}``. A
+    reload that was not confirmed made the state restart ganesha (the fallback)."""
+    out = {"reloaded": False, "restarted": None, "comments": []}
+    for key, v in sorted((res or {}).items()):
+        if not isinstance(v, dict) or not key.startswith("netlab_daemon_|-") or \
+                key.rsplit("_|-", 1)[-1] not in ("reloaded", "exports_released"):
+            continue
+        changes = v.get("changes") or {}
+        if changes.get("reloaded"):
+            out["reloaded"] = True
+        if changes.get("reload_failed"):
+            out["restarted"] = changes["reload_failed"]
+        if changes:
+            out["comments"].append(v.get("comment", ""))
+    return out
+
+
 def refresh_exports(opts, lab):
     """After roots were reset: make the NFS server export the new directories.
 
     A reset replaces ``<roots_dir>/<node>`` by a new directory (a new inode), and
-    a first reimage creates it; NFS servers hold an export root by handle and the
-    netnode states render a missing root commented out. So, in this order:
+    a first reimage creates it; the netnode states render a missing root
+    commented out. So, in this order:
 
     1. the commands of master option ``netlab_exports_refresh`` (a list of argv
-       lists; default: ganesha ``[[service, nfs-ganesha, stop]]``, kernel ``[]``);
-    2. ``state.sls netlab.netnode.nfs`` on the networking node's minion (renders
-       the exports again and (re)starts the server; master option
-       ``netlab_exports_apply: false`` skips it);
+       lists, a user's override; default: none);
+    2. ``state.sls netlab.netnode.nfs`` on the networking node's minion: it
+       renders the exports again; nfs-ganesha reloads them (SIGHUP) without a
+       restart, a reset root's export in a reload of its own first, so every
+       other node's root keeps being served (:mod:`netlab_ganesha`); when a
+       reload is not confirmed the state restarts ganesha and this logs a
+       warning. Master option ``netlab_exports_apply: false`` skips the state;
     3. kernel server: ``exportfs -ra`` and ``exportfs -f`` (flush cached handles).
 
-    NFSv3 clients of other nodes ride over a ganesha restart (hard mounts retry).
+    Returns :func:`ganesha_outcome` of the state (``None`` when it was skipped).
     """
-    cmds = opts.get("netlab_exports_refresh")
-    if cmds is None:
-        cmds = [["service", "nfs-ganesha", "stop"]] if lab.netnode.nfs_server == "ganesha" \
-            else []
-    if cmds and isinstance(cmds[0], str):
-        cmds = [cmds]
-    if lab.netnode.nfs_server == "kernel":
-        post = [["exportfs", "-ra"], ["exportfs", "-f"]]
-    else:
-        post = []
+    cmds, post = exports_commands(opts, lab)
 
     def run(cmd):
         rc, out, err = netlab_power._run_cmd(list(cmd), timeout=120)  # pylint: disable=protected-access
@@ -133,6 +159,7 @@ def refresh_exports(opts, lab):
 
     for cmd in cmds:
         run(cmd)
+    outcome = None
     if opts.get("netlab_exports_apply", True):
         import salt.client  # pylint: disable=import-outside-toplevel
 
@@ -150,8 +177,16 @@ def refresh_exports(opts, lab):
         if bad:
             raise RuntimeError("state.sls netlab.netnode.nfs on {} failed: {}".format(
                 lab.netnode.id, "; ".join(str(b) for b in bad)))
+        outcome = ganesha_outcome(res)
+        if outcome["restarted"]:
+            log.warning("netlab: nfs-ganesha's reload was not confirmed (%s): it was "
+                        "restarted instead", outcome["restarted"])
+        elif outcome["reloaded"]:
+            log.info("netlab: nfs-ganesha reloaded its exports: %s",
+                     "; ".join(outcome["comments"]))
     for cmd in post:
         run(cmd)
+    return outcome
 
 
 def next_start(bus, wait):

@@ -4,7 +4,8 @@
 #   kernel  -> nfs-kernel-server, /etc/exports.d/netlab.exports + exportfs -ra
 #   ganesha -> nfs-ganesha (userspace) + rpcbind, EXPORT blocks with CLIENT blocks
 # Each persistent root is exported to its node's IP only; the shared image
-# read-only to the lab subnet. The server reloads/restarts only when exports change.
+# read-only to the lab subnet. The server reloads only when exports change
+# (ganesha: SIGHUP, no restart; kernel: exportfs -ra).
 {%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, files with context %}
 {%- from tpldir.split('/')[0] ~ "/libdaemon.jinja" import running %}
 include:
@@ -74,6 +75,20 @@ netlab-netnode-nfs-file-directory-recovery:
     - name: {{ recovery | json }}
     - makedirs: true
 
+{%-   if daemons.ganesha.mode %}
+
+# a reset root is a new directory at the same path: ganesha keeps an export's
+# root by handle, so those exports go in a reload of their own before the new
+# config's reload exports the new directories (other exports stay untouched)
+netlab-netnode-nfs-netlab_daemon-exports_released-ganesha:
+  netlab_daemon.exports_released:
+    - name: {{ nfs.ganesha_conf | json }}
+    - exports: {{ boot.exports | json }}  # yamllint disable-line rule:line-length
+    - daemon: {{ daemons.ganesha | json }}  # yamllint disable-line rule:line-length
+    - require_in:
+      - file: netlab-netnode-nfs-file-managed-ganesha
+{%-   endif %}
+
 netlab-netnode-nfs-file-managed-ganesha:
   file.managed:
     - name: {{ nfs.ganesha_conf | json }}
@@ -91,6 +106,20 @@ netlab-netnode-nfs-file-managed-ganesha:
 {{- running('netlab-netnode-nfs', '-rpcbind', daemons.rpcbind) }}
 {{- running('netlab-netnode-nfs', '-ganesha', daemons.ganesha,
             after=[('netlab-netnode-nfs', '-rpcbind')],
-            watch=[{'file': 'netlab-netnode-nfs-file-managed-ganesha'}]) }}
+            require=[{'file': 'netlab-netnode-nfs-file-managed-ganesha'}]) }}
+{%-   if daemons.ganesha.mode %}
+{%-     set gmod = 'service' if daemons.ganesha.mode == 'service' else 'netlab_daemon' %}
+
+# changed exports: a reload (SIGHUP, then the reread in ganesha's log), not a
+# restart, so other nodes' roots never pause; a failed reload restarts ganesha
+netlab-netnode-nfs-netlab_daemon-reloaded-ganesha:
+  netlab_daemon.reloaded:
+    - name: nfs-ganesha
+    - daemon: {{ daemons.ganesha | json }}  # yamllint disable-line rule:line-length
+    - require:
+      - {{ gmod }}: netlab-netnode-nfs-{{ gmod }}-running-ganesha
+    - watch:
+      - file: netlab-netnode-nfs-file-managed-ganesha
+{%-   endif %}
 {%- endif %}
 {%- endif %}

@@ -256,7 +256,16 @@ def test_service_control_service_renders_service_states(salt):
     assert args["name"] == "/usr/sbin/nginx -t -q"
     fun, args = state("netlab-netnode-nfs-service-running-ganesha")
     assert args["name"] == "nfs-ganesha"
+    # changed exports reload ganesha (systemctl reload: SIGHUP), never restart it
+    assert {"file": "netlab-netnode-nfs-file-managed-ganesha"} in args["require"]
+    assert "watch" not in args
+    fun, args = state("netlab-netnode-nfs-netlab_daemon-reloaded-ganesha")
+    assert fun == "netlab_daemon" and args["daemon"]["mode"] == "service"
+    assert args["daemon"]["reload_log"] == "/var/log/ganesha/ganesha.log"
     assert {"file": "netlab-netnode-nfs-file-managed-ganesha"} in args["watch"]
+    assert {"service": "netlab-netnode-nfs-service-running-ganesha"} in args["require"]
+    fun, args = state("netlab-netnode-nfs-netlab_daemon-exports_released-ganesha")
+    assert {"file": "netlab-netnode-nfs-file-managed-ganesha"} in args["require_in"]
     assert not [sid for sid in show if "netlab_daemon-running" in sid]
 
 
