@@ -278,22 +278,42 @@ def exports_released(name, exports, daemon):
     return ret
 
 
-def reloaded(name, daemon):
+def reloaded(name, daemon, config=None):
     """
     Nothing by itself; ``watch`` a daemon's config and, when it changed, the
     daemon rereads it: SIGHUP and its log's reread marker within
     ``daemon:reload_timeout`` seconds, else (or when the reload cannot be sent) a
     restart, said in the comment. A daemon that is not running is left to the
-    state that starts it.
+    state that starts it; one that started after ``config`` was written (process
+    mode: this run started it) already runs with it.
     """
     return {"name": name, "changes": {}, "result": True,
             "comment": "{}: nothing to reload (no watched change)".format(daemon["name"])}
 
 
-def _mod_watch_reloaded(name, daemon, **_kwargs):  # pylint: disable=unused-argument
+def _started_after(daemon, config):
+    """True when the daemon's process started after ``config`` was last written."""
+    if not config or daemon.get("mode") == "service":
+        return False
+    pid = _daemon_pid(daemon)
+    since = netlab_proc.started_at(pid) if pid else None
+    try:
+        return since is not None and since > os.path.getmtime(config)
+    except OSError:
+        return False
+
+
+def _mod_watch_reloaded(name, daemon, config=None, **_kwargs):
     """Helper of :func:`mod_watch` for ``reloaded``."""
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    if not __opts__["test"] and _started_after(daemon, config):  # pylint: disable=undefined-variable
+        ret["comment"] = "{} started on this config: nothing to reload".format(daemon["name"])
+        return ret
     if __opts__["test"]:  # pylint: disable=undefined-variable
+        if not _is_running(daemon):  # the state that starts it comes first
+            ret["comment"] = "{} is not running: it starts on the new config".format(
+                daemon["name"])
+            return ret
         ret.update(result=None, changes={"reloaded": daemon["name"]},
                    comment="{} would reload its config".format(daemon["name"]))
         return ret

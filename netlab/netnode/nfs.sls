@@ -115,6 +115,7 @@ netlab-netnode-nfs-file-managed-ganesha:
 netlab-netnode-nfs-netlab_daemon-reloaded-ganesha:
   netlab_daemon.reloaded:
     - name: nfs-ganesha
+    - config: {{ nfs.ganesha_conf | json }}
     - daemon: {{ daemons.ganesha | json }}  # yamllint disable-line rule:line-length
     - require:
       - {{ gmod }}: netlab-netnode-nfs-{{ gmod }}-running-ganesha

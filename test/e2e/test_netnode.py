@@ -7,11 +7,15 @@ and nfs-ganesha themselves). Clients live in their own namespaces joined to the
 server's bridge by veth pairs: busybox udhcpc, a scripted PXE DHCPDISCOVER
 (``tools/netlab_dhcp_client.py``; it also shows proxyDHCP offers), tftp-hpa, curl, dig
 and libnfs's nfs-cat/nfs-cp (NFSv3 MOUNT + READ/WRITE; the test machines'
-kernel has no NFS client).
+kernel has no NFS client), and a libnfs client that stays mounted across a root
+reset (``lib.nfs_session``): nfs-ganesha reloads its exports, never restarts.
 """
 
 import copy
+import os
 import pathlib
+import threading
+import time
 
 import pytest
 
@@ -19,6 +23,7 @@ from lib import daemons as daemons_lib
 from lib import netns
 from lib.clients import pxe_discover, pxe_request, udhcpc
 from lib.netnodelab import NetnodeLab, changed, failed
+from lib.nfs_session import Session
 
 # the full-mode tests share one networking node and its last two change it
 # (a node removed, then netlab.netnode.clean): pytest-random-order keeps this
@@ -201,6 +206,73 @@ def test_second_run_changes_nothing_and_test_mode_agrees(full):
     assert nn.pids() == pids
 
 
+class Reader(threading.Thread):
+    """Reads node A's held file and a LOOKUP from A's mounted root in a loop
+    through one NFS client session; every failure is kept."""
+
+    def __init__(self, session, want):
+        super().__init__(daemon=True)
+        self.session, self.want = session, want
+        self.stop, self.rounds, self.errors = threading.Event(), 0, []
+
+    def run(self):
+        while not self.stop.is_set():
+            for cmd in ("pread", "cat /netlab-marker"):
+                ans = self.session.call(cmd)
+                if ans != {"ok": True, "data": self.want}:
+                    self.errors.append((cmd, ans))
+            self.rounds += 1
+            time.sleep(0.05)
+
+
+def test_reset_root_is_exported_anew_by_reloads_not_a_restart(full):
+    """A reimage's root reset under running nodes: the nfs state a reimage
+    applies reloads nfs-ganesha (the reset root's export in a reload of its
+    own, then the new config), so the same process keeps serving node A, whose
+    mounted client reads through it all without an error, while a fresh mount
+    of node B's export gets B's new directory."""
+    seg, nn = full["seg"], full["nn"]
+    pid = nn.pids()["ganesha"]
+    seg.set_client_ip("nuc1", "10.77.0.11")
+    seg.set_client_ip("nuc2", "10.77.0.12")
+    b_root = nn.storage / "roots" / "nuc2"
+    with Session(seg.clients["nuc1"], NETNODE_IP, str(nn.storage / "roots" / "nuc1")) as a:
+        assert a.mounted, a.mount_error
+        assert a.call("open /netlab-marker") == {"ok": True}
+        # B's reset: a new directory at the same path (a reimage deletes the old
+        # one later: here it is only renamed)
+        os.rename(b_root, str(b_root) + ".old")
+        nn.make_root("nuc2", marker="new root of nuc2\n")
+        log = nn.run_dir / "ganesha.log"
+        rereads = log.read_text().count("Reread exports complete")
+        reader = Reader(a, "root of nuc1\n")
+        reader.start()
+        try:
+            ret = nn.apply(sls="netlab.netnode.nfs")
+            while reader.rounds < 3 and reader.is_alive():
+                time.sleep(0.05)
+        finally:
+            reader.stop.set()
+            reader.join(30)
+        assert nn.pids()["ganesha"] == pid   # not restarted
+        released = ret["netlab-netnode-nfs-netlab_daemon-exports_released-ganesha"]
+        assert released["changes"]["released"] == [str(b_root)], released
+        assert released["changes"]["reloaded"] == "nfs-ganesha", released
+        reloaded = ret["netlab-netnode-nfs-netlab_daemon-reloaded-ganesha"]
+        assert reloaded["changes"]["reloaded"] == "nfs-ganesha", reloaded
+        assert "reload_failed" not in reloaded["changes"], reloaded
+        assert log.read_text().count("Reread exports complete") == rereads + 2
+        # A: no error, no stale handle, during and after; it still writes
+        assert reader.rounds >= 3 and reader.errors == [], reader.errors[:3]
+        assert a.call("pread") == {"ok": True, "data": "root of nuc1\n"}
+        assert a.call("write /after-reload written") == {"ok": True}
+    assert (nn.storage / "roots" / "nuc1" / "after-reload").read_text() == "written"
+    # B: a fresh mount of its export shows the new directory
+    with Session(seg.clients["nuc2"], NETNODE_IP, str(b_root)) as b:
+        assert b.mounted, b.mount_error
+        assert b.call("cat /netlab-marker") == {"ok": True, "data": "new root of nuc2\n"}
+
+
 def test_removing_a_node_removes_its_answers(full):
     """Runs last in this module: it changes the pillar."""
     seg, nn = full["seg"], full["nn"]
@@ -215,7 +287,10 @@ def test_removing_a_node_removes_its_answers(full):
     after = nn.pids()
     assert after["dnsmasq"] != pids["dnsmasq"]
     assert after["nginx"] == pids["nginx"]          # nginx config did not change
-    assert after["ganesha"] != pids["ganesha"]      # exports changed
+    # exports changed: ganesha reloaded them (no restart), no root was replaced
+    assert after["ganesha"] == pids["ganesha"]
+    assert "netlab-netnode-nfs-netlab_daemon-reloaded-ganesha" in changed(real)
+    assert "netlab-netnode-nfs-netlab_daemon-exports_released-ganesha" not in changed(real)
     # boot answer and lease gone
     cli2 = seg.clients["nuc2"]
     cli2.run(["ip", "addr", "flush", "dev", "eth0"])
