@@ -168,6 +168,10 @@ def dead(name, pidfile, stop_timeout=15, **_kwargs):
 
 
 # --------------------------------------------------------------------------- reloads
+# __context__ key: the config text ganesha ran with before this run rewrote it
+_RUNNING_CONFIG = "netlab_daemon.running_config"
+
+
 def _daemon_pid(daemon):
     """The pid of a daemon spec's running process (process mode), else ``None``."""
     pid, _ = netlab_proc.status(daemon["pidfile"], _argv(daemon["cmd"]))
@@ -255,6 +259,8 @@ def exports_released(name, exports, daemon):
             text = fh.read()
     except FileNotFoundError:
         text = ""
+    # the config ganesha runs with, for ``reloaded`` after the new one is written
+    __context__[_RUNNING_CONFIG] = text  # pylint: disable=undefined-variable
     ids = netlab_ganesha.renewed(text, exports)
     if not ids:
         ret["comment"] = "no exported root was replaced"
@@ -295,10 +301,10 @@ def _started_after(daemon, config):
     """True when the daemon's process started after ``config`` was last written."""
     if not config or daemon.get("mode") == "service":
         return False
-    pid = _daemon_pid(daemon)
-    since = netlab_proc.started_at(pid) if pid else None
-    try:
-        return since is not None and since > os.path.getmtime(config)
+    if _daemon_pid(daemon) is None:
+        return False
+    try:  # the pid file is written as the process starts (netlab_proc.start)
+        return os.path.getmtime(daemon["pidfile"]) > os.path.getmtime(config)
     except OSError:
         return False
 
@@ -308,6 +314,29 @@ def _mod_watch_reloaded(name, daemon, config=None, **_kwargs):
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     if not __opts__["test"] and _started_after(daemon, config):  # pylint: disable=undefined-variable
         ret["comment"] = "{} started on this config: nothing to reload".format(daemon["name"])
+        return ret
+    new_text = None
+    if config:
+        try:
+            with open(config, encoding="utf-8") as fh:
+                new_text = fh.read()
+        except OSError:
+            new_text = None
+    how = netlab_ganesha.decide(_is_running(daemon),
+                                __context__.get(_RUNNING_CONFIG),  # pylint: disable=undefined-variable
+                                new_text)
+    if how == "restart":
+        # NFS_CORE_PARAM and the like: a reread applies EXPORT blocks only
+        if __opts__["test"]:  # pylint: disable=undefined-variable
+            ret.update(result=None, changes={"restarted": daemon["name"]},
+                       comment="{} would be restarted (settings outside its exports "
+                               "changed)".format(daemon["name"]))
+            return ret
+        _restart(ret, daemon)
+        ret["changes"].setdefault("restarted", daemon["name"])
+        if ret["result"] is not False:
+            ret["comment"] = ("{} restarted: settings outside its exports changed, which "
+                              "a reload does not apply".format(daemon["name"]))
         return ret
     if __opts__["test"]:  # pylint: disable=undefined-variable
         if not _is_running(daemon):  # the state that starts it comes first

@@ -16,9 +16,13 @@ new config. Which exports were renewed: the config netlab wrote last names each
 export's root inode in the comment before its block (``(inode N)``); an export
 whose root has another inode now is renewed.
 
+A reread applies EXPORT blocks only: when the settings around them change
+(NFS_CORE_PARAM...: a netlab upgrade, or the first run on a ganesha the package
+started with its own config) ganesha is restarted (:func:`decide`).
+
 Pure parts (:func:`loaded_inodes`, :func:`renewed`, :func:`without`,
-:func:`reread_seen`, :func:`decide`) plus :func:`reload`, which takes the signal
-sender, clock and sleep as arguments.
+:func:`core`, :func:`reread_seen`, :func:`decide`) plus :func:`reload`, which
+takes the signal sender, clock and sleep as arguments.
 """
 
 import os
@@ -65,6 +69,17 @@ def without(text, ids):
     return _BLOCK.sub(drop, text)
 
 
+_ANY_EXPORT = re.compile(r"^EXPORT \{\n.*?^\}\n?", re.S | re.M)
+
+
+def core(text):
+    """The config without its EXPORT blocks and comments: the settings a reread
+    does not apply (NFS_CORE_PARAM, NFSV4, EXPORT_DEFAULTS...). When they differ
+    from those ganesha started with, only a restart applies them."""
+    lines = _ANY_EXPORT.sub("", text or "").splitlines()
+    return "\n".join(ln.rstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+
+
 def log_offset(path):
     """Where ganesha's log ends now (a reread's marker is looked for after it)."""
     try:
@@ -102,10 +117,14 @@ def reload(send, log, timeout=RELOAD_TIMEOUT, clock=time.monotonic, sleep=time.s
     return clock() - start
 
 
-def decide(running, reload_error=None):
-    """What the refresh did or must do: ``start`` (ganesha not running: it starts
-    on the new config), ``reloaded``, or ``restart`` (the reload failed: stop and
-    start, as before reloads, so the new roots are served all the same)."""
+def decide(running, old_text=None, new_text=None):
+    """How a changed config reaches ganesha: ``start`` (not running: it starts on
+    the new config), ``restart`` (settings outside the EXPORT blocks changed
+    between ``old_text``, the config it runs with, and ``new_text``: a reread
+    would not apply them), else ``reload``. A reload that is not confirmed then
+    falls back to a restart (:func:`reload` raises)."""
     if not running:
         return "start"
-    return "restart" if reload_error else "reloaded"
+    if old_text is not None and new_text is not None and core(old_text) != core(new_text):
+        return "restart"
+    return "reload"

@@ -44,17 +44,6 @@ def starttime(pid):
     return fields[19] if fields and len(fields) > 19 else None
 
 
-def started_at(pid):
-    """When ``pid`` started, in seconds since the epoch (``None`` if unknown)."""
-    ticks = starttime(pid)
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            btime = [int(ln.split()[1]) for ln in fh if ln.startswith("btime ")][0]
-        return btime + int(ticks) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, TypeError):
-        return None
-
-
 def read_pid(pidfile):
     try:
         with open(pidfile, encoding="ascii") as fh:

@@ -253,12 +253,8 @@ def bench_vms(runs):
         raw = T.lab_pillar(base, seg.server.name)
         lab = netlab_lab.load(raw)
         T.link_image(lab, img)
-        stop = base / "stop-ganesha.sh"
-        stop.write_text("#!/bin/sh\npid=$(cat {0}/ganesha.pid 2>/dev/null) || exit 0\n"
-                        "kill -TERM $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1;"
-                        " done\n".format(base / "run"))
-        master = Master(seg.server, base / "master", T.REPO, raw,
-                        extra={"netlab_exports_refresh": [["sh", str(stop)]]})
+        # a reimage's exports refresh reloads ganesha (no stop command)
+        master = Master(seg.server, base / "master", T.REPO, raw)
         master.start()
         T.start_netnode_minion(seg, base, master)
         master.run("salt", "-t", "600", "netnode", "saltutil.sync_all")

@@ -325,13 +325,8 @@ def setup(base, img):
     raw = lab_pillar(base)
     env["lab"] = lab = netlab_lab.load(raw)
     use_image(lab, img)
-    stop = base / "stop-ganesha.sh"
-    stop.write_text("#!/bin/sh\npid=$(cat {0}/ganesha.pid 2>/dev/null) || exit 0\n"
-                    "kill -TERM \"$pid\" 2>/dev/null || exit 0\n"
-                    "while kill -0 \"$pid\" 2>/dev/null; do sleep 0.1; done\n"
-                    "rm -f {0}/ganesha.pid\n".format(base / "run"))
-    env["master"] = master = Master(seg.server, base / "master", T.REPO, raw,
-                                    extra={"netlab_exports_refresh": [["sh", str(stop)]]})
+    # a reimage's exports refresh reloads ganesha (no stop command)
+    env["master"] = master = Master(seg.server, base / "master", T.REPO, raw)
     master.start()
     T.start_netnode_minion(seg, base, master)
     master.run("salt", "-t", "600", "netnode", "saltutil.sync_all")

@@ -578,14 +578,6 @@ class Vlab:
         with open(os.path.join(self.pillar_dir, "netlab", "lab.sls"), "w",
                   encoding="utf-8") as fh:
             yaml.safe_dump({"netlab": raw}, fh, default_flow_style=False)
-        stop_ganesha = os.path.join(self.base, "stop-ganesha.sh")
-        with open(stop_ganesha, "w", encoding="utf-8") as fh:
-            fh.write("#!/bin/sh\npid=$(cat {0}/ganesha.pid 2>/dev/null) || exit 0\n"
-                     "kill -TERM \"$pid\" 2>/dev/null || exit 0\ni=0\n"
-                     "while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; "
-                     "i=$((i+1)); done\nrm -f {0}/ganesha.pid\n".format(
-                         os.path.join(self.base, "run")))
-        os.chmod(stop_ganesha, 0o755)
         opts = {
             "id": "netnode_master", "interface": "0.0.0.0", "root_dir": self.master_dir,
             "pki_dir": os.path.join(self.master_dir, "pki"),
@@ -598,7 +590,10 @@ class Vlab:
             "file_roots": {"base": [REPO]}, "pillar_roots": {"base": [self.pillar_dir]},
             "ext_pillar": [{"netlab": {"sls": "netlab.lab"}}],
             "netlab_pillar_id": "netnode",
-            "netlab_exports_refresh": [["sh", stop_ganesha]],
+            # a reimage's exports refresh: no command before the nfs state, which
+            # reloads ganesha (SIGHUP by its pid file) and restarts it only when a
+            # reload is not confirmed; the running VMs' roots never pause
+            "netlab_exports_refresh": [],
             # TCG guests answer slowly, most of all right after their minion starts
             "timeout": 300, "gather_job_timeout": 120, "worker_threads": 4,
         }

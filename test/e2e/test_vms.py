@@ -21,8 +21,9 @@ Shown here:
 * the image is rebuilt while the VMs run: each stays on its build (``stale``
   in ``netlab.status``), answers, reads its root and loads kernel modules;
 * one reimage of vma and ``gone`` (manual power: nobody presses the button):
-  its exports refresh restarts nfs-ganesha under vmb (a write/read loop on its
-  root sees no error) and vmc (still reads the old build's export); vma comes
+  its exports refresh reloads nfs-ganesha (the same process) under vmb (a
+  write/read loop on its root sees no error) and vmc (still reads the old
+  build's export); vma comes
   up on the new build with a fresh root (its file is gone, new machine-id)
   while vmb keeps its file and was not rebooted; ``gone`` fails at its
   deadline with the reason (runner and orchestration); pruning keeps the old
@@ -154,16 +155,9 @@ def vmlab(test_image, request):  # noqa: F811  pylint: disable=redefined-outer-n
         raw = lab_pillar(base, seg.server.name)
         lab = netlab_lab.load(raw)
         link_image(lab, test_image)
-        # reimage: stop ganesha, then the networking node's nfs state renders the
-        # exports again and starts it on the new roots (see _refresh_exports)
-        stop = base / "stop-ganesha.sh"
-        stop.write_text(
-            "#!/bin/sh\npid=$(cat {0}/ganesha.pid 2>/dev/null) || exit 0\n"
-            "kill -TERM \"$pid\" 2>/dev/null || exit 0\n"
-            "i=0; while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; "
-            "i=$((i+1)); done\nrm -f {0}/ganesha.pid\n".format(base / "run"))
-        master = Master(seg.server, base / "master", REPO, raw,
-                        extra={"netlab_exports_refresh": [["sh", str(stop)]]})
+        # reimage: the networking node's nfs state renders the exports again and
+        # nfs-ganesha reloads them (no stop command: netlab_exports_refresh unset)
+        master = Master(seg.server, base / "master", REPO, raw)
         master.start()
         start_netnode_minion(seg, base, master)
         ret = master.run("salt", "-t", "600", "netnode", "saltutil.sync_all")
@@ -462,8 +456,9 @@ def test_rebuild_under_running_nodes_then_two_node_reimage(vmlab, booted):
     """The image is rebuilt while vma, vmb (persistent) and vmc (stateless) run:
     they stay on their build (stale) and keep working; then one reimage of vma and
     gone (manual power, nobody presses the button): its NFS exports refresh
-    restarts nfs-ganesha under vmb and vmc, whose roots keep working (vmb runs a
-    write/read loop through it); vma comes up on the new build and, while gone's
+    reloads nfs-ganesha (no restart: the same pid) under vmb and vmc, whose roots
+    keep working (vmb runs a write/read loop through it); vma comes up on its new
+    root (reset while ganesha served the old one) from the new build and, while gone's
     deadline still runs, is rebooted by the ``reboot`` power driver; gone fails
     at its deadline with the reason; the old build stays (vmc and vmb use it)."""
     master, lab = vmlab.master, vmlab.lab
@@ -484,19 +479,26 @@ def test_rebuild_under_running_nodes_then_two_node_reimage(vmlab, booted):
         loads_module(master, node, "dummy")
     loop = IoLoop(master, "vmb", netlab_roots.root_path(lab, "vmb")).start()
     pid = _ganesha_pid(vmlab)
+    assert pid is not None
+    ganesha_log = vmlab.run_dir / "ganesha.log"
+    rereads = ganesha_log.read_text().count("Reread exports complete")
     timeout = _two_node_timeout(booted)
     with _watch(master) as watcher, \
             concurrent.futures.ThreadPoolExecutor(1) as pool:
         run = pool.submit(vmlab.reimage, ["vma", "gone"], timeout=timeout, check=False)
-        # the reimage's exports refresh restarts nfs-ganesha under vmb and vmc
-        wait_for(lambda: run.done() or _ganesha_pid(vmlab) not in (None, pid), 600,
-                 "nfs-ganesha to be restarted by the reimage")
-        assert _ganesha_pid(vmlab) not in (None, pid), run.result()
+        # the reimage's exports refresh reloads nfs-ganesha under vmb and vmc: vma's
+        # reset root is unexported in one reread, exported anew in a second one
+        wait_for(lambda: run.done() or ganesha_log.read_text().count(
+            "Reread exports complete") >= rereads + 2, 600,
+                 "nfs-ganesha to reread its exports twice in the reimage")
+        assert ganesha_log.read_text().count("Reread exports complete") >= rereads + 2, \
+            run.result()
+        assert _ganesha_pid(vmlab) == pid   # reloaded, not restarted
         loop.wait_rounds(3)
         reads_root(master, "vmc")
         loads_module(master, "vmc", "openvswitch")  # vmc's modules: the old build's export
-        assert master.cmd("vmb", "echo after > /root/after-restart && sync && "
-                          "cat /root/after-restart") == "after"
+        assert master.cmd("vmb", "echo after > /root/after-reload && sync && "
+                          "cat /root/after-reload") == "after"
         loads_module(master, "vmb", "openvswitch")
         # vma comes up (on the new build) while gone's deadline still runs
         wait_for(lambda: _answers(master, "vma") or run.done(), timeout + 60,
@@ -513,9 +515,12 @@ def test_rebuild_under_running_nodes_then_two_node_reimage(vmlab, booted):
         events = watcher.events(settle_tag="netlab/node/gone/failed")
     io = loop.stop()
     print("two-node reimage (gone's timeout {} s): {:.0f} s; vma up {} s after power on; "
-          "vmb's I/O loop through the nfs-ganesha restart: {}".format(
+          "vmb's I/O loop through the nfs-ganesha reloads: {}".format(
               timeout, took, data["nodes"]["vma"].get("boot_seconds"), io))
     assert io["errors"] == 0 and not io["error_text"].strip(), io
+    # the whole reimage (vma's reset, boot and up; gone's deadline) ran on one
+    # nfs-ganesha process: no reload fell back to a restart
+    assert _ganesha_pid(vmlab) == pid
     # one failed, the other up, in one run
     assert proc.returncode != 0 and data["failed"] == ["gone"] and data["retcode"] == 1, data
     vma, gone = data["nodes"]["vma"], data["nodes"]["gone"]

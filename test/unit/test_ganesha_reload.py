@@ -158,10 +158,22 @@ def test_reload_that_cannot_be_sent_raises_at_once(tmp_path):
         netlab_ganesha.reload(send, str(tmp_path / "g.log"), timeout=3)
 
 
-def test_fallback_decision():
-    assert netlab_ganesha.decide(running=False) == "start"
-    assert netlab_ganesha.decide(running=True) == "reloaded"
-    assert netlab_ganesha.decide(running=True, reload_error="no reread") == "restart"
+def test_reload_or_restart_decision(lab):
+    old = render(netlab_boot.exports(lab))
+    reset(lab, "nuc2")
+    new = render(netlab_boot.exports(lab))
+    assert netlab_ganesha.decide(False, old, new) == "start"
+    assert netlab_ganesha.decide(True, old, new) == "reload"     # exports only
+    assert netlab_ganesha.decide(True, None, new) == "reload"    # nothing known to compare
+    assert netlab_ganesha.core(old) == netlab_ganesha.core(new)
+    assert "EXPORT {" not in netlab_ganesha.core(new) and "NFS_CORE_PARAM" in \
+        netlab_ganesha.core(new)
+    # a setting a reread does not apply: restart
+    assert netlab_ganesha.decide(True, old.replace("Enable_NLM = false", "Enable_NLM = true"),
+                                 new) == "restart"
+    # the package's own config, which ganesha may run with on a first install
+    debian = "EXPORT\n{\n\tExport_Id = 77;\n\tPath = /tmp;\n}\nLOG { Default_Log_Level = EVENT; }\n"
+    assert netlab_ganesha.decide(True, debian, new) == "restart"
 
 
 # --------------------------------------------------------------------------- the runner's side
