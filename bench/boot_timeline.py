@@ -289,6 +289,89 @@ def node_probe(master, node):
         return "(no answer: {})".format(exc)
 
 
+# --trace-minion: the minion's own start, line by line. On the booted node the
+# minion is restarted with a debug log file and a cold page cache (as at boot);
+# the log (on the node's NFS root, read here from the host) says where the time
+# between the restart and the minion's readiness goes.
+TRACE_ON = r"""
+printf 'log_level_logfile: debug\n' > /etc/salt/minion.d/zz-bench-trace.conf
+systemd-run --quiet --on-active=3 /bin/sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches; : > /var/log/salt/minion; date +%s.%N > /var/tmp/bench-restart; systemctl restart salt-minion'
+echo scheduled
+"""
+TRACE_OFF = ("rm -f /etc/salt/minion.d/zz-bench-trace.conf /var/tmp/bench-restart; "
+             "systemd-run --quiet --on-active=2 systemctl restart salt-minion; echo ok")
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \[([^\]]+)\]\[[^\]]*\]"
+                      r"(?:\[\d+\])? ?(.*)$")
+
+
+def trace_lines(text):
+    """(epoch seconds, logger, message) of each line of a minion log file."""
+    out = []
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        if not m:
+            continue
+        when = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=datetime.timezone.utc).timestamp() + int(m.group(2)) / 1000.0
+        out.append((when, m.group(3).split(":")[0].strip(), m.group(4).strip()))
+    return out
+
+
+def trace_report(restart, lines, ready_marks=("salt/minion/", "Minion is ready")):
+    """A few lines of text: the restart -> first log line (interpreter start and
+    imports until logging is set up), the largest gaps between two log lines
+    (what ran between them), and the restart -> start event total."""
+    if not lines:
+        return "(no minion log lines)"
+    # the node image runs on UTC, so its log's local times are UTC
+    lines = [(t, who, msg) for t, who, msg in lines if t >= restart - 1]
+    if not lines:
+        return "(no minion log lines after the restart)"
+    end = next((t for t, _, msg in lines if "/start" in msg and any(
+        k in msg for k in ready_marks)), lines[-1][0])
+    rows = ["restart -> first log line (imports, config): {:.1f} s".format(
+        lines[0][0] - restart)]
+    gaps = sorted(((b[0] - a[0], a, b) for a, b in zip(lines, lines[1:]) if b[0] <= end),
+                  key=lambda g: -g[0])[:10]
+    for gap, a, b in gaps:
+        rows.append("  {:5.1f} s at +{:5.1f}  after [{}] {}".format(
+            gap, a[0] - restart, a[1], a[2][:110]))
+    rows.append("restart -> start event fired: {:.1f} s ({} log lines)".format(
+        end - restart, len(lines)))
+    return "\n".join(rows)
+
+
+def trace_minion(env, node):
+    """Restart ``node``'s minion with a debug log and a cold page cache, wait
+    until it answers again, and say where its start went (trace_report)."""
+    master, lab = env["master"], env["lab"]
+    import netlab_roots  # pylint: disable=import-outside-toplevel
+
+    root = pathlib.Path(netlab_roots.root_path(lab, node))
+    stamp = root / "var" / "tmp" / "bench-restart"
+    try:
+        master.cmd(node, TRACE_ON, timeout=120)
+        deadline = time.time() + BOOT_TIMEOUT
+        while not stamp.exists() and time.time() < deadline:
+            time.sleep(1)
+        time.sleep(5)  # the old minion is gone before we ask the new one
+        while time.time() < deadline:
+            got, _ = master.run_json("salt", "-t", "30", node, "test.ping", check=False,
+                                     timeout=120)
+            if (got or {}).get(node) is True:
+                break
+        restart = float(stamp.read_text().strip())
+        log = (root / "var" / "log" / "salt" / "minion").read_text(errors="replace")
+        return trace_report(restart, trace_lines(log))
+    except (OSError, ValueError, AssertionError) as exc:
+        return "(no trace: {})".format(exc)
+    finally:
+        try:
+            master.cmd(node, TRACE_OFF, timeout=120)
+        except AssertionError:
+            pass
+
+
 def use_image(lab, img):
     """Make ``img`` the lab's current image (the next reset clones it)."""
     import netlab_image  # pylint: disable=import-outside-toplevel
@@ -395,6 +478,9 @@ def main():
     ap.add_argument("--probe", action="store_true",
                     help="after the last single boot, time the minion's start in parts on "
                     "the node (imports with a cold page cache, grains, a salt-call)")
+    ap.add_argument("--trace-minion", action="store_true",
+                    help="after the last single boot, restart the node's minion with a "
+                    "debug log and a cold page cache and show where its start goes")
     ap.add_argument("--logs", help="keep each boot's serial console here, every line "
                     "prefixed with the seconds since power on at which it appeared")
     args = ap.parse_args()
@@ -440,6 +526,8 @@ def main():
                         views[k] = node_view(env["master"], NODES[0][0])
                         if args.probe:
                             views[k] += "\n" + node_probe(env["master"], NODES[0][0])
+                        if args.trace_minion:
+                            views[k] += "\n" + trace_minion(env, NODES[0][0])
     finally:
         teardown(env)
     columns = []
