@@ -5,7 +5,9 @@ netlab_master_ops' pure parts of the exports refresh.
 """
 
 import copy
+import os
 import re
+import shutil
 
 import jinja2
 import pytest
@@ -43,8 +45,6 @@ def blocks(text):
 
 def reset(lab, node):
     root = "{}/{}".format(lab.netnode.roots_dir, node)
-    import os  # pylint: disable=import-outside-toplevel
-
     os.rename(root, root + ".old")
     os.mkdir(root)
 
@@ -87,8 +87,6 @@ def test_a_reset_root_is_unexported_first_then_exported_again(lab):
 
 def test_removed_or_new_roots_are_no_renewal(lab, tmp_path):
     old = render(netlab_boot.exports(lab))
-    import shutil  # pylint: disable=import-outside-toplevel
-
     shutil.rmtree(tmp_path / "srv" / "roots" / "nuc3")
     ex = netlab_boot.exports(lab)
     assert netlab_ganesha.renewed(old, ex) == []   # gone: the new config drops it
