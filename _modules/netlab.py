@@ -21,6 +21,7 @@ try:
     import netlab_cache_refresh
     import netlab_daemons
     import netlab_lab
+    import netlab_lifecycle
     import netlab_options
     import netlab_params
     import netlab_roots
@@ -342,11 +343,8 @@ def dhcp_probe(interface=None, timeout=None, pillar=None):
 # the lifecycle itself runs on the master: _runners/netlab.py. These
 # read the state kept on the networking node (whose minion runs this module).
 def _lifecycle():
-    try:
-        import netlab_lifecycle  # pylint: disable=import-outside-toplevel
-    except ImportError as exc:  # pragma: no cover - depends on sync state
-        raise CommandExecutionError(
-            "netlab's _utils are not synced ({}); run saltutil.sync_all".format(exc))
+    if not HAS_LIBS:
+        raise CommandExecutionError(IMPORT_ERROR)
     return netlab_lifecycle
 
 

@@ -15,6 +15,8 @@ pki_dir and local client.
 
 import time
 
+import netlab_lifecycle
+
 
 class Master:
     """What the pipelines use of the master.
@@ -52,8 +54,6 @@ def wait_for_starts(master, deadline_for):
     """Wait for every node in ``deadline_for`` (node -> monotonic deadline) to start:
     its start event, then its answer to ``master.confirm``. Returns ``{node:
     monotonic time it was confirmed}``; nothing after the node's deadline counts."""
-    import netlab_lifecycle  # pylint: disable=import-outside-toplevel
-
     return netlab_lifecycle.wait_for_starts(
         master.next_start, list(deadline_for), deadline_for,
         master.confirm or (lambda node: True), clock=master.clock)

@@ -29,9 +29,11 @@ cache's storage (mirror refresh, downloads, usage, pruning) in
 :mod:`netlab_cache_refresh`.
 """
 
+import importlib
 import os
 import posixpath
 import re
+import sys
 import urllib.parse
 
 KEYS = ("storage", "apt", "pip", "git", "files")
@@ -308,9 +310,7 @@ def apt_dirs(lab):
 def node_services(lab, node_id):
     """The services enabled on ``node_id`` (DevStack's defaults when it keeps
     ``base``), as its stack.sh sees them."""
-    import netlab_localconf  # pylint: disable=import-outside-toplevel
-
-    svc = netlab_localconf.services(lab, node_id)
+    svc = _sibling("netlab_localconf").services(lab, node_id)
     base = svc.pop("base", True)
     names = set(DEVSTACK_DEFAULT_SERVICES) if base else set()
     names |= {n for n, on in svc.items() if on}
@@ -375,8 +375,7 @@ def git_repos(lab):
     the ``<PREFIX>_REPO`` a node's pillar localrc names instead, and its
     ``LIBS_FROM_GIT``), every enabled plugin's repository and pillar
     ``cache:git:repos``."""
-    import netlab_lab  # pylint: disable=import-outside-toplevel
-
+    netlab_lab = _sibling("netlab_lab")
     base = git_upstream_base(lab)
     urls = []
     for node in lab.nodes.values():
@@ -425,10 +424,9 @@ def node_checkouts(lab, node_id):
     going to the internet. The branch is what DevStack would check out:
     ``<PREFIX>_BRANCH`` from pillar localrc, else DevStack's TARGET_BRANCH (or
     ``master`` for branchless projects); a plugin's own branch (default master)."""
-    import netlab_lab  # pylint: disable=import-outside-toplevel
-
     if not enabled(lab, "git"):
         return []
+    netlab_lab = _sibling("netlab_lab")
     node = lab.node(node_id)
     dest = (node.devstack.get("dest") or netlab_lab.DEVSTACK_DEFAULTS["dest"]).rstrip("/")
     rc = _localrc(lab, node_id)
@@ -480,3 +478,21 @@ def localrc_value(lab, name, value):
     if name.endswith("_REPO") and isinstance(value, str) and enabled(lab, "git"):
         return mirror_url(lab, value) or value
     return value
+
+
+
+
+def _sibling(name):
+    """The netlab module ``name`` (netlab_lab, netlab_localconf), imported when
+    first used: both import this module while they load (netlab_lab through
+    netlab_lab_check), so neither can be imported at this module's top. Salt's
+    loader puts netlab's _utils on sys.path only while it loads a module; at
+    call time this directory is put there for the import."""
+    if name in sys.modules:
+        return sys.modules[name]
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(here)

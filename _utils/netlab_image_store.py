@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 
+import netlab_lifecycle
 import netlab_roots
 from netlab_image_recipe import ImageError
 
@@ -250,8 +251,6 @@ def _remove_stale_temps(images_dir):
 
 def builds_in_use(lab):
     """Build ids some node boots (its last reimage recorded them): never pruned."""
-    import netlab_lifecycle  # pylint: disable=import-outside-toplevel
-
     return {b for b in netlab_lifecycle.node_builds(lab).values() if b}
 
 

@@ -9,6 +9,7 @@ Pure Python.
 import os
 
 import netlab_daemons
+import netlab_lifecycle
 import netlab_params
 from netlab_boot import (BOOT_DIR, IPXE_BIOS, IPXE_EFI, PXELINUX_CFG, BootError, check,
                          exports, ipxe_scripts, menu, nginx, pxelinux_configs)
@@ -22,8 +23,6 @@ def prepare(lab, params=None, realpath=os.path.realpath, exists=os.path.isdir, b
     Raises :class:`BootError` on boot problems."""
     params = params or {}
     if builds is None:
-        import netlab_lifecycle  # pylint: disable=import-outside-toplevel
-
         try:
             builds = netlab_lifecycle.node_builds(lab)
         except netlab_lifecycle.LifecycleError:

@@ -10,6 +10,7 @@ import hashlib
 import os
 
 import netlab_safefs
+import netlab_saltcompat
 from netlab_roots_clone import RootError
 
 
@@ -36,8 +37,6 @@ def master_finger(public_pem, sum_type="sha256"):
 def gen_minion_keys(keysize=2048):
     """A new Salt minion key pair ``(private_pem, public_pem)`` as the master makes them."""
     try:
-        import netlab_saltcompat  # pylint: disable=import-outside-toplevel
-
         return netlab_saltcompat.gen_keys(keysize)  # Salt's API differs by release line
     except ImportError:  # pragma: no cover - salt is always there on the master
         from cryptography.hazmat.primitives import serialization  # noqa
