@@ -393,7 +393,17 @@ def unstack(lines=25, timeout=None):
     .. code-block:: bash
 
         salt nuc2 devstack.unstack
+
+    A node without a DevStack checkout (a fresh root after a reimage) has nothing
+    running to stop: that is a success with ``skipped``, so the daily reimage ->
+    restack loop does not fail at its unstack step.
     """
+    cfg = _stk_settings()
+    if not _stk_os.path.isfile(_stk_os.path.join(cfg["checkout"], "unstack.sh")):
+        return {"node": cfg["node"], "result": True, "skipped": True, "retcode": 0,
+                "duration": 0.0, "log": None, "log_tail": "", "events_lost": [],
+                "comment": "nothing to unstack: no DevStack checkout in {} (a fresh "
+                           "root)".format(cfg["checkout"])}
     return _stk_script("unstack.sh", "unstack", lines, timeout)
 
 

@@ -370,7 +370,7 @@ def unstack(role=None, nodes=None, timeout=None, lines=25, computes_only=None):
         else:
             ret["failed"].append(node_id)
         ret["nodes"][node_id] = data if isinstance(data, dict) else {
-            "result": False, "comment": "no answer from the minion"}
+            "result": False, "comment": netlab_stack.outcome(node_id, data)["reason"]}
     _progress("unstacked {}{}".format(", ".join(ret["unstacked"]) or "nothing",
                                       "; failed: " + ", ".join(ret["failed"])
                                       if ret["failed"] else ""))

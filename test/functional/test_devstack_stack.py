@@ -261,3 +261,19 @@ def test_stack_without_a_slice_is_a_clear_error(node):
         (node.conf / "pillar" / "node.sls").write_text(saved)
     assert rc != 0
     assert "netlab_node" in str(out) + node.stderr
+
+
+def test_unstack_on_a_fresh_root_is_a_skipped_success(tmp_path, example_pillar, stack_user,
+                                                      fake):
+    """A node just reimaged has no DevStack checkout: the restack's unstack step
+    has nothing to stop and succeeds (the daily reimage -> restack loop); stack
+    there still fails, naming what is missing."""
+    fresh = Node(tmp_path, example_pillar, stack_user, fake)
+    rc, out = fresh.call("devstack.unstack")
+    assert rc == 0 and out["result"] is True and out["skipped"] is True, out
+    assert "nothing to unstack: no DevStack checkout in {}".format(
+        fresh.dest / "devstack") in out["comment"]
+    assert not fake_devstack.records(fresh.dest, "unstack")
+    rc, out = fresh.call("devstack.stack", check=False)
+    assert rc != 0 and "{} is missing: apply netlab.node".format(
+        fresh.dest / "devstack" / "local.conf") in str(out) + fresh.stderr, (out, fresh.stderr)
