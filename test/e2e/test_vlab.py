@@ -123,13 +123,7 @@ def _watch(lab):
         subprocess.run(vl.salt_cmd("salt-run", "event.send", tag), capture_output=True,
                        timeout=120, check=False)
 
-    watcher = EventWatcher(vl.salt_cmd("salt-run"), "netlab/*", send).start()
-    try:
-        watcher.wait_live()
-    except Exception:
-        watcher.stop()
-        raise
-    return watcher
+    return EventWatcher(vl.salt_cmd("salt-run"), "netlab/*", send).start_live()
 
 
 def _stamps(events):

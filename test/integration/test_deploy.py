@@ -74,15 +74,9 @@ def _watch(env):
     def send(tag):
         env.runner("event.send", tag)
 
-    watcher = EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
-                            str(env.master.config_dir)], "netlab/*", send)
-    watcher.start()  # the `with` that uses it keeps this one (and stops it)
-    try:
-        watcher.wait_live()
-    except Exception:
-        watcher.stop()
-        raise
-    return watcher
+    # the `with` that uses it keeps this one (and stops it)
+    return EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
+                         str(env.master.config_dir)], "netlab/*", send).start_live()
 
 
 @pytest.fixture(scope="module")

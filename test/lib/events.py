@@ -88,6 +88,17 @@ class EventWatcher:
         raise AssertionError("the event watcher did not see its probe within {} s".format(
             timeout))
 
+    def start_live(self, timeout=120):
+        """Start, then wait until the watcher sees the bus (wait_live); a watcher
+        that never does is stopped before the error goes up."""
+        self.start()
+        try:
+            self.wait_live(timeout=timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
     def events(self, settle_tag=None, timeout=60):
         """``[(tag, data)]`` in the order the bus delivered them, probes left out.
         With ``settle_tag``: first wait until that tag arrived (the run's last
