@@ -152,6 +152,8 @@ def test_boot_path_is_lean(image):
     with open(_root(image, "etc", "salt", "minion"), encoding="utf-8") as fh:
         minion = yaml.safe_load(fh)
     assert minion["enable_fqdns_grains"] is False and minion["enable_gpu_grains"] is False
+    # no mine.update job at start; the second grains load at start is a cache read
+    assert minion["mine_enabled"] is False and minion["grains_cache"] is True
 
 
 def test_slim_root(image):
