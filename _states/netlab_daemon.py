@@ -39,6 +39,7 @@ try:
     import netlab_ganesha
     import netlab_lab
     import netlab_proc
+    import netlab_safefs
 
     HAS_LIBS = True
 except ImportError:  # pragma: no cover
@@ -254,31 +255,24 @@ def exports_released(name, exports, daemon):
     is not running. A reload that is not confirmed restarts ganesha instead.
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    try:
-        with open(name, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        text = ""
+    text = netlab_ganesha.read_config(name) or ""
     # the config ganesha runs with, for ``reloaded`` after the new one is written
     __context__[_RUNNING_CONFIG] = text  # pylint: disable=undefined-variable
-    ids = netlab_ganesha.renewed(text, exports)
-    if not ids:
+    paths, intermediate = netlab_ganesha.release(text, exports)
+    if not paths:
         ret["comment"] = "no exported root was replaced"
         return ret
     if not _is_running(daemon):
         ret["comment"] = "{} is not running: it exports the new roots when it starts".format(
             daemon["name"])
         return ret
-    paths = [e["path"] for e in exports if e["id"] in ids]
     if __opts__["test"]:  # pylint: disable=undefined-variable
         ret.update(result=None, changes={"released": paths},
                    comment="replaced roots would be unexported before the new config: "
                            "{}".format(", ".join(paths)))
         return ret
-    tmp = name + ".netlab-tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(netlab_ganesha.without(text, ids))
-    os.replace(tmp, name)
+    netlab_safefs.write_file(os.path.dirname(name), os.path.basename(name), intermediate,
+                             mode=os.stat(name).st_mode & 0o7777)
     _reload_or_restart(ret, daemon, "replaced roots unexported ({})".format(", ".join(paths)))
     ret["changes"]["released"] = paths
     return ret
@@ -315,13 +309,7 @@ def _mod_watch_reloaded(name, daemon, config=None, **_kwargs):
     if not __opts__["test"] and _started_after(daemon, config):  # pylint: disable=undefined-variable
         ret["comment"] = "{} started on this config: nothing to reload".format(daemon["name"])
         return ret
-    new_text = None
-    if config:
-        try:
-            with open(config, encoding="utf-8") as fh:
-                new_text = fh.read()
-        except OSError:
-            new_text = None
+    new_text = netlab_ganesha.read_config(config) if config else None
     how = netlab_ganesha.decide(_is_running(daemon),
                                 __context__.get(_RUNNING_CONFIG),  # pylint: disable=undefined-variable
                                 new_text)

@@ -69,6 +69,23 @@ def without(text, ids):
     return _BLOCK.sub(drop, text)
 
 
+def release(text, exports):
+    """``(paths, intermediate config)`` for the roots of ``exports`` renewed since
+    ``text`` (the config ganesha runs with) was written; ``([], text)`` when none
+    was: the first of the two rereads a root reset takes."""
+    ids = renewed(text, exports)
+    return [e["path"] for e in exports if e["id"] in ids], without(text, ids)
+
+
+def read_config(path):
+    """The text of the config at ``path``; ``None`` when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
 _ANY_EXPORT = re.compile(r"^EXPORT \{\n.*?^\}\n?", re.S | re.M)
 
 
