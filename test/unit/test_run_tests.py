@@ -1,0 +1,72 @@
+"""
+test/run-tests (README's test command) with a stand-in venv whose python records
+its arguments: which temp directory it removes and hands to pytest.
+
+run-tests removes pytest's temp directory before a run. A ``--basetemp`` among
+the pytest arguments is the directory pytest uses, so that one is removed, never
+the default one, which another run of the script (CI's, a colleague's) may be
+using at the same moment.
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# Answers run-tests' version probe; records a pytest call's arguments.
+FAKE_PYTHON = """#!/bin/sh
+if [ "$1" = -c ]; then echo 3008.3; exit 0; fi
+printf '%s\\n' "$@" > "{record}"
+"""
+
+
+def _venv(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    record = tmp_path / "pytest-args"
+    python = venv / "bin" / "python"
+    python.write_text(FAKE_PYTHON.format(record=record))
+    python.chmod(0o755)
+    shutil.copy(REPO / "test" / "requirements.txt", venv / ".netlab-requirements")
+    return venv, record
+
+
+def _run(tmp_path, venv, *args):
+    env = dict(os.environ, NETLAB_VENV=str(venv),
+               NETLAB_BASETEMP=str(tmp_path / "default"))
+    env.pop("NETLAB_SALT", None)
+    return subprocess.run([str(REPO / "test" / "run-tests")] + list(args), env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def _with_file(path):
+    path.mkdir(parents=True)
+    (path / "kept").write_text("x")
+    return path
+
+
+def test_a_basetemp_argument_is_removed_and_the_default_is_left_alone(tmp_path):
+    venv, record = _venv(tmp_path)
+    default = _with_file(tmp_path / "default")
+    mine = _with_file(tmp_path / "mine")
+    for args in (["--basetemp={}".format(mine), "test/unit"],
+                 ["test/unit", "--basetemp", str(mine)]):
+        (mine / "kept").parent.mkdir(exist_ok=True)
+        (mine / "kept").write_text("x")
+        proc = _run(tmp_path, venv, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (default / "kept").exists(), args
+        assert not (mine / "kept").exists(), args
+        assert str(mine) in record.read_text().split("--basetemp=")[1].splitlines()[0]
+
+
+def test_without_a_basetemp_argument_the_default_is_used_and_emptied(tmp_path):
+    venv, record = _venv(tmp_path)
+    default = _with_file(tmp_path / "default")
+    proc = _run(tmp_path, venv, "test/unit", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (default / "kept").exists()
+    assert record.read_text().splitlines()[:4] == [
+        "-m", "pytest", "--basetemp={}".format(default), "test/unit"]
