@@ -26,6 +26,7 @@ One scenario, in order (each test builds on the previous one):
    failure of the refresh and of the node's preparation.
 """
 
+import os
 import pathlib
 import pwd
 import shutil
@@ -114,6 +115,8 @@ def _by_suffix(ret, sid):
 
 @pytest.fixture(scope="module")
 def lab(e2e_ready, tmp_path_factory):  # pylint: disable=unused-argument
+    if not os.path.exists("/usr/sbin/apt-cacher-ng"):
+        pytest.skip("apt-cacher-ng is not installed (test/apt-packages.txt lists it)")
     root = tmp_path_factory.mktemp("cache-e2e")
     seg = netns.Segment(cidr=CIDR, server_ip=NETNODE_IP)
     uplink = None
