@@ -464,6 +464,7 @@ class Vlab:
                 # the NAT's allowed addresses were resolved when the lab was made
                 raise VlabError("the lab's way out was made without {} (now needed, e.g. "
                                 "by --cache); ./vlab down first".format(", ".join(new)))
+            self._forwarding_on()
             return
         if self._ns_inode() is not None:
             pids = _sh(["ip", "netns", "pids", n["ns"]], check=False).stdout.split()
@@ -506,13 +507,18 @@ class Vlab:
         # lab nodes are routed out only with --uplink
         _sh(["ip", "netns", "exec", n["ns"], "sysctl", "-qw",
              "net.ipv4.ip_forward={}".format(1 if uplink else 0)])
-        forward = _sh(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip()
-        if forward != "1":
-            self.state["host_ip_forward"] = forward
-            self._save()
-            _sh(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
         _sh(["nft", "-f", "-"], input=nft_ruleset(n, registries, resolvers, uplink))
+        self._forwarding_on()  # after the table: another user's release then sees it
         self._start_holder(resolvers)
+
+    def _forwarding_on(self):
+        """The lab's way out needs this machine's IPv4 forwarding: switched on when
+        the lab is made and again by every ``up`` of a running lab, because
+        something else may have switched it off since (the image build then fails
+        to resolve its mirror)."""
+        if forwarding_acquire() and self.holder:
+            print("vlab: IPv4 forwarding on this machine was switched off since the lab "
+                  "was made; switched on again for the lab's way out")
 
     def _start_holder(self, resolvers):
         """The process that keeps the namespace's private ``/run`` (and, when the host's
@@ -913,9 +919,7 @@ class Vlab:
         _sh(["nft", "delete", "table", "ip", n["table"]], check=False)
         _sh(["ip", "link", "delete", n["veth_host"]], check=False)
         _sh(["ip", "netns", "delete", n["ns"]], check=False)
-        forward = self.state.get("host_ip_forward")
-        if forward is not None and not _other_labs_up():
-            _sh(["sysctl", "-qw", "net.ipv4.ip_forward={}".format(forward)], check=False)
+        forwarding_release(n["table"], fallback=self.state.get("host_ip_forward"))
         for mnt in reversed(_mounts_under(self.base)):
             # (the storage btrfs among them: a plain umount frees its loop device at
             # once; lazy only when something still holds it)
@@ -997,8 +1001,66 @@ def _mounts_under(base):
     return sorted(out)
 
 
-def _other_labs_up():
-    return any(name.startswith("netlab-vlab-") for name in _listdir("/run/netns"))
+# IPv4 forwarding on this machine is shared by everything netlab routes out through
+# it: virtual labs' ways out and the test suite's uplinks (test/lib/uplink.py), each
+# an nftables table named with one of these prefixes. Whoever switches forwarding on
+# keeps the value before in FORWARD_BEFORE; the last one to go puts it back. (Each
+# putting back its own value cut a running lab off its package sources in the
+# middle of its image build when a test's uplink went away.)
+FORWARDING_TABLES = ("netlab_vlab_", "netlab_uplink_")
+FORWARD_BEFORE = "/run/netlab-ip-forward-before"
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
+def _nft_tables():
+    out = _sh(["nft", "list", "tables", "ip"], check=False).stdout
+    return [line.split()[-1] for line in out.splitlines() if line.startswith("table ip ")]
+
+
+def forwarding_users(own_table=None, tables=_nft_tables):
+    """The NAT tables of virtual labs and test uplinks that need IPv4 forwarding
+    right now, ``own_table`` left out."""
+    return [t for t in tables() if t.startswith(FORWARDING_TABLES) and t != own_table]
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().strip()
+
+
+def _write(path, text):
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+
+
+def forwarding_acquire(proc=IP_FORWARD, before=FORWARD_BEFORE):
+    """Switch IPv4 forwarding on; True when it was off (its value is kept in
+    ``before`` unless an earlier user kept it already)."""
+    if _read(proc) == "1":
+        return False
+    if not os.path.exists(before):
+        _write(before, _read(proc))
+    _write(proc, "1")
+    return True
+
+
+def forwarding_release(own_table, fallback=None, proc=IP_FORWARD, before=FORWARD_BEFORE,
+                       tables=_nft_tables):
+    """After ``own_table`` is gone: when no other lab or uplink needs forwarding,
+    put back the value from before netlab switched it on (``fallback``: what a lab
+    made before ``before`` existed recorded itself)."""
+    if forwarding_users(own_table, tables):
+        return False
+    try:
+        value = _read(before)
+    except FileNotFoundError:
+        value = fallback
+    if value is None:
+        return False
+    _write(proc, value)
+    if os.path.exists(before):
+        os.unlink(before)
+    return True
 
 
 # --------------------------------------------------------------------------- CLI

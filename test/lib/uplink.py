@@ -10,15 +10,23 @@ servers that resolve them), and :meth:`Uplink.cut` to take the route away again.
         up.cut()                  # and now nothing outside
     finally:
         up.remove()               # veth, nftables table, ip_forward as it was
+                                  # (unless a virtual lab or another uplink
+                                  # still routes through this machine)
 
 Names carry a random suffix; everything made is removed by :meth:`remove`, also
 after a failure half-way through :meth:`__init__`.
 """
 
 import ipaddress
+import os
 import secrets
 import socket
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "tools"))
+import vlab as vlab_tool  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _sh(cmd, check=True, **kw):
@@ -62,7 +70,6 @@ class Uplink:
         net = subnet or "172.31.{}.0/30".format(third)
         hosts_ip = list(ipaddress.ip_network(net).hosts())
         self.host_ip, self.ns_ip = str(hosts_ip[0]), str(hosts_ip[1])
-        self.forward = None
         self.made = []
         try:
             self._make(hosts)
@@ -81,10 +88,6 @@ class Uplink:
         self.ns.run(["ip", "addr", "add", self.ns_ip + "/30", "dev", "uplink0"])
         self.ns.run(["ip", "link", "set", "uplink0", "up"])
         self.ns.run(["ip", "route", "add", "default", "via", self.host_ip])
-        forward = _sh(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip()
-        if forward != "1":
-            self.forward = forward
-            _sh(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
         rules = [
             "table ip {} {{".format(self.table),
             "  chain forward {",
@@ -108,6 +111,8 @@ class Uplink:
         ]
         _sh(["nft", "-f", "-"], input="\n".join(rules) + "\n")
         self.made.append("table")
+        # after the table exists: another user's release sees it and leaves forwarding on
+        vlab_tool.forwarding_acquire()
 
     def share(self, cidr):
         """Let the segment ``cidr`` behind the namespace out through the uplink too,
@@ -136,6 +141,5 @@ class Uplink:
         if "veth" in self.made:
             _sh(["ip", "link", "delete", self.host_if], check=False)
         self.made = []
-        if self.forward is not None:
-            _sh(["sysctl", "-qw", "net.ipv4.ip_forward=" + self.forward], check=False)
-            self.forward = None
+        vlab_tool.forwarding_release(self.table)
+    
