@@ -27,6 +27,10 @@ if str(LIB.parent) not in sys.path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: needs root, network namespaces, real daemons, qemu")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers", "guests: boots an operating system in qemu guests, which under TCG "
+        "need the CPU: test/run-tests runs these alone, every other test of the suite "
+        "beside one another")
 
 
 # A time bound per test (pytest-timeout; setup, call and teardown together, so the

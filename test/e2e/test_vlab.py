@@ -44,7 +44,8 @@ from lib.events import EventWatcher
 
 # One lab, driven through its life in steps: each test is the next step (the
 # module fixture holds the lab), so pytest-random-order keeps this file's order.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.random_order(disabled=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.guests,
+              pytest.mark.random_order(disabled=True)]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))

@@ -61,7 +61,8 @@ from lib.vm import VENV_BIN, Master, copy_logs, serial_text, stop_lab_vms, stray
 # One set of VMs driven through its life: the first tests check the first boot
 # (e.g. ``gone`` still registered) before the reimage test changes it, so
 # pytest-random-order keeps this file's order.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.random_order(disabled=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.guests,
+              pytest.mark.random_order(disabled=True)]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CIDR = "10.99.0.0/24"

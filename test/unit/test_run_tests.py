@@ -70,3 +70,49 @@ def test_without_a_basetemp_argument_the_default_is_used_and_emptied(tmp_path):
     assert not (default / "kept").exists()
     assert record.read_text().splitlines()[:4] == [
         "-m", "pytest", "--basetemp={}".format(default), "test/unit"]
+
+
+# Records when each pytest run starts and ends (the runs beside the 3008 tiers
+# take a moment, so an overlap would show).
+TIMED_PYTHON = """#!/bin/sh
+if [ "$1" = -c ]; then echo {version}; exit 0; fi
+echo "start {version} $*" >> "{record}"
+sleep 0.5
+echo "end {version} $*" >> "{record}"
+"""
+
+
+def test_ci_run_phases_the_tests_that_boot_guests_come_alone_and_last(tmp_path):
+    """With no arguments (CI's run): both Salt lines' fast tiers and the e2e tests
+    that boot no guest run at the same time; the ``guests`` tests start after all
+    three ended, on Salt 3008."""
+    record = tmp_path / "runs"
+    venvs = {}
+    for version, req in (("3008.3", "requirements.txt"), ("3006.29", "requirements-3006.txt")):
+        venv = tmp_path / version
+        (venv / "bin").mkdir(parents=True)
+        python = venv / "bin" / "python"
+        python.write_text(TIMED_PYTHON.format(version=version, record=record))
+        python.chmod(0o755)
+        shutil.copy(REPO / "test" / req, venv / ".netlab-requirements")
+        venvs[version] = venv
+    env = dict(os.environ, NETLAB_VENV=str(venvs["3008.3"]),
+               NETLAB_VENV_3006=str(venvs["3006.29"]), NETLAB_BASETEMP=str(tmp_path / "bt"))
+    env.pop("NETLAB_SALT", None)
+    proc = subprocess.run([str(REPO / "test" / "run-tests")], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = record.read_text().splitlines()
+    runs = {}
+    for i, line in enumerate(lines):
+        what, version, args = line.split(" ", 2)
+        runs.setdefault((version, args.split("--basetemp=")[1].split(" ", 1)[1]), {})[what] = i
+    fast = "test/unit test/functional test/integration"
+    assert set(runs) == {("3008.3", fast), ("3006.29", fast),
+                         ("3008.3", "test/e2e -m not guests"),
+                         ("3008.3", "test/e2e -m guests")}, lines
+    guests = runs.pop(("3008.3", "test/e2e -m guests"))
+    starts = [r["start"] for r in runs.values()]
+    assert max(starts) < min(r["end"] for r in runs.values()), lines   # side by side
+    assert guests["start"] > max(r["end"] for r in runs.values()), lines  # then alone
+    assert "e2e (booting guests): exit 0" in proc.stdout
