@@ -343,7 +343,8 @@ def unstack(role=None, nodes=None, timeout=None, lines=25, computes_only=None):
     """
     Run ``unstack.sh`` on a wave of nodes at the same time (``role``: controller,
     compute or all; or explicit ``nodes``; ``computes_only``: role compute). Stacked
-    nodes go back to ``up``.
+    nodes go back to ``up``; a node whose ``unstack.sh`` fails is a failure of the
+    run (a restack leaves it out of its later steps).
 
     CLI Example:
 
@@ -352,29 +353,10 @@ def unstack(role=None, nodes=None, timeout=None, lines=25, computes_only=None):
         salt-run devstack.unstack role=compute
     """
     lab = _lab()
-    timeout = _timeout(timeout)
     if netlab_master.flag(computes_only, name="computes_only") and not nodes:
         role = "compute"
-    targets = netlab_stack.wave(lab, role=role, nodes=nodes)
-    answering = _ping(targets, timeout=timeout)
-    ret = {"result": True, "unstacked": [], "failed": [], "nodes": {}}
-    returns = _publish(answering, "devstack.unstack", {"lines": int(lines)}, timeout) \
-        if answering else {}
-    states = _states(lab)
-    for node_id in targets:
-        data = returns.get(node_id)
-        if isinstance(data, dict) and data.get("result"):
-            ret["unstacked"].append(node_id)
-            if states.get(node_id) in ("ready", "stacking", "failed"):
-                _set(lab, node_id, "up", result="unstacked")
-        else:
-            ret["failed"].append(node_id)
-        ret["nodes"][node_id] = data if isinstance(data, dict) else {
-            "result": False, "comment": netlab_stack.outcome(node_id, data)["reason"]}
-    _progress("unstacked {}{}".format(", ".join(ret["unstacked"]) or "nothing",
-                                      "; failed: " + ", ".join(ret["failed"])
-                                      if ret["failed"] else ""))
-    ret["result"] = not ret["failed"]
+    ret = netlab_waves.unstack(lab, _wave_ops(lab, _timeout(timeout)), role=role, nodes=nodes,
+                               lines=lines)
     return _finish(ret)
 
 

@@ -167,8 +167,9 @@ def fmt_duration(seconds):
     return "{} min {} s".format(seconds // 60, seconds % 60)
 
 
-def outcome(node_id, ret, role=None):
-    """A minion's return of ``devstack.stack`` -> normalised result dict.
+def outcome(node_id, ret, role=None, script="stack.sh"):
+    """A minion's return of ``devstack.stack`` (or of the function running another
+    DevStack ``script``) -> normalised result dict.
 
     ``ret`` is ``None`` when the minion did not answer; ``role`` is the role the
     node was stacked in (kept, so a later role change is noticed).
@@ -190,8 +191,8 @@ def outcome(node_id, ret, role=None):
         out["reason"] = None
     else:
         last = [ln for ln in out["log_tail"].splitlines() if ln.strip()]
-        out["reason"] = ret.get("comment") or "stack.sh failed after {} (exit {}){}".format(
-            fmt_duration(out["duration"]), out["retcode"],
+        out["reason"] = ret.get("comment") or "{} failed after {} (exit {}){}".format(
+            script, fmt_duration(out["duration"]), out["retcode"],
             ": " + last[-1].strip()[:200] if last else "")
     return out
 

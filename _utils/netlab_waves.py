@@ -1,6 +1,7 @@
 """
 A stack wave: ``stack.sh`` on several nodes at once, the pipeline behind
-``salt-run devstack.stack``, with everything that touches Salt passed in.
+``salt-run devstack.stack`` (and ``unstack.sh``'s, behind ``devstack.unstack``),
+with everything that touches Salt passed in.
 
 Which nodes (:func:`netlab_stack.wave` and :func:`netlab_stack.plan`), leaving
 out the nodes that failed earlier in this run, refusing to stack computes before
@@ -120,6 +121,39 @@ def stack(lab, ops, role=None, nodes=None, force=False, lines=25):
         if ret["failed"] else "stacked {}".format(", ".join(ret["stacked"]))
     if ret["left_out"]:
         ret["comment"] += "; left out (failed earlier): " + ", ".join(ret["left_out"])
+    return ret
+
+
+def unstack(lab, ops, role=None, nodes=None, lines=25):
+    """``unstack.sh`` on a wave of nodes at once (``role`` or explicit ``nodes``).
+    Unstacked nodes go back to ``up``; a node whose ``unstack.sh`` failed (or that
+    did not answer) is a failure of the run, so a restack leaves it out of its
+    checkout and ``stack.sh`` steps (``stack.sh`` over services ``unstack.sh``
+    could not stop) and the summary names it with its log. Returns ``{result,
+    unstacked, failed, nodes: {id: return}}``."""
+    targets = netlab_stack.wave(lab, role=role, nodes=nodes)
+    answering = ops.ping(targets)
+    returns = ops.publish(answering, "devstack.unstack", {"lines": int(lines)}) \
+        if answering else {}
+    states = ops.states()
+    ret = {"result": True, "unstacked": [], "failed": [], "nodes": {}}
+    for node_id in targets:
+        data = returns.get(node_id)
+        if isinstance(data, dict) and data.get("result"):
+            ret["unstacked"].append(node_id)
+            if states.get(node_id) in (netlab_stack.READY, "stacking", "failed"):
+                ops.record(node_id, "up", result="unstacked")
+            ret["nodes"][node_id] = data
+            continue
+        ret["failed"].append(node_id)
+        out = netlab_stack.outcome(node_id, data, script="unstack.sh")
+        ret["nodes"][node_id] = dict(data if isinstance(data, dict) else {}, result=False,
+                                     comment=out["reason"], log_tail=out["log_tail"])
+        ops.failure("unstack.sh", out["reason"], node_id, out["log"], out["log_tail"])
+    ops.progress("unstacked {}{}".format(", ".join(ret["unstacked"]) or "nothing",
+                                         "; failed: " + ", ".join(ret["failed"])
+                                         if ret["failed"] else ""))
+    ret["result"] = not ret["failed"]
     return ret
 
 

@@ -446,6 +446,38 @@ def test_restack_named_nodes_restacks_only_those(netlab_env, first_deploy):
     assert all(_states(env)[n] == "ready" for n in ("nuc1",) + COMPUTES)
 
 
+def test_a_failing_unstack_leaves_that_node_out_of_the_restack(netlab_env, first_deploy):
+    """unstack.sh fails on nuc2 (a service does not stop): the restack does not
+    move nuc2's checkout nor run stack.sh over it; the other compute is restacked;
+    the summary names nuc2's unstack.sh first, with its log; the run fails. The
+    next restack, with unstack.sh working again, restacks nuc2."""
+    env = netlab_env
+    marker = env.node_dest("nuc2") / "fake-devstack" / "unstack-fail"
+    marker.write_text("1")
+    counts = {n: len(_records(env, n)) for n in COMPUTES}
+    try:
+        ret = env.runner("state.orchestrate", "netlab.restack",
+                         "pillar=" + json.dumps({"netlab_restack": {"computes_only": True}}))
+        assert ret.returncode != 0, ret.stdout
+        assert _records(env, "nuc2", "unstack")[-1]["rc"] == 1
+        assert len(_records(env, "nuc2")) == counts["nuc2"]   # no stack.sh over it
+        others = [n for n in COMPUTES if n != "nuc2"]
+        assert {n: len(_records(env, n)) for n in others} == {
+            n: counts[n] + 1 for n in others}
+        summary = _summary(env)
+        first = summary["first_failure"]
+        assert first["node"] == "nuc2" and first["step"] == "unstack.sh", summary
+        assert "fake unstack failure requested" in first["log_tail"]
+        assert "first failure: unstack.sh failed on node nuc2" in ret.stdout
+    finally:
+        marker.unlink()
+    ret = env.runner("state.orchestrate", "netlab.restack",
+                     "pillar=" + json.dumps({"netlab_restack": {"nodes": ["nuc2"]}}))
+    assert ret.returncode == 0, ret.stdout
+    assert len(_records(env, "nuc2")) == counts["nuc2"] + 1
+    assert set(_states(env).values()) == {"ready"}
+
+
 def test_boot_false_powers_nothing_and_names_a_node_that_does_not_answer(
         netlab_env, first_deploy):
     """``netlab_deploy: {boot: false}`` with a node in pillar whose machine is off

@@ -29,7 +29,7 @@ Records are JSON files in ``$NETLAB_FAKE_RECORDS`` (default ``$DEST/fake-devstac
 i.e. next to the checkout on each node); :func:`records` reads them back.
 
 Failure on request: ``NETLAB_FAKE_FAIL=1`` in localrc, or a file ``fail`` in the
-records directory. Sleep: ``NETLAB_FAKE_SLEEP`` in localrc, a file ``sleep`` in the
+records directory (``unstack-fail`` there fails ``unstack.sh``). Sleep: ``NETLAB_FAKE_SLEEP`` in localrc, a file ``sleep`` in the
 records directory holding seconds, or the default given to :func:`create`.
 
 The virtual lab's CI run uses the same stand-in (served over dumb HTTP, see
@@ -385,6 +385,11 @@ source "$(dirname "$0")/functions-common"
 fake_load_localrc
 START=$(date +%s.%N)
 echo "fake unstack.sh: stopping services"
+if [[ -e $RECORDS/unstack-fail ]]; then
+    echo "ERROR: fake unstack failure requested: a service does not stop" >&2
+    fake_record unstack 1 "$START" "$(date +%s.%N)"
+    exit 1
+fi
 END=$(date +%s.%N)
 fake_record unstack 0 "$START" "$END"
 '''

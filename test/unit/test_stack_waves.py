@@ -168,3 +168,34 @@ def test_bring_up_names_nodes_that_did_not_come_up_and_goes_on(lab):
                                               ("boot", "no start event", "nuc2")]
     assert ret["comment"].endswith("; NOT up: nuc2, nuc3")
     assert "reimage of nuc3 failed: image not built" in fake.lines
+
+
+def test_unstack_sends_stacked_nodes_back_to_up_and_a_failure_into_the_run(lab):
+    """unstack.sh fails on nuc3, nuc2 is unstacked: nuc2 goes back to ``up``; nuc3's
+    failure (its reason and masked log tail) goes into the run, so the restack's
+    later steps leave it out; a node that does not answer is a failure too."""
+    fake = Fake({"nuc1": "ready", "nuc2": "ready", "nuc3": "ready"},
+                answering={"nuc2", "nuc3"},
+                returns={"nuc2": ok(3), "nuc3": {"result": False, "retcode": 1, "duration": 2,
+                                                 "log": "/opt/stack/logs/netlab-unstack.log",
+                                                 "log_tail": "ADMIN_PASSWORD=s3cret\nboom"}})
+    ret = netlab_waves.unstack(lab, fake.ops(), role="all")
+    assert fake.jobs == [(("nuc2", "nuc3"), "devstack.unstack", {"lines": 25})]
+    assert ret["result"] is False and ret["unstacked"] == ["nuc2"]
+    assert ret["failed"] == ["nuc1", "nuc3"]
+    assert fake.recorded == [("nuc2", "up")]
+    steps = {f[2]: f for f in fake.failures}
+    assert steps["nuc3"][0] == "unstack.sh"
+    assert steps["nuc3"][1] == "unstack.sh failed after 2 s (exit 1): boom"
+    assert steps["nuc3"][3] == "/opt/stack/logs/netlab-unstack.log"
+    assert "s3cret" not in steps["nuc3"][4] and "boom" in steps["nuc3"][4]
+    assert "no answer from the minion" in steps["nuc1"][1]
+    assert ret["nodes"]["nuc3"]["comment"] == steps["nuc3"][1]
+    assert fake.lines == ["unstacked nuc2; failed: nuc1, nuc3"]
+
+
+def test_unstack_of_a_node_without_devstack_is_a_success(lab):
+    fake = Fake({"nuc2": "up"}, returns={"nuc2": dict(ok(0), skipped=True)})
+    ret = netlab_waves.unstack(lab, fake.ops(), nodes=["nuc2"])
+    assert ret["result"] is True and ret["unstacked"] == ["nuc2"] and not fake.failures
+    assert fake.recorded == []  # it was not stacked: its state stays
