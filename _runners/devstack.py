@@ -429,7 +429,7 @@ def summary(fail=True, stacked=True):
 @_guard
 def begin(kind="deploy"):
     """
-    Start a new orchestration run (``deploy`` or ``restack``): later steps leave
+    Start a new orchestration run (``deploy``, ``restack`` or ``unstack``): later steps leave
     out the nodes that fail in it, and ``devstack.summary`` names its first
     failure. The orchestrations call this first.
 

@@ -16,10 +16,19 @@ netlab-unstack-salt-runner-saltutil-sync_all:
   salt.runner:
     - name: saltutil.sync_all
 
+# a run of its own: a node whose unstack.sh fails is recorded in it, not in the
+# last deploy's or restack's run
+netlab-unstack-salt-runner-devstack-begin:
+  salt.runner:
+    - name: devstack.begin
+    - kind: unstack
+    - require:
+      - salt: netlab-unstack-salt-runner-saltutil-sync_all
+
 netlab-unstack-salt-runner-unstack:
   salt.runner:
     - name: devstack.unstack
     - nodes: {{ options.get('nodes') | json }}
     - computes_only: {{ options.get('computes_only') | json }}
     - require:
-      - salt: netlab-unstack-salt-runner-saltutil-sync_all
+      - salt: netlab-unstack-salt-runner-devstack-begin

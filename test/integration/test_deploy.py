@@ -19,6 +19,7 @@ import pathlib
 import pytest
 
 import netlab_lifecycle
+import netlab_run
 from lib import fake_devstack
 from lib.events import EventWatcher
 from lib.vm import VENV_BIN
@@ -400,6 +401,8 @@ def test_unstack_takes_nodes_back_to_up(netlab_env, first_deploy):
     env = netlab_env
     ret = env.runner("state.orchestrate", "netlab.unstack")
     assert ret.returncode == 0, ret.stdout
+    state_dir = pathlib.Path(env.lab_pillar["netnode"]["storage"]) / "state"
+    assert netlab_run.read(str(state_dir))["kind"] == "unstack"   # a run of its own
     states = _states(env)
     for node_id in ("nuc1",) + COMPUTES:
         assert states[node_id] == "up", node_id
