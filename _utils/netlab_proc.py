@@ -1,6 +1,7 @@
 """
 Process supervision without an init system: pid files, liveness from ``/proc``,
-start in a session of its own, stop with SIGTERM then SIGKILL.
+start in a session of its own with default signal handling, stop with SIGTERM
+then SIGKILL.
 
 Used by the ``netlab_daemon`` states (``service_control: process``), the test
 harness (``test/lib/daemons.py``) and the virtual lab (``tools/vlab.py``).
@@ -135,6 +136,22 @@ def tail(path, size=2000):
         return ""
 
 
+# Signals a daemon must receive with their default action or its own handler. One
+# ignored by whoever started netlab (``nohup`` ignores SIGHUP) stays ignored across
+# exec, and a shell cannot even trap a signal ignored when it started: a daemon
+# reloaded with SIGHUP would never see it. Reset in the child, as an init system
+# does, together with the blocked-signal mask.
+DEFAULT_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2",
+                   "SIGCHLD", "SIGPIPE")
+
+
+def _default_signals():
+    """In the child before exec: default dispositions and nothing blocked."""
+    for name in DEFAULT_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def start(argv, pidfile, log=None, settle=1.0, env=None):
     """Start ``argv`` in the foreground of a session of its own, its output to
     ``log``; write ``pidfile`` and its record. It must stay up ``settle`` seconds.
@@ -146,7 +163,8 @@ def start(argv, pidfile, log=None, settle=1.0, env=None):
     try:
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=dict(os.environ, **(env or {})))
+            start_new_session=True, close_fds=True, env=dict(os.environ, **(env or {})),
+            preexec_fn=_default_signals)  # pylint: disable=subprocess-popen-preexec-fn
     except OSError as exc:
         return None, "cannot run {}: {}".format(argv[0], exc)
     finally:

@@ -6,8 +6,10 @@ reused or foreign pid for the daemon.
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import netlab_proc
 
@@ -76,3 +78,40 @@ def test_stop_all_terms_then_kills(tmp_path):
                 p.kill()
                 p.wait()
     assert netlab_proc.stop_all([stubborn.pid]) == []
+
+
+# A daemon that rereads its config on SIGHUP, written in shell: it logs each one.
+HUP_DAEMON = """trap 'echo reread >> "$1"' HUP
+echo started >> "$1"
+while :; do sleep 0.2 & wait $!; done
+"""
+
+
+def test_a_daemon_gets_sighup_even_when_netlab_runs_under_nohup(tmp_path):
+    """``nohup`` (a common way to keep a minion running without an init system)
+    ignores SIGHUP, and an ignored signal stays ignored across exec: a shell
+    cannot even trap it. A daemon netlab starts gets default signal handling."""
+    script, log = tmp_path / "d.sh", tmp_path / "d.log"
+    script.write_text(HUP_DAEMON)
+    argv = ["/bin/sh", str(script), str(log)]
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)   # as under nohup
+    try:
+        pid, err = netlab_proc.start(argv, str(tmp_path / "d.pid"), settle=0.2)
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    assert err is None, err
+    try:
+        deadline = time.monotonic() + 30
+        while "started" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the daemon did not start"
+            time.sleep(0.05)
+        with open("/proc/{}/status".format(pid), encoding="ascii") as fh:
+            ignored = int([ln for ln in fh if ln.startswith("SigIgn:")][0].split()[1], 16)
+        assert not ignored & (1 << (signal.SIGHUP - 1))
+        os.kill(pid, signal.SIGHUP)
+        while "reread" not in log.read_text():
+            assert time.monotonic() < deadline, "SIGHUP never reached the daemon"
+            time.sleep(0.05)
+        assert netlab_proc.alive(pid)
+    finally:
+        assert netlab_proc.stop(pid, timeout=5) is True
