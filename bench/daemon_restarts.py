@@ -61,7 +61,7 @@ def one_restart(env, loop, daemons):
     window = loop.window(mark)
     return {"pause": window["longest_pause"], "errors": window["errors"] + hung,
             "answers": (data or {}).get(NODE) is True,
-            "restart s": sum(done["states"].values()) if done else None,
+            "restart s": round(sum(done["states"].values()), 1) if done else None,
             "state run s": done["seconds"] if done else None}
 
 
