@@ -29,7 +29,11 @@ Shown here:
   deadline with the reason (runner and orchestration); pruning keeps the old
   build; in the time left to ``gone``'s deadline the ``reboot`` power driver
   restarts vma through its minion;
-* the deploy's bring-up step boots a known node that is powered off (vmc).
+* the networking node restarts dnsmasq, nginx and nfs-ganesha in one state run
+  (an upgrade's changed configs) under vmb's write/read loop and vmc: a pause,
+  no error or stale handle, minions answer, boot answers are served;
+* the deploy's bring-up step boots a known node that is powered off (vmc),
+  through the restarted daemons.
 
 Timings are printed (``-s``), never asserted; bench/bench_lifecycle.py has them.
 """
@@ -54,6 +58,7 @@ import netlab_slice
 from lib.events import EventWatcher
 from lib import image as image_lib
 from lib.image import test_image  # noqa: F401  pylint: disable=unused-import
+from lib import netnode_restarts as restarts
 from lib.netns import Segment
 from lib.nodeio import IoLoop, loads_module, reads_root
 from lib.vm import VENV_BIN, Master, copy_logs, serial_text, stop_lab_vms, stray_vm, wait_for
@@ -589,6 +594,52 @@ def test_status_table_says_when_resets_are_copies(vmlab, booted):  # noqa: F811
         assert "netnode:storage on btrfs" in table
     else:
         assert "NOTE" not in table, table
+
+
+def test_daemons_restart_at_once_under_running_nodes(vmlab, booted):
+    """The networking node restarts dnsmasq, nginx and nfs-ganesha in one
+    ``state.apply netlab.netnode`` (its configs are an older netlab's, as after
+    an upgrade: lib.netnode_restarts) while vmb (persistent root) runs its
+    write/read loop and vmc (stateless) runs: vmb sees a pause (printed) but no
+    I/O error and no stale file handle, both minions keep answering and both
+    kinds of root are read again; the three daemons run with new pids, and a
+    node that boots now gets its DHCP answer and its iPXE script over HTTP (the
+    next test boots vmc through them, and pings vma and vmb)."""
+    del booted
+    t0 = time.monotonic()
+    master, lab = vmlab.master, vmlab.lab
+    loop = IoLoop(master, "vmb", netlab_roots.root_path(lab, "vmb"),
+                  name="ioloop-restarts").start()
+    mark = loop.rounds()
+    done = restarts.restart(master, vmlab.raw)
+    loop.wait_rounds(3)
+    window = loop.window(mark)
+    for node in ("vmb", "vmc"):
+        # test.ping, then the root read with no page cache: from the new ganesha
+        reads_root(master, node)
+    # and what the node's kernel made of it: its root's mount options, and its
+    # messages about the server ("not responding, still trying", "OK")
+    out = master.cmd("vmb", "echo after > /root/after-restarts && sync && "
+                     "cat /root/after-restarts; awk '$2 == \"/\" {print $4}' /proc/mounts; "
+                     "dmesg | grep -iE 'nfs: server|stale' | tail -n 5").splitlines()
+    io = loop.stop()
+    assert out[:1] == ["after"], out
+    # an I/O error or a stale file handle fails a round and shows in its stderr
+    assert io["errors"] == 0 and not io["error_text"].strip(), io
+    assert all(done["after"][d] and done["after"][d] != done["before"][d]
+               for d in restarts.DAEMONS), done
+    # gone never runs: its MAC asks for a boot as the node would
+    gone = lab.node("gone")
+    offers, url, script = restarts.boot_answer(vmlab.seg, gone.mac, gone.ip)
+    assert url == "http://{}:80/boot/gone.ipxe".format(NETNODE_IP), offers
+    served = pathlib.Path(lab.netnode.http_root) / "boot" / "gone.ipxe"
+    assert script.startswith("#!ipxe") and script == served.read_text(), script[:500]
+    print("daemons restarted at once under running nodes: state run {} s (restart states "
+          "{}); vmb's longest pause {} s over the restart ({} rounds), {} s over the whole "
+          "loop; vmb's root mounted {}, its kernel's NFS server messages {}; this test "
+          "{:.0f} s".format(
+              done["seconds"], done["states"], window["longest_pause"], window["rounds"],
+              io["longest_pause"], out[1:2], out[2:], time.monotonic() - t0))
 
 
 def _last_json(text):

@@ -9,7 +9,11 @@ What a running lab node can still do, asked through its minion (e2e VM tests).
 * :class:`IoLoop`: a write/read loop on a persistent node's root, started
   through its minion, read back from the networking node's copy of that root;
   every round is stamped with the node's own clock, so the longest pause the
-  node saw needs no clock of any other machine.
+  node saw needs no clock of any other machine. Each loop has a directory of
+  its own under ``/root`` (``name``): a second loop on the same node never reads
+  the first one's rounds or its stop file. :meth:`IoLoop.window` gives the
+  rounds from a mark on (a round count read before a fault), so one loop can
+  measure several faults in turn.
 """
 
 import os
@@ -38,7 +42,7 @@ def reads_root(master, node):
 
 _LOOP = r"""#!/bin/sh
 # netlab e2e: write, fsync and read back a file on this root, every round stamped
-d=/root/ioloop
+d=$1
 n=0
 while [ ! -e $d/stop ] && [ $n -lt 20000 ]; do
   n=$((n+1)); t=$(date +%s.%N)
@@ -54,19 +58,21 @@ done
 
 
 class IoLoop:
-    """``IoLoop(master, node, root)``: ``root`` is the node's root as the
-    networking node holds it (what the node mounts)."""
+    """``IoLoop(master, node, root, name)``: ``root`` is the node's root as the
+    networking node holds it (what the node mounts); the loop works in
+    ``/root/<name>`` on the node."""
 
-    def __init__(self, master, node, root):
+    def __init__(self, master, node, root, name="ioloop"):
         self.master, self.node = master, node
-        self.dir = os.path.join(root, "root", "ioloop")
+        self.node_dir = "/root/" + name
+        self.dir = os.path.join(root, "root", name)
 
     def start(self):
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.dir, exist_ok=False)  # a fresh directory: no old rounds
         with open(os.path.join(self.dir, "loop.sh"), "w", encoding="utf-8") as fh:
             fh.write(_LOOP)
         self.master.run("salt", "-t", "60", self.node, "cmd.run",
-                        "sh /root/ioloop/loop.sh", "bg=True")
+                        "sh {0}/loop.sh {0}".format(self.node_dir), "bg=True")
         wait_for(lambda: self.rounds() >= 2, 300, "{}'s I/O loop to run".format(self.node))
         return self
 
@@ -94,17 +100,29 @@ class IoLoop:
         return wait_for(lambda: self.rounds() >= now + more, timeout,
                         "{} more rounds of {}'s I/O loop".format(more, self.node))
 
-    def stop(self):
-        """Stop the loop; ``{rounds, errors, error_text, longest_pause}`` (seconds
-        between two rounds, by the node's clock: the loop paces at 0.5 s)."""
-        self.master.cmd(self.node, "touch /root/ioloop/stop")
+    def window(self, start=0):
+        """``{rounds, errors, longest_pause}`` of the rounds from index ``start``
+        (a :meth:`rounds` count read earlier) on. The pause runs from the round
+        before ``start``: one that began before the mark is counted whole.
+        ``longest_pause``: seconds between two rounds by the node's clock (the
+        loop paces at 0.5 s)."""
         lines = self.lines()
-        stamps = [t for _, t in lines]
+        stamps = [t for _, t in lines[max(0, start - 1):]]
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        return {"rounds": len(lines) - start,
+                "errors": sum(1 for s, _ in lines[start:] if s != "ok"),
+                "longest_pause": round(max(gaps, default=0.0), 2)}
+
+    def error_text(self):
+        """What the loop's commands wrote to stderr (an I/O error, a stale handle)."""
         try:
             with open(os.path.join(self.dir, "err"), encoding="utf-8") as fh:
-                err = fh.read()
+                return fh.read()
         except FileNotFoundError:
-            err = ""
-        return {"rounds": len(lines), "errors": sum(1 for s, _ in lines if s != "ok"),
-                "error_text": err, "longest_pause": round(max(gaps, default=0.0), 2)}
+            return ""
+
+    def stop(self):
+        """Stop the loop; ``{rounds, errors, error_text, longest_pause}`` of all
+        its rounds (see :meth:`window`)."""
+        self.master.cmd(self.node, "touch {}/stop".format(self.node_dir))
+        return dict(self.window(), error_text=self.error_text())
