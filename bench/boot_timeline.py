@@ -646,10 +646,11 @@ def main():
                     help="a build directory (<images_dir>/<build_id>) to boot; given "
                     "twice or more, every run boots each image in turn (A/B under the "
                     "same load); default: the test image")
-    ap.add_argument("--exports", choices=("reload", "restart", "both"), default="reload",
-                    help="how a reimage refreshes nfs-ganesha's exports: reload (netlab's "
-                    "default), restart (stop + start, as before the reload path) or both "
-                    "in turn within every run (each image booted once per mode)")
+    ap.add_argument("--exports", choices=("reload", "restart", "both"), action="append",
+                    default=[], help="how a reimage refreshes nfs-ganesha's exports: "
+                    "reload (netlab's default), restart (stop + start, as before the reload "
+                    "path) or both in turn within every run; once for every image, or once "
+                    "per --image in the same order")
     ap.add_argument("--probe", action="store_true",
                     help="after the last single boot, time the minion's start in parts on "
                     "the node (imports with a cold page cache, grains, a salt-call)")
@@ -669,10 +670,16 @@ def main():
 
     images = [load_image(p) for p in args.image] or [ensure_test_image()]
     img = images[0]
-    modes = ["reload", "restart"] if args.exports == "both" else [args.exports]
-    # every run boots each variant in turn: (letter, image, exports mode)
-    variants = [("ABCD"[k] + ("" if len(modes) == 1 else "/" + mode), image, mode)
-                for k, image in enumerate(images) for mode in modes]
+    exports = args.exports or ["reload"]
+    if len(exports) not in (1, len(images)):
+        sys.exit("--exports: once, or once per --image")
+    exports = [["reload", "restart"] if e == "both" else [e]
+               for e in (exports * len(images) if len(exports) == 1 else exports)]
+    tagged = any(len(e) > 1 or e != ["reload"] for e in exports)
+    # every run boots each variant in turn: (name, image, exports mode); the node's
+    # own view is taken on each image's first variant
+    variants = [("ABCD"[k] + ("/" + mode if tagged else ""), image, mode)
+                for k, image in enumerate(images) for mode in exports[k]]
     several = len(variants) > 1
     base = pathlib.Path(tempfile.mkdtemp(prefix="bench-boot-", dir="/tmp"))
     os.chmod(base, 0o755)  # nginx (www-data) reads the http tree under it
@@ -708,7 +715,8 @@ def main():
                     for n, r in rows.items():
                         r["host load"] = loads[-1]
                         results.setdefault(key, {}).setdefault(n, []).append(r)
-                    if i == args.runs - 1 and label == scenarios[0][0]:
+                    if i == args.runs - 1 and label == scenarios[0][0] and \
+                            mode == exports["ABCD".index(name[0])][0]:
                         views[k] = node_view(env["master"], NODES[0][0])
                         if args.probe:
                             views[k] += "\n" + node_probe(env["master"], NODES[0][0])
