@@ -22,15 +22,22 @@ kernel started         serial console: ``Linux version`` (time the line
 NFS root mounted       serial console: ``Running /scripts/nfs-bottom``
 systemd userspace      serial console: systemd's ``Welcome to`` banner
 salt-minion started    serial console: ``Started salt-minion.service``
+minion authenticated   master log: ``Authentication accepted from <id>``
+                       (the minion has imported Salt and computed its
+                       grains; a second line would be a retry)
+start event seen       master log: the runner's confirming ``test.ping``
+                       published (it sends it when ``salt/minion/<id>/start``
+                       arrives)
 start event at master  ``up`` transition in lifecycle.json (the runner
-                       records it when ``salt/minion/<id>/start`` arrives)
+                       records it when the minion has answered that ping)
 first test.ping        ``salt <id> test.ping`` answered (polled from the
                        moment the runner returns)
 =====================  ==================================================
 
 Each scenario runs ``--runs`` times (default 3); the table shows the median.
-After the last run the node's own view is printed (``systemd-analyze``,
-``blame``, the minion's critical chain).
+The node's own view (``systemd-analyze``, ``blame``, the minion's critical
+chain, and what ``--probe``, ``--grains-cost`` and ``--trace-minion`` ask for) is
+taken after the first run and printed at the end.
 
 Run as root, under the shared e2e lock (VM boots are CPU-heavy)::
 
@@ -67,7 +74,8 @@ NODES = (("n1", "52:54:00:96:00:11", "10.96.0.11", "controller"),
          ("n3", "52:54:00:96:00:13", "10.96.0.13", "compute"))
 STAGES = ("DHCP offer (PXE)", "iPXE script fetched", "kernel+initrd fetched",
           "kernel started", "NFS root mounted", "systemd userspace",
-          "salt-minion started", "start event at master", "first test.ping")
+          "salt-minion started", "minion authenticated", "start event seen",
+          "start event at master", "first test.ping")
 SERIAL_MARKS = (("kernel started", re.compile(r"Linux version ")),
                 ("NFS root mounted", re.compile(r"Running /scripts/nfs-bottom")),
                 ("systemd userspace", re.compile(r"Welcome to ")),
@@ -183,6 +191,49 @@ def nginx_fetches(path, ip, after):
     return out
 
 
+PUBLISHED = re.compile(r"Published command test\.ping with jid (\d+)")
+RETURNED = re.compile(r"Got return from (\S+) for job (\d+)")
+
+
+def master_marks(path, node, after, up):
+    """From the master's log (info level), for ``node`` powered on at ``after`` and
+    recorded ``up`` at ``up``: ``{"minion authenticated": t, "start event seen": t,
+    "auth lines": n, "pings": n}``. The runner answers a start event with a
+    ``test.ping`` to that minion and records ``up`` when it is answered; the
+    earliest ping published after the authentication that this node returned
+    marks the start event's arrival, ``pings`` counts those published until ``up``
+    (more than one: the runner asked again)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = trace_lines(fh.read(), utc=False)
+    except OSError:
+        return {}
+    lines = [(t, msg) for t, _, msg in lines if t >= int(after)]
+    auth = [t for t, msg in lines if msg == "Authentication accepted from " + node]
+    out = {"auth lines": len(auth)}
+    if not auth:
+        return out
+    out["minion authenticated"] = auth[0]
+    end = up or float("inf")
+    published = {}
+    for t, msg in lines:
+        m = PUBLISHED.search(msg)
+        if m and auth[0] <= t <= end:
+            published[m.group(1)] = t
+    returned_by = {}
+    for _, msg in lines:
+        m = RETURNED.search(msg)
+        if m:
+            returned_by.setdefault(m.group(2), set()).add(m.group(1))
+    # this node's pings: answered by it, or by nobody (a try that timed out)
+    mine = sorted(t for jid, t in published.items()
+                  if node in returned_by.get(jid, {node}))
+    if mine:
+        out["start event seen"] = mine[0]
+        out["pings"] = len(mine)
+    return out
+
+
 def lifecycle_times(lab, node):
     path = os.path.join(lab.netnode.state_dir, "lifecycle.json")
     with open(path, encoding="utf-8") as fh:
@@ -237,7 +288,11 @@ def one_run(env, nodes):
             "first test.ping": pinged.get(n),
         }
         marks.update(watches[n].seen)
+        from_master = master_marks(master.log, n, power, up)
+        marks.update(from_master)
         rows[n] = {s: (marks[s] - power if marks.get(s) else None) for s in STAGES}
+        rows[n]["auth lines"] = from_master.get("auth lines")
+        rows[n]["pings"] = from_master.get("pings")
         if env.get("logs"):
             name = "{}-{}nodes-{}.serial".format(n, len(nodes), int(t_start))
             with open(os.path.join(env["logs"], name), "w", encoding="utf-8") as fh:
@@ -304,15 +359,18 @@ LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \[([^\]]+)\]\[
                       r"(?:\[\d+\])? ?(.*)$")
 
 
-def trace_lines(text):
-    """(epoch seconds, logger, message) of each line of a minion log file."""
+def trace_lines(text, utc=True):
+    """(epoch seconds, logger, message) of each line of a Salt log file; ``utc``:
+    its times are UTC (a node's), else this host's local time (the master's)."""
     out = []
     for line in text.splitlines():
         m = LOG_LINE.match(line)
         if not m:
             continue
-        when = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(
-            tzinfo=datetime.timezone.utc).timestamp() + int(m.group(2)) / 1000.0
+        when = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+        if utc:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.timestamp() + int(m.group(2)) / 1000.0
         out.append((when, m.group(3).split(":")[0].strip(), m.group(4).strip()))
     return out
 
@@ -372,6 +430,98 @@ def trace_minion(env, node):
             pass
 
 
+# --grains-cost: what each grain module costs on the node (Salt's grain loader,
+# run by the node's own Python: each module loaded, then each of its functions
+# called as salt.loader.grains calls them, core first). "configured" times one
+# whole grains computation with the node's minion config (its disable_grains),
+# the grains cache off, as a minion computes them at its first start.
+GRAINS_COST = r"""
+import inspect, json, sys, time
+T = time.perf_counter
+t0 = T()
+import salt.config, salt.loader
+out = {"import s": T() - t0}
+opts = salt.config.minion_config("/etc/salt/minion")
+opts["grains_cache"] = False
+if sys.argv[1] == "configured":
+    t = T()
+    grains = salt.loader.grains(opts)
+    out.update({"grains s": T() - t, "grains": len(grains),
+                "disabled": sorted(opts.get("disable_grains") or [])})
+else:
+    opts["disable_grains"] = []
+    funcs = salt.loader.grain_funcs(opts)
+    mods, calls, grains = {}, {}, {}
+    for mod in sorted(funcs.file_mapping, key=lambda m: (m != "core", m)):
+        t = T()
+        loaded = funcs._load_module(mod)
+        mods[mod] = {"load s": T() - t, "loaded": bool(loaded), "calls s": 0.0, "grains": 0}
+    for key in sorted(funcs._dict, key=lambda k: (not k.startswith("core."), k)):
+        mod, fn = key.split(".")[0], funcs._dict[key]
+        params = inspect.signature(fn).parameters
+        kwargs = {k: v for k, v in (("grains", grains), ("proxy", None)) if k in params}
+        t = T()
+        try:
+            ret = fn(**kwargs)
+        except Exception as exc:
+            ret = None
+        calls[key] = T() - t
+        mods[mod]["calls s"] += calls[key]
+        if isinstance(ret, dict):
+            mods[mod]["grains"] += len(ret)
+            grains.update(ret)
+    out.update(modules=mods, slowest=sorted(calls.items(), key=lambda kv: -kv[1])[:8])
+out["total s"] = T() - t0
+print("GRAINS-COST " + json.dumps(out))
+"""
+
+
+def grains_cost(env, node, runs=2):
+    """Run GRAINS_COST on ``node``: per module (cold page cache, then warm) and the
+    configured whole (warm, ``runs`` times). Returns printable text."""
+    import netlab_roots  # pylint: disable=import-outside-toplevel
+
+    master, lab = env["master"], env["lab"]
+    root = pathlib.Path(netlab_roots.root_path(lab, node))
+    (root / "var" / "tmp" / "bench-grains-cost.py").write_text(GRAINS_COST)
+    py = "/opt/salt/bin/python3 /var/tmp/bench-grains-cost.py "
+    got = []
+    for label, cmd in [("modules, cold page cache",
+                        "sync; echo 3 > /proc/sys/vm/drop_caches; " + py + "modules"),
+                       ("modules, warm", py + "modules")] + [
+                           ("configured, warm", py + "configured")] * runs:
+        try:
+            text = master.cmd(node, cmd, timeout=600)
+            line = [ln for ln in text.splitlines() if ln.startswith("GRAINS-COST ")][-1]
+            got.append((label, json.loads(line[len("GRAINS-COST "):])))
+        except (AssertionError, IndexError, ValueError) as exc:
+            got.append((label, {"error": str(exc)[:300]}))
+    return grains_cost_text(got)
+
+
+def grains_cost_text(got):
+    rows = ["grain modules on the node (seconds; load = import + __virtual__, calls = "
+            "its functions run):"]
+    for label, out in got:
+        if "error" in out:
+            rows.append("  {}: {}".format(label, out["error"]))
+        elif "modules" in out:
+            rows.append("  {}: import salt.loader {:.2f}, total {:.2f}".format(
+                label, out["import s"], out["total s"]))
+            for mod, m in sorted(out["modules"].items(),
+                                 key=lambda kv: -(kv[1]["load s"] + kv[1]["calls s"])):
+                rows.append("    {:15} load {:6.3f}  calls {:6.3f}  grains {:3}{}".format(
+                    mod, m["load s"], m["calls s"], m["grains"],
+                    "" if m["loaded"] else "  (not loaded here)"))
+            rows.append("    slowest functions: " + ", ".join(
+                "{} {:.3f}".format(k, v) for k, v in out["slowest"]))
+        else:
+            rows.append("  {}: grains {:.2f} s ({} grains; disable_grains {}), total "
+                        "{:.2f}".format(label, out["grains s"], out["grains"],
+                                        out["disabled"] or "none", out["total s"]))
+    return "\n".join(rows)
+
+
 def use_image(lab, img):
     """Make ``img`` the lab's current image (the next reset clones it)."""
     import netlab_image  # pylint: disable=import-outside-toplevel
@@ -418,12 +568,34 @@ def setup(base, img):
     return env
 
 
+def set_exports_mode(env, mode):
+    """How the next reimage makes ganesha export the new root: ``reload`` (netlab's
+    default: SIGHUP, exports reread) or ``restart`` (master option
+    ``netlab_exports_refresh`` stops ganesha first and the nfs state starts it
+    again: what netlab did before the reload path). salt-run reads the master's
+    config file on every call, so this applies from the next run on."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    master = env["master"]
+    opts = dict(master.opts)
+    opts.pop("netlab_exports_refresh", None)
+    if mode == "restart":
+        stop = env["base"] / "stop-ganesha.sh"
+        stop.write_text("#!/bin/sh\npid=$(cat {0}/ganesha.pid 2>/dev/null) || exit 0\n"
+                        "kill -TERM \"$pid\" 2>/dev/null || exit 0\n"
+                        "while kill -0 \"$pid\" 2>/dev/null; do sleep 0.1; done\n"
+                        "rm -f {0}/ganesha.pid\n".format(env["base"] / "run"))
+        opts["netlab_exports_refresh"] = [["sh", str(stop)]]
+    with open(os.path.join(master.conf_dir, "master"), "w", encoding="utf-8") as fh:
+        yaml.safe_dump(opts, fh, default_flow_style=False)
+
+
 def teardown(env):
     from lib.vm import stop_lab_vms  # pylint: disable=import-outside-toplevel
 
     if env.get("logs"):  # the daemons' side of every boot, for a closer look
-        for name in ("dnsmasq.log", "nginx-access.log"):
-            src = env["base"] / "run" / name
+        for src in [env["base"] / "run" / n for n in ("dnsmasq.log", "nginx-access.log")] + \
+                [env["base"] / "master" / "master.log"]:
             if src.exists():
                 subprocess.run(["cp", str(src), env["logs"]], check=False)
 
@@ -475,12 +647,21 @@ def main():
                     help="a build directory (<images_dir>/<build_id>) to boot; given "
                     "twice or more, every run boots each image in turn (A/B under the "
                     "same load); default: the test image")
+    ap.add_argument("--exports", choices=("reload", "restart", "both"), action="append",
+                    default=[], help="how a reimage refreshes nfs-ganesha's exports: "
+                    "reload (netlab's default), restart (stop + start, as before the reload "
+                    "path) or both in turn within every run; once for every image, or once "
+                    "per --image in the same order")
     ap.add_argument("--probe", action="store_true",
-                    help="after the last single boot, time the minion's start in parts on "
+                    help="after the first single boot, time the minion's start in parts on "
                     "the node (imports with a cold page cache, grains, a salt-call)")
     ap.add_argument("--trace-minion", action="store_true",
-                    help="after the last single boot, restart the node's minion with a "
-                    "debug log and a cold page cache and show where its start goes")
+                    help="after the first single boot (of the first image), restart the "
+                    "node's minion with a debug log and a cold page cache and show where "
+                    "its start goes")
+    ap.add_argument("--grains-cost", action="store_true",
+                    help="after the first single boot, time each grain module on the node "
+                    "and one grains computation with the node's minion config")
     ap.add_argument("--logs", help="keep each boot's serial console here, every line "
                     "prefixed with the seconds since power on at which it appeared")
     args = ap.parse_args()
@@ -491,6 +672,19 @@ def main():
 
     images = [load_image(p) for p in args.image] or [ensure_test_image()]
     img = images[0]
+    exports = args.exports or ["reload"]
+    if len(exports) not in (1, len(images)):
+        sys.exit("--exports: once, or once per --image")
+    exports = [["reload", "restart"] if e == "both" else [e]
+               for e in (exports * len(images) if len(exports) == 1 else exports)]
+    tagged = any(len(e) > 1 or e != ["reload"] for e in exports)
+    # every run boots each variant in turn, every image's first exports mode first:
+    # (name, image, exports mode); the node's own view is taken on those
+    variants = sorted([(j, "ABCD"[k] + ("/" + mode if tagged else ""), image, mode)
+                       for k, image in enumerate(images) for j, mode in enumerate(exports[k])],
+                      key=lambda v: (v[0], v[1]))
+    variants = [v[1:] for v in variants]
+    several = len(variants) > 1
     base = pathlib.Path(tempfile.mkdtemp(prefix="bench-boot-", dir="/tmp"))
     os.chmod(base, 0o755)  # nginx (www-data) reads the http tree under it
     scenarios = []
@@ -510,30 +704,37 @@ def main():
 
         for label, nodes in scenarios:
             for i in range(args.runs):
-                for k, image in enumerate(images):
+                for k, (name, image, mode) in enumerate(variants):
                     use_image(env["lab"], image)
+                    set_exports_mode(env, mode)
                     t0 = time.monotonic()
                     rows = one_run(env, nodes)
-                    key = label if len(images) == 1 else "{} [{}]".format(label, "AB"[k])
+                    key = "{} [{}]".format(label, name) if several else label
                     loads.append(os.getloadavg()[0])
                     print("{} run {}: {:.0f} s, host load {:.1f}; {}".format(
                         key, i + 1, time.monotonic() - t0, loads[-1], json.dumps(
-                            {n: {s: fmt(r[s]) for s in STAGES} for n, r in rows.items()})),
+                            {n: dict({s: fmt(r[s]) for s in STAGES}, auth_lines=r[
+                                "auth lines"], pings=r["pings"]) for n, r in rows.items()})),
                         flush=True)
                     for n, r in rows.items():
+                        r["host load"] = loads[-1]
                         results.setdefault(key, {}).setdefault(n, []).append(r)
-                    if i == args.runs - 1 and label == scenarios[0][0]:
+                    # the first run: a bench stopped at a deadline still has them
+                    if i == 0 and label == scenarios[0][0] and \
+                            mode == exports["ABCD".index(name[0])][0]:
                         views[k] = node_view(env["master"], NODES[0][0])
                         if args.probe:
                             views[k] += "\n" + node_probe(env["master"], NODES[0][0])
-                        if args.trace_minion:
+                        if args.grains_cost:
+                            views[k] += "\n" + grains_cost(env, NODES[0][0])
+                        if args.trace_minion and name[0] == "A":
                             views[k] += "\n" + trace_minion(env, NODES[0][0])
     finally:
         teardown(env)
     columns = []
     for key, per_node in results.items():
         for n, runs in per_node.items():
-            tag = key.split(" ")[0] + (key[-4:] if key.endswith("]") else "")
+            tag = key.split(" ")[0] + (" " + key.split(" ")[-1] if several else "")
             columns.append(("{}: {}".format(tag, n), {s: [r[s] for r in runs] for s in STAGES}))
     accel = " ".join(netlab_power.accel_args("auto"))
     print_table("Boot timeline, median of {} runs ({}, {} MiB, 1 vCPU; 1 = one node alone, "
@@ -543,7 +744,7 @@ def main():
               "VMs waited for CPU)".format(", ".join("{:.1f}".format(x) for x in loads)))
     for k, image in enumerate(images):
         print("  image {}{}: initrd {:.1f} MB, root {} MB".format(
-            "AB"[k] + " " if len(images) > 1 else "", image["build_id"],
+            "ABCD"[k] + " " if len(images) > 1 else "", image["build_id"],
             os.path.getsize(image["initrd"]) / 1e6, du_mb(image["rootfs"])))
     resets = [r["reset s"] for lab_runs in results.values() for runs in lab_runs.values()
               for r in runs if r.get("reset s") is not None]
@@ -553,8 +754,8 @@ def main():
         print("\n  root reset ({}): median {:.2f} s over {} resets".format(
             ", ".join(methods), statistics.median(resets), len(resets)))
     for k, view in sorted(views.items()):
-        print("\nThe node's own view ({}, last single boot{}):\n{}".format(
-            NODES[0][0], " of image " + "AB"[k] if len(images) > 1 else "", view))
+        print("\nThe node's own view ({}, first single boot{}):\n{}".format(
+            NODES[0][0], " of " + variants[k][0] if several else "", view))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=1)

@@ -154,6 +154,11 @@ def test_boot_path_is_lean(image):
     assert minion["enable_fqdns_grains"] is False and minion["enable_gpu_grains"] is False
     # no mine.update job at start; the second grains load at start is a cache read
     assert minion["mine_enabled"] is False and minion["grains_cache"] is True
+    # grain modules a lab node does not use are never imported; the ones whose
+    # grains netlab and Salt's cmd states read stay on
+    off = set(minion["disable_grains"])
+    assert {"disks", "lvm", "mdadm", "truststore", "pending_reboot"} <= off
+    assert not off & {"core", "extra", "minion_process"}
 
 
 def test_slim_root(image):

@@ -5,6 +5,10 @@ import os
 import shutil
 
 import pytest
+import salt.config
+import salt.grains
+import salt.loader
+import yaml
 
 import netlab_image
 import netlab_image_recipe
@@ -365,3 +369,37 @@ def test_remove_tree_of_a_link_leaves_mounts_below_its_target_alone(tmp_path, mo
                         lambda *a, **k: calls.append(a))
     netlab_image.remove_tree(str(link))
     assert calls == [] and not os.path.lexists(link) and target.is_dir()
+
+
+# --------------------------------------------------------------------------- node minion
+MINION_CONF = os.path.join(netlab_image.DEFAULT_FILES_DIR, "overlay", "etc", "salt", "minion")
+# grain modules a lab node needs: core (id, os_family, pythonexecutable for netlab;
+# os/init/... for Salt's own modules), extra (shell: cmd states), minion_process
+# (pid: minion.restart)
+KEPT_GRAINS = {"core", "extra", "minion_process"}
+
+
+def test_minion_config_decides_every_grain_module():
+    """The image's minion turns off every grain module of this Salt line but the
+    kept ones: a grain module a new Salt release adds fails here until it is
+    either turned off or kept on purpose."""
+    with open(MINION_CONF, encoding="utf-8") as fh:
+        disabled = set(yaml.safe_load(fh)["disable_grains"])
+    grains_dir = os.path.dirname(salt.grains.__file__)
+    present = {n[:-3] for n in os.listdir(grains_dir) if n.endswith(".py") and n != "__init__.py"}
+    assert not disabled & KEPT_GRAINS
+    assert present - disabled == KEPT_GRAINS
+
+
+def test_minion_config_still_gives_the_grains_in_use(tmp_path):
+    """Salt's grain loader with the image's minion config (this host's Salt): the
+    grains netlab and Salt's cmd states and minion module read are there, those
+    of the modules turned off are not."""
+    opts = salt.config.minion_config(MINION_CONF, minion_id="node01")
+    opts.update(grains_cache=False, cachedir=str(tmp_path))
+    grains = salt.loader.grains(opts)
+    for key in ("id", "os_family", "pythonexecutable", "os", "init", "shell", "pid"):
+        assert key in grains, key
+    assert grains["id"] == "node01"
+    for key in ("disks", "SSDs", "ca_truststore", "package"):
+        assert key not in grains, key
