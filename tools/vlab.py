@@ -618,7 +618,7 @@ class Vlab:
         self.state["master"] = proc.pid
         self._save()
         _wait(lambda: self.salt("salt-run", "manage.present", check=False).returncode == 0,
-              120, "the salt-master to answer (log: {})".format(
+              DAEMON_WAIT, "the salt-master to answer (log: {})".format(
                   os.path.join(self.master_dir, "master.log")))
         self.salt("salt-run", "saltutil.sync_all")
 
@@ -656,7 +656,9 @@ class Vlab:
         self._save()
         _wait(lambda: "netnode" in json.loads(self.salt(
             "salt", "--out=json", "--static", "-t", "10", "netnode", "test.ping",
-            check=False).stdout or "{}"), 120, "the networking node's minion")
+            check=False).stdout or "{}"), DAEMON_WAIT,
+              "the networking node's minion (log: {})".format(
+                  os.path.join(self.minion_dir, "minion.log")))
 
     # ------------------------------------------------------------------ DevStack
     def _serve_repo(self, lab, path):
@@ -1008,6 +1010,11 @@ def _mounts_under(base):
 # putting back its own value cut a running lab off its package sources in the
 # middle of its image build when a test's uplink went away.)
 FORWARDING_TABLES = ("netlab_vlab_", "netlab_uplink_")
+
+# How long the lab's salt-master and the networking node's minion may take to answer
+# after they start: a few seconds on an idle machine, but a first start on a busy
+# 2-core machine (Salt's imports, the minion's key exchange) took over 120 s once.
+DAEMON_WAIT = 300
 FORWARD_BEFORE = "/run/netlab-ip-forward-before"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
