@@ -1011,12 +1011,13 @@ def _mounts_under(base):
 # middle of its image build when a test's uplink went away.)
 FORWARDING_TABLES = ("netlab_vlab_", "netlab_uplink_")
 
+FORWARD_BEFORE = "/run/netlab-ip-forward-before"
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
 # How long the lab's salt-master and the networking node's minion may take to answer
 # after they start: a few seconds on an idle machine, but a first start on a busy
 # 2-core machine (Salt's imports, the minion's key exchange) took over 120 s once.
 DAEMON_WAIT = 300
-FORWARD_BEFORE = "/run/netlab-ip-forward-before"
-IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 
 def _nft_tables():
