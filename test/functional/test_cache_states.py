@@ -8,6 +8,7 @@ in test/e2e/test_cache_e2e.py.
 """
 
 import copy
+import os
 import pathlib
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import yaml
 import netlab_saltcompat
 from lib.cachelab import bare_repo
 from lib.saltlocal import SaltLocal, changed, failed
+from lib.saltrunner import runner_loader
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -163,3 +165,70 @@ def test_service_mode_renders_units_on_the_lab_ip_and_checks_before_restart(salt
     conf = sls["netlab-cache-file-managed-acng-conf"]["file.managed"]
     text = [x for x in conf if "contents" in x][0]["contents"]
     assert "BindAddress: 127.78.0.2" in text and "ForceManaged: 1" in text
+
+
+def _cache_file(path, size, age):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    os.utime(path, (time.time() - age, time.time() - age))
+
+
+def test_usage_prune_and_status_on_a_cache_with_files(salt, base):
+    """``salt-call netlab.cache_usage`` / ``salt-run netlab.cache_usage`` report each
+    part's use against its bound and the mirrors the lab no longer names;
+    ``salt-run netlab.status`` shows it as a table; ``salt-call netlab.cache_prune``
+    removes the least recently used package files of a part over its bound, and
+    nothing else."""
+    t0 = time.monotonic()
+    store = base / "usage"
+    pillar = copy.deepcopy(salt.pillar)
+    pillar["netlab"]["cache"].update(storage=str(store), apt={"max_size": "1M"},
+                                     pip={"max_size": "1M"})
+    salt.set_pillar(pillar)
+    kib = 1024
+    pool = store / "apt" / "debrep" / "pool" / "main"
+    for name, age in (("a_1.deb", 300), ("b_1.deb", 200), ("c_1.deb", 100)):
+        _cache_file(pool / name[0] / name, 400 * kib, age)
+    release = store / "apt" / "debrep" / "dists" / "bookworm" / "Release"
+    _cache_file(release, 100 * kib, 1000)   # older, but no package: kept
+    _cache_file(store / "pip" / "+files" / "x-1.whl", 300 * kib, 500)
+    _cache_file(store / "pip" / "+files" / "y-1.tar.gz", 300 * kib, 500)
+    _cache_file(store / "git" / "mirrors" / "openstack" / "devstack.git" / "packed-refs",
+                10 * kib, 0)
+    _cache_file(store / "git" / "mirrors" / "x" / "old.git" / "HEAD", kib, 0)
+    _cache_file(store / "files" / "127.0.0.1" / "images" / "disk.img", 5, 0)
+
+    def part(name, used, bound, summary):
+        return {"enabled": True, "used": used, "max_size": bound, "over": used > bound,
+                "dir": str(store / name), "summary": summary}
+
+    gib10 = 10 << 30
+    usage = salt.call("netlab.cache_usage")
+    assert usage == {
+        "apt": part("apt", 1331200, 1 << 20, "1.3 MiB of 1.0 MiB"),
+        "pip": part("pip", 614400, 1 << 20, "600.0 KiB of 1.0 MiB"),
+        "git": dict(part("git", 11264, gib10, "11.0 KiB of 10.0 GiB"),
+                    unused_mirrors=["x/old.git"]),
+        "files": part("files", 5, gib10, "5 B of 10.0 GiB")}
+    runners = runner_loader(base / "master")
+    assert runners["netlab.cache_usage"](pillar=pillar["netlab"]) == usage
+    table = runners["netlab.status"](pillar=pillar["netlab"])
+    rows = [line.split() for line in table.splitlines()]
+    assert ["CACHE", "STATE", "USED", "BOUND", "WHERE"] in rows, table
+    for row in (["apt", "OVER", "BOUND", "1.3", "MiB", "1.0", "MiB", str(store / "apt")],
+                ["pip", "on", "600.0", "KiB", "1.0", "MiB", str(store / "pip")],
+                ["git", "on", "11.0", "KiB", "10.0", "GiB", str(store / "git")]):
+        assert row in rows, table
+
+    removed = salt.call("netlab.cache_prune")
+    assert removed == {"apt": [str(pool / "a" / "a_1.deb")], "pip": []}
+    left = sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file())
+    assert left == ["apt/debrep/dists/bookworm/Release", "apt/debrep/pool/main/b/b_1.deb",
+                    "apt/debrep/pool/main/c/c_1.deb",
+                    "files/127.0.0.1/images/disk.img",
+                    "git/mirrors/openstack/devstack.git/packed-refs",
+                    "git/mirrors/x/old.git/HEAD", "pip/+files/x-1.whl",
+                    "pip/+files/y-1.tar.gz"]
+    after = runners["netlab.cache_usage"](pillar=pillar["netlab"])
+    assert after["apt"]["used"] == 921600 and not after["apt"]["over"]
+    print("\ncache usage, prune and status: {:.1f} s".format(time.monotonic() - t0))
