@@ -21,9 +21,12 @@ include:
 netlab-netnode-nfs-test-show_notification-storage-layout:
   test.show_notification:
     {#- folded, not |json, to keep lines short: the text is netlab's own, around
-        validated paths (letters, digits, _ . + @ / - only) #}
+        validated paths (letters, digits, _ . + @ / - only). Folding turns each
+        line break into a space, so lines break at spaces only, never inside a
+        path (at a hyphen or in a long word) #}
     - text: >-
-        {{ layout.warning | wordwrap(80) | indent(8) }}
+        {{ layout.warning | wordwrap(80, break_long_words=False, break_on_hyphens=False)
+           | indent(8) }}
 {%- endif %}
 
 {%- if boot.nfs_server == 'kernel' %}

@@ -11,6 +11,7 @@ import copy
 import os
 import pathlib
 import secrets
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ import netlab_saltcompat
 from lib.saltlocal import SaltLocal, changed, failed, temp_root_lookup
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+LAYOUT_NOTE = "netlab-netnode-nfs-test-show_notification-storage-layout"
 NODES = {
     "nuc1": {"mac": "52:54:00:78:00:11", "ip": "127.77.0.11", "role": "controller"},
     "nuc2": {"mac": "52:54:00:78:00:12", "ip": "127.77.0.12", "role": "compute",
@@ -65,6 +67,17 @@ def test_prediction_first_run_and_idempotency(salt):
     again = salt.apply("netlab.netnode")
     assert changed(again) == [] and not failed(again)
     assert changed(salt.apply("netlab.netnode", test=True)) == []
+    # the roots share the temp directory's filesystem: every apply warns, and the
+    # warning is what netlab.storage_layout says
+    layout = salt.call("netlab.storage_layout")
+    assert layout["own_filesystem"] is False
+    assert layout["warning"].startswith("WARNING: node roots ({}) are on the same "
+                                        "filesystem as {}:".format(root / "srv" / "roots",
+                                                                   root))
+    for ret in (real, again):
+        note = ret[LAYOUT_NOTE]
+        assert (note["result"], note["comment"], note["changes"]) == \
+            (True, layout["warning"], {})
 
     srv = root / "srv"
     assert sorted(os.listdir(srv / "http" / "boot")) == ["boot.ipxe", "nuc1.ipxe",
@@ -288,3 +301,21 @@ def test_pxelinux_enabled_after_the_first_image_build(tmp_path):
     assert not failed(ret), failed(ret)
     assert images.is_dir() and not images.is_symlink()
     assert (images / "current" / "vmlinuz").read_text() == "kernel"
+
+
+def test_storage_on_a_filesystem_of_its_own_gives_no_warning(tmp_path):
+    """``netnode:storage`` mounted (a tmpfs, in a mount namespace of the salt-call's
+    own, gone with it): netlab.storage_layout says so and the nfs state has no
+    warning."""
+    t0 = time.monotonic()
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    mount = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             'mount -t tmpfs -o size=1m netlab-test "$0" && exec "$@"', str(srv)]
+    s = SaltLocal(tmp_path / "salt", REPO, {"netlab": lab_pillar(tmp_path)}, prefix=mount)
+    s.sync()
+    assert s.call("netlab.storage_layout") == {"own_filesystem": True, "warning": None}
+    ret = s.apply("netlab.netnode.nfs", test=True)
+    assert not failed(ret), failed(ret)
+    assert LAYOUT_NOTE not in ret and "netlab-netnode-nfs-file-managed-ganesha" in ret
+    print("\nstorage layout, own filesystem: {:.1f} s".format(time.monotonic() - t0))
