@@ -31,7 +31,9 @@ class SaltLocal:
     """One local minion (id ``minion_id``) with its own config dir under ``root``."""
 
     def __init__(self, root, repo, pillar, minion_id="netnode", prefix=None,
-                 timeout=600):
+                 timeout=600, overlay=None):
+        """``overlay``: a directory searched before ``repo`` (a test's changed copy
+        of some formula files, same relative paths)."""
         self.root = pathlib.Path(root)
         self.repo = pathlib.Path(repo)
         self.prefix = list(prefix or [])
@@ -45,7 +47,7 @@ class SaltLocal:
             "id": minion_id,
             "root_dir": str(self.root),
             "file_client": "local",
-            "file_roots": {"base": [str(self.repo)]},
+            "file_roots": {"base": ([str(overlay)] if overlay else []) + [str(self.repo)]},
             "pillar_roots": {"base": [str(self.pillar_dir)]},
             "log_file": str(self.root / "minion.log"),
             "log_level_logfile": "info",
