@@ -13,6 +13,7 @@ stays, and the same dnsmasq process keeps running.
 import time
 
 import netlab_proc
+import netlab_saltcompat
 from conftest import REPO
 from lib.netns import Segment
 from lib.netnodelab import NetnodeLab
@@ -27,8 +28,10 @@ def test_a_refused_dnsmasq_config_keeps_the_old_file_and_the_daemon(tmp_path):
     seg = Segment(cidr="10.79.0.0/24", server_ip="10.79.0.2", server_private_mounts=False)
     nn = None
     try:
+        # the image's salt-minion is this Salt: never newer than the master (3006)
         nn = NetnodeLab(seg, tmp_path, dhcp_mode="proxy", http_port=8080, nodes={
-            "nuc1": {"mac": "52:54:00:79:00:11", "ip": "10.79.0.11", "role": "controller"}})
+            "nuc1": {"mac": "52:54:00:79:00:11", "ip": "10.79.0.11", "role": "controller"}},
+            extra={"image": {"salt_version": netlab_saltcompat.salt_version()}})
         nn.apply(sls=SLS)
         pid = nn.pids()["dnsmasq"]
         assert netlab_proc.alive(pid)
