@@ -237,6 +237,42 @@ def _reload_or_restart(ret, daemon, what):
     return ret
 
 
+def config_valid(name, check):
+    """
+    The daemon's configuration on disk passes the daemon's own check
+    (``nginx -t``): no changes when it does, a failure with the check's output
+    when it does not. It runs on every apply, not only when a file changed, so a
+    configuration the daemon refused fails every later run too (the daemon keeps
+    running what it loaded before) until it passes. In test mode the new files
+    are not written yet: nothing is checked and no change is predicted.
+
+    .. code-block:: yaml
+
+        netlab-netnode-http-netlab_daemon-config_valid:
+          netlab_daemon.config_valid:
+            - name: nginx
+            - check: /usr/sbin/nginx -t -q
+    """
+    ret = {"name": name, "changes": {}, "result": True}
+    if __opts__["test"]:  # pylint: disable=undefined-variable
+        ret["comment"] = "{}'s configuration will be checked with `{}`".format(name, check)
+        return ret
+    try:
+        proc = subprocess.run(_argv(check), capture_output=True, text=True, check=False,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        ret.update(result=False, comment="{}: `{}` could not run: {}".format(name, check, exc))
+        return ret
+    if proc.returncode:
+        ret.update(result=False, comment="{}'s configuration is refused by `{}` (exit {}); "
+                   "{} keeps running what it loaded before:\n{}".format(
+                       name, check, proc.returncode, name,
+                       (proc.stderr + proc.stdout).strip()[-2000:]))
+    else:
+        ret["comment"] = "{}'s configuration passes `{}`".format(name, check)
+    return ret
+
+
 def exports_released(name, exports, daemon):
     """
     Before nfs-ganesha's config ``name`` is rendered anew: unexport the roots

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # nginx on the networking node's lab address only: boot scripts, kernels, initrds.
-# The config is checked (nginx -t) before nginx restarts; it restarts once, only
-# when its config changed.
+# The config is checked (nginx -t) before nginx restarts, on every apply; it
+# restarts once, only when its config changed.
 {%- from tpldir ~ "/libdata.jinja" import report, boot, mapdata, run_dir, files
     with context %}
 {%- from tpldir.split('/')[0] ~ "/libdaemon.jinja" import running %}
@@ -52,12 +52,17 @@ netlab-netnode-http-file-managed-main:
 
 {%- set main = [{'file': 'netlab-netnode-http-file-managed-main'}] if main_conf else [] %}
 
-netlab-netnode-http-cmd-run-check:
-  cmd.run:
-    - name: {{ nginx.check }}
-    - onchanges: {{ ([{'file': 'netlab-netnode-http-file-managed-conf'}] + main) | json }}
+# checked on every apply, not only when a file changed: a config nginx refused
+# stays on disk (nginx reads its includes itself, so the new file cannot be
+# checked alone before it replaces the old one), and every later apply must fail
+# here too while nginx still serves what it loaded before
+netlab-netnode-http-netlab_daemon-config_valid:
+  netlab_daemon.config_valid:
+    - name: nginx
+    - check: {{ nginx.check | json }}
+    - require: {{ ([{'file': 'netlab-netnode-http-file-managed-conf'}] + main) | json }}
 {{- running('netlab-netnode-http', '', nginx,
-            require=[{'cmd': 'netlab-netnode-http-cmd-run-check'},
+            require=[{'netlab_daemon': 'netlab-netnode-http-netlab_daemon-config_valid'},
                      {'sls': tpldir | replace('/', '.') ~ '.bootfiles'}],
             watch=[{'file': 'netlab-netnode-http-file-managed-conf'}] + main) }}
 {%- endif %}

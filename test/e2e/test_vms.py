@@ -33,7 +33,10 @@ Shown here:
   (an upgrade's changed configs) under vmb's write/read loop and vmc: a pause,
   no error or stale handle, minions answer, boot answers are served;
 * the deploy's bring-up step boots a known node that is powered off (vmc),
-  through the restarted daemons.
+  through the restarted daemons;
+* a boot of two nodes where one never comes back (its root has no init): the
+  other comes up, the broken one fails at its deadline with the tail of its
+  serial console naming the cause.
 
 Timings are printed (``-s``), never asserted; bench/bench_lifecycle.py has them.
 """
@@ -697,3 +700,52 @@ def test_deploy_bring_up_boots_a_known_node_that_is_off(vmlab, booted):
     assert after["machine_id"] == before["machine_id"] and after["hostname"] == "vmc"
     assert netlab_lifecycle.generation(lab, "vmc") == generation
     assert vmlab.status()["vmc"]["state"] == "up"
+
+
+def test_a_node_that_never_comes_back_fails_with_its_console_tail(vmlab, booted):
+    """A boot of two nodes where one never comes back: ``gone`` (powered by the
+    ``virtual`` driver for this run) has a broken root -- its ``/sbin/init``
+    removed, as a user's experiment might -- and vmc is booted beside it. vmc
+    comes up; ``gone`` fails at its deadline, and its failure carries the last
+    lines of its serial console, which name what went wrong (the initramfs finds
+    no init), as a person at its screen would read them."""
+    del booted
+    master, lab = vmlab.master, vmlab.lab
+    raw = json.loads(json.dumps(vmlab.raw))
+    raw["nodes"]["gone"]["power"] = {"driver": "virtual", "bridge": "br0", "memory": 1024,
+                                     "cpus": 1, "firmware": "bios"}
+    pillar = "pillar=" + json.dumps(raw)
+    init = os.path.join(netlab_roots.root_path(lab, "gone"), "usr", "sbin", "init")
+    assert os.path.islink(init), init  # gone's root: reset by the two-node reimage
+    before = node_facts(master, "vmc")
+    timeout = 180  # vmc's reboot beside one booting VM: about a minute on TCG
+    os.rename(init, init + ".netlab-test")
+    try:
+        t0 = time.monotonic()
+        data, proc = master.run_json("salt-run", "netlab.boot", "gone,vmc",
+                                     "timeout={}".format(timeout), pillar, check=False,
+                                     timeout=timeout + 600)
+        took = time.monotonic() - t0
+        serial = vmlab.serial("gone")
+    finally:
+        master.run("salt-run", "netlab.power", "gone", "off", pillar, check=False)
+        os.rename(init + ".netlab-test", init)
+    print("boot of gone (no init) and vmc: {:.0f} s -> {}".format(took, json.dumps(data)))
+    assert isinstance(data, dict) and "nodes" in data, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode != 0 and data["failed"] == ["gone"], data
+    assert data["nodes"]["vmc"]["state"] == "up", data["nodes"]["vmc"]
+    gone = data["nodes"]["gone"]
+    assert gone["state"] == "failed", gone
+    assert "no salt/minion/gone/start event within {} s".format(timeout) in gone["reason"]
+    tail = gone["console_tail"]
+    # what the initramfs printed on the console when it found no init in the root
+    assert "Target filesystem doesn't have requested /sbin/init." in tail, (tail, serial[-3000:])
+    # the tail is the console's last lines, cleaned of control characters
+    lines = tail.splitlines()
+    assert 1 < len(lines) <= 15 and all(line.strip() for line in lines), tail
+    assert all(c == "\n" or c.isprintable() for c in tail), repr(tail)
+    assert lines[-1].strip() in serial, (tail, serial[-3000:])  # read from gone's serial log
+    st = vmlab.status()
+    assert st["gone"]["state"] == "failed" and st["vmc"]["state"] == "up", st
+    after = node_facts(master, "vmc")
+    assert after["boot_id"] != before["boot_id"] and after["machine_id"] == before["machine_id"]

@@ -1,5 +1,6 @@
 """
-A config dnsmasq refuses keeps the old one and the running dnsmasq
+A config dnsmasq refuses keeps the old one and the running dnsmasq; a config
+nginx refuses leaves nginx running and fails every run until it passes
 (docs/networking.rst, "Checked before restart").
 
 ``netlab.netnode.dnsmasq`` in process mode starts a real dnsmasq inside a network
@@ -59,3 +60,57 @@ def test_a_refused_dnsmasq_config_keeps_the_old_file_and_the_daemon(tmp_path):
             nn.stop()
         seg.destroy()
     print("\nrefused dnsmasq config: {:.1f} s".format(time.monotonic() - t0))
+
+
+NGINX_SLS = "netlab.netnode.http"
+NGINX_TEMPLATE = "netlab/files/netnode/nginx-server.conf.jinja"
+
+
+def test_a_refused_nginx_config_keeps_nginx_running_and_fails_every_run_until_fixed(
+        tmp_path):
+    """nginx reads its includes itself, so its new server block is written and
+    then checked (``nginx -t``): a config nginx refuses fails the check, nginx
+    keeps running (same pid, not restarted), and the next run fails at the check
+    again instead of passing with the refused config on disk. The good config
+    back: the check passes, nginx restarts once."""
+    seg = Segment(cidr="10.78.0.0/24", server_ip="10.78.0.2", server_private_mounts=False)
+    nn = None
+    try:
+        nn = NetnodeLab(seg, tmp_path, dhcp_mode="proxy", http_port=8080, nodes={
+            "nuc1": {"mac": "52:54:00:78:00:11", "ip": "10.78.0.11", "role": "controller"}},
+            extra={"image": {"salt_version": netlab_saltcompat.salt_version()}})
+        nn.apply(sls=NGINX_SLS)
+        pid = nn.pids()["nginx"]
+        assert netlab_proc.alive(pid)
+
+        overlay = tmp_path / "overlay"
+        (overlay / NGINX_TEMPLATE).parent.mkdir(parents=True)
+        (overlay / NGINX_TEMPLATE).write_text((REPO / NGINX_TEMPLATE).read_text() +
+                                              "\nnot_an_nginx_directive on;\n")
+        nn.salt = SaltLocal(nn.root / "salt", REPO, {"netlab": nn.pillar},
+                            prefix=seg.server.prefix, overlay=overlay)
+        for attempt in ("first", "second"):
+            ret = nn.apply(sls=NGINX_SLS, expect_ok=False)
+            check = ret["netlab-netnode-http-netlab_daemon-config_valid"]
+            assert check["result"] is False and check["changes"] == {}, (attempt, check)
+            assert check["comment"].startswith("nginx's configuration is refused by"), check
+            assert 'unknown directive "not_an_nginx_directive"' in check["comment"], check
+            running = ret["netlab-netnode-http-netlab_daemon-running"]
+            assert running["result"] is False and running["changes"] == {}, (attempt, running)
+            assert nn.pids()["nginx"] == pid and netlab_proc.alive(pid), attempt
+
+        # the checkout's template again (the same Salt config directory, no overlay)
+        nn.salt = SaltLocal(nn.root / "salt", REPO, {"netlab": nn.pillar},
+                            prefix=seg.server.prefix)
+        ret = nn.apply(sls=NGINX_SLS)
+        check = ret["netlab-netnode-http-netlab_daemon-config_valid"]
+        assert check["result"] is True and check["changes"] == {}, check
+        assert ret["netlab-netnode-http-netlab_daemon-running"]["changes"], ret
+        assert nn.pids()["nginx"] != pid and not netlab_proc.alive(pid)
+        assert netlab_proc.alive(nn.pids()["nginx"])
+        again = nn.apply(sls=NGINX_SLS)
+        assert not [k for k, v in again.items() if v.get("changes")], again
+    finally:
+        if nn is not None:
+            nn.stop()
+        seg.destroy()

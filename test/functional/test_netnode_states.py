@@ -63,7 +63,9 @@ def test_prediction_first_run_and_idempotency(salt):
     assert not failed(real), failed(real)
     assert changed(predicted) == changed(real)
     assert "netlab-netnode-dnsmasq-file-managed-conf" in changed(real)
-    assert "netlab-netnode-http-cmd-run-check" in changed(real)   # nginx -t ran and passed
+    # nginx -t passed: a check that passes changes nothing (it runs on every apply)
+    assert real["netlab-netnode-http-netlab_daemon-config_valid"]["result"] is True
+    assert "netlab-netnode-http-file-managed-conf" in changed(real)
     again = salt.apply("netlab.netnode")
     assert changed(again) == [] and not failed(again)
     assert changed(salt.apply("netlab.netnode", test=True)) == []
@@ -264,9 +266,9 @@ def test_service_control_service_renders_service_states(salt):
     assert (fun, args["name"]) == ("service", "dnsmasq")
     assert {"file": "netlab-netnode-dnsmasq-file-managed-conf"} in args["watch"]
     fun, args = state("netlab-netnode-http-service-running")
-    assert {"cmd": "netlab-netnode-http-cmd-run-check"} in args["require"]
-    fun, args = state("netlab-netnode-http-cmd-run-check")
-    assert args["name"] == "/usr/sbin/nginx -t -q"
+    assert {"netlab_daemon": "netlab-netnode-http-netlab_daemon-config_valid"} in args["require"]
+    fun, args = state("netlab-netnode-http-netlab_daemon-config_valid")
+    assert (fun, args["check"]) == ("netlab_daemon", "/usr/sbin/nginx -t -q")
     fun, args = state("netlab-netnode-nfs-service-running-ganesha")
     assert args["name"] == "nfs-ganesha"
     # changed exports reload ganesha (systemctl reload: SIGHUP), never restart it

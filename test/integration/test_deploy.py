@@ -511,3 +511,40 @@ def test_boot_false_powers_nothing_and_names_a_node_that_does_not_answer(
     assert "nuc5" in ret.stdout and "no answer from the minion" in ret.stdout
     assert {n: len(_records(env, n)) for n in counts} == counts
     assert all(_states(env)[n] == "ready" for n in ("nuc1",) + COMPUTES)
+
+
+def test_boot_timeout_bounds_the_wait_for_a_known_node_that_stays_off(
+        netlab_env, first_deploy):
+    """``netlab_deploy: {boot_timeout: 5}`` with a known node whose machine stays
+    off (nuc5: set up before, no minion now, manual power): the bring-up boots it
+    (the "press the button" event), waits 5 s, not the default 900, for its
+    minion and names it failed with that deadline; the run fails, the nodes that
+    answer are not stacked again."""
+    env = netlab_env
+    counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+
+    def add_nuc5(lab):
+        lab["nodes"]["nuc5"] = {
+            "mac": "94:c6:91:aa:00:05", "ip": "192.168.42.15", "role": "compute",
+            "power": {"driver": "manual"},
+            "devstack": {"dest": str(env.base / "nuc5" / "opt" / "stack")},
+        }
+
+    with env.lab_changed(add_nuc5):
+        # known: it was up once (a reimaged node that has since been switched off)
+        ret = env.runner("netlab.set_state", "nuc5", "up")
+        assert ret.returncode == 0, ret
+        with _watch(env) as watcher:
+            ret = _deploy(env, boot_timeout=5)
+            events = watcher.events(settle_tag="netlab/deploy/summary")
+    assert ret.returncode != 0, ret.stdout
+    assert "Traceback" not in ret.stdout + ret.stderr
+    # the bring-up's plan and outcome: booted (not reimaged), not up
+    assert "minion does not answer (was up)" in ret.stdout, ret.stdout
+    assert "booted: nuc5; NOT up: nuc5" in ret.stdout, ret.stdout
+    nuc5 = _node_tags(events, "nuc5")
+    assert nuc5 == ["booting", "action-needed", "failed"], nuc5
+    failed = [d for t, d in events if t == "netlab/node/nuc5/failed"]
+    assert "no salt/minion/nuc5/start event within 5 s" in str(failed[0]), failed
+    assert {n: len(_records(env, n)) for n in counts} == counts
+    assert all(_states(env)[n] == "ready" for n in ("nuc1",) + COMPUTES)
