@@ -297,11 +297,23 @@ def _stk_logfile(cfg, path):
     _stk_os.chmod(path, 0o640)
 
 
+def _stk_secrets(cfg):
+    """The literal secret values the scripts ran with: a lab node has no pillar
+    localrc, so they are read from the localrc section of its local.conf."""
+    cfg = cfg or {}
+    try:
+        with open(cfg["local_conf"], encoding="utf-8") as fh:
+            text = fh.read()
+    except (KeyError, OSError, UnicodeDecodeError):
+        text = ""
+    return netlab_localconf.localrc_secrets(text) | netlab_localconf.secret_values(
+        (cfg.get("devstack") or {}).get("localrc"))
+
+
 def _stk_read_tail(path, lines, cfg=None):
     """The last ``lines`` lines of a log, secrets masked (the tail goes into events,
     the job cache and the master's devstack.json)."""
-    secrets = netlab_localconf.secret_values(
-        ((cfg or {}).get("devstack") or {}).get("localrc"))
+    secrets = _stk_secrets(cfg)
     try:
         with open(path, "rb") as fh:
             fh.seek(0, _stk_os.SEEK_END)

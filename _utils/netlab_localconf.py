@@ -387,3 +387,37 @@ def mask_log(text, secrets=()):
                                     + "******", line)
         lines.append(_URL_CREDENTIALS.sub(r"\1******@", line))
     return "\n".join(lines)
+
+
+_META_HEADER = re.compile(r"^\[\[\s*([^|\]]+?)\s*\|\s*([^\]]+?)\s*\]\]")
+_LOCALRC_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+# a double-quoted word's inside without an unescaped $ (no reference)
+_DQ_NO_REF = re.compile(r"^(?:\\.|[^\\$])*$", re.S)
+
+
+def localrc_secrets(text):
+    """The literal secret values of the ``[[local|localrc]]`` section of a rendered
+    local.conf ``text``, for :func:`mask_log` on a lab node: it gets no pillar
+    localrc, only its local.conf (the one stack.sh sources). Values are read back
+    from :func:`shell_word`'s quoting (bare or double-quoted); a value with a
+    reference (an unescaped ``$``) is left out, like in :func:`secret_values`."""
+    out, section = set(), None
+    for line in (text or "").splitlines():
+        header = _META_HEADER.match(line)
+        if header:
+            section = header.groups()
+            continue
+        match = _LOCALRC_LINE.match(line) if section == ("local", "localrc") else None
+        if not match or not SECRET_NAME.search(match.group(1)):
+            continue
+        raw = match.group(2).strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = raw[1:-1]
+            if not _DQ_NO_REF.match(raw):
+                continue
+            raw = re.sub(r'\\([\\"`$])', r"\1", raw)
+        elif "$" in raw:
+            continue
+        if len(raw) >= 4:
+            out.add(raw)
+    return out

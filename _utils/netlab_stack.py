@@ -167,34 +167,51 @@ def fmt_duration(seconds):
     return "{} min {} s".format(seconds // 60, seconds % 60)
 
 
-def outcome(node_id, ret, role=None, script="stack.sh"):
+def outcome(node_id, ret, role=None, script="stack.sh", secrets=()):
     """A minion's return of ``devstack.stack`` (or of the function running another
     DevStack ``script``) -> normalised result dict.
 
     ``ret`` is ``None`` when the minion did not answer; ``role`` is the role the
-    node was stacked in (kept, so a later role change is noticed).
+    node was stacked in (kept, so a later role change is noticed); ``secrets``:
+    the literal secret values of the node's localrc (:func:`node_secrets`).
+
+    What the node sent is masked again here, with the master's own knowledge of
+    the secrets: the tail and the reason are kept in devstack.json, fired in
+    events and shown in summaries, and a node (broken, or hostile) may have sent
+    them unmasked.
     """
     if not isinstance(ret, dict):
         if ret is None:
             reason = "no answer from the minion (is it up? `salt {} test.ping`)".format(
                 node_id)
         else:  # an error raised on the node comes back as text
-            reason = str(ret).strip()[:500]
+            reason = netlab_localconf.mask_log(str(ret).strip(), secrets)[:500]
         return {"node": node_id, "role": role, "result": False, "duration": None,
                 "log": None, "log_tail": "", "retcode": None, "reason": reason}
     out = {"node": node_id, "role": role, "result": bool(ret.get("result")),
            "duration": ret.get("duration"), "log": ret.get("log"),
-           # masked here too: the tail is kept in devstack.json and shown in summaries
-           "log_tail": netlab_localconf.mask_log(str(ret.get("log_tail") or "")),
+           "log_tail": netlab_localconf.mask_log(str(ret.get("log_tail") or ""), secrets),
            "retcode": ret.get("retcode")}
     if out["result"]:
         out["reason"] = None
     else:
         last = [ln for ln in out["log_tail"].splitlines() if ln.strip()]
-        out["reason"] = ret.get("comment") or "{} failed after {} (exit {}){}".format(
-            script, fmt_duration(out["duration"]), out["retcode"],
-            ": " + last[-1].strip()[:200] if last else "")
+        comment = ret.get("comment")
+        out["reason"] = netlab_localconf.mask_log(str(comment), secrets) if comment else \
+            "{} failed after {} (exit {}){}".format(
+                script, fmt_duration(out["duration"]), out["retcode"],
+                ": " + last[-1].strip()[:200] if last else "")
     return out
+
+
+def node_secrets(lab, node_id):
+    """The literal values of ``node_id``'s secret-named localrc variables (pillar:
+    lab -> role -> node), which :func:`outcome` masks wherever they appear."""
+    try:
+        localrc = lab.node(node_id).devstack.get("localrc")
+    except (KeyError, AttributeError):  # a node no longer in pillar
+        return set()
+    return netlab_localconf.secret_values(localrc)
 
 
 def result_text(out):

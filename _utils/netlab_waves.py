@@ -75,7 +75,9 @@ def _run(lab, ops, to_stack, ready, states, wave_name, lines):
     if running:
         for node_id, data in ops.publish(running, "devstack.stack",
                                          {"lines": int(lines)}).items():
-            outcomes[node_id] = netlab_stack.outcome(node_id, data, lab.node(node_id).role)
+            outcomes[node_id] = netlab_stack.outcome(node_id, data, lab.node(node_id).role,
+                                                     secrets=netlab_stack.node_secrets(
+                                                         lab, node_id))
     return outcomes
 
 
@@ -146,7 +148,8 @@ def unstack(lab, ops, role=None, nodes=None, lines=25):
             ret["nodes"][node_id] = data
             continue
         ret["failed"].append(node_id)
-        out = netlab_stack.outcome(node_id, data, script="unstack.sh")
+        out = netlab_stack.outcome(node_id, data, script="unstack.sh",
+                                   secrets=netlab_stack.node_secrets(lab, node_id))
         ret["nodes"][node_id] = dict(data if isinstance(data, dict) else {}, result=False,
                                      comment=out["reason"], log_tail=out["log_tail"])
         ops.failure("unstack.sh", out["reason"], node_id, out["log"], out["log_tail"])

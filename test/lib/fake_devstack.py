@@ -29,7 +29,8 @@ Records are JSON files in ``$NETLAB_FAKE_RECORDS`` (default ``$DEST/fake-devstac
 i.e. next to the checkout on each node); :func:`records` reads them back.
 
 Failure on request: ``NETLAB_FAKE_FAIL=1`` in localrc, or a file ``fail`` in the
-records directory (``unstack-fail`` there fails ``unstack.sh``). Sleep: ``NETLAB_FAKE_SLEEP`` in localrc, a file ``sleep`` in the
+records directory (a failing ``stack.sh`` prints ``ADMIN_PASSWORD`` and
+``DATABASE_PASSWORD`` the way DevStack's xtrace does, for the masking to hide) (``unstack-fail`` there fails ``unstack.sh``). Sleep: ``NETLAB_FAKE_SLEEP`` in localrc, a file ``sleep`` in the
 records directory holding seconds, or the default given to :func:`create`.
 
 The virtual lab's CI run uses the same stand-in (served over dumb HTTP, see
@@ -365,6 +366,11 @@ for step in 1 2 3; do
 done
 RC=0
 if [[ ${NETLAB_FAKE_FAIL:-0} == 1 || -e $RECORDS/fail ]]; then
+    # what DevStack's xtrace leaves in a failing log (why netlab masks log tails):
+    # a password as a bare argument, a secret-named assignment, URL credentials
+    echo "+ lib/keystone:bootstrap_keystone:520 keystone-manage bootstrap --bootstrap-password ${ADMIN_PASSWORD:-}"
+    echo "+ openrc:source:50 export OS_PASSWORD=${ADMIN_PASSWORD:-}"
+    echo "+ lib/database:database_connection_url:30 mysql+pymysql://root:${DATABASE_PASSWORD:-}@${SERVICE_HOST:-localhost}/nova"
     echo "fake stack.sh: failing on request" >&2
     echo "ERROR: fake failure requested for ${HOST_IP:-this node}" >&2
     RC=1

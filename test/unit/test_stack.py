@@ -131,3 +131,40 @@ def test_outcome_masks_the_tail_the_master_keeps():
                                         "log_tail": "OS_PASSWORD=hunter22\nboom"},
                                "compute")
     assert "hunter22" not in out["log_tail"] and "hunter22" not in out["reason"]
+
+
+def test_outcome_masks_with_the_masters_own_secrets_what_a_node_sent_unmasked(
+        example_pillar):
+    """A node (broken, or hostile) may return its tail, its comment or an error
+    unmasked: the master masks them again, also the bare values of the node's
+    secret-named localrc variables, which it knows from pillar."""
+    raw = copy.deepcopy(example_pillar)
+    raw["devstack"]["localrc"]["ADMIN_PASSWORD"] = "s3cret-Admin"
+    lab = netlab_lab.load(raw)
+    secrets = netlab_stack.node_secrets(lab, "nuc2")
+    assert "s3cret-Admin" in secrets
+    assert netlab_stack.node_secrets(lab, "gone") == set()
+    leak = "keystone-manage bootstrap --bootstrap-password s3cret-Admin"
+    out = netlab_stack.outcome("nuc2", {"result": False, "retcode": 1, "duration": 3,
+                                        "log_tail": leak + "\nboom"}, "compute", secrets=secrets)
+    assert "s3cret-Admin" not in out["log_tail"] and "--bootstrap-password ******" in \
+        out["log_tail"]
+    said = netlab_stack.outcome("nuc2", {"result": False, "comment": leak}, secrets=secrets)
+    raised = netlab_stack.outcome("nuc2", "ERROR: " + leak, secrets=secrets)
+    for reason in (said["reason"], raised["reason"]):
+        assert "s3cret-Admin" not in reason and "******" in reason
+
+
+def test_a_lab_node_finds_its_secrets_in_the_local_conf_it_was_given(example_pillar):
+    """A lab node gets no pillar localrc: the literal secrets its log tails are
+    masked with come from its rendered local.conf, quoted values included."""
+    import netlab_localconf
+
+    raw = copy.deepcopy(example_pillar)
+    raw["devstack"]["localrc"].update(ADMIN_PASSWORD="s3cret-Admin",
+                                      SERVICE_PASSWORD='sp ace"d`q\\x$-9',
+                                      RABBIT_PASSWORD='pre\\$ADMIN_PASSWORD')
+    text = netlab_localconf.render(netlab_lab.load(raw), "nuc2")
+    # DATABASE_PASSWORD=$ADMIN_PASSWORD is a reference: masked where its target is
+    assert netlab_localconf.localrc_secrets(text) == {"s3cret-Admin", 'sp ace"d`q\\x$-9'}
+    assert netlab_localconf.localrc_secrets("") == set()
