@@ -483,6 +483,18 @@ def test_a_failing_unstack_leaves_that_node_out_of_the_restack(netlab_env, first
     assert set(_states(env).values()) == {"ready"}
 
 
+def _add_nuc5(env):
+    """A pillar change adding nuc5: a compute with manual power and no minion (a
+    machine that is off)."""
+    def change(lab):
+        lab["nodes"]["nuc5"] = {
+            "mac": "94:c6:91:aa:00:05", "ip": "192.168.42.15", "role": "compute",
+            "power": {"driver": "manual"},
+            "devstack": {"dest": str(env.base / "nuc5" / "opt" / "stack")},
+        }
+    return change
+
+
 def test_boot_false_powers_nothing_and_names_a_node_that_does_not_answer(
         netlab_env, first_deploy):
     """``netlab_deploy: {boot: false}`` with a node in pillar whose machine is off
@@ -492,14 +504,7 @@ def test_boot_false_powers_nothing_and_names_a_node_that_does_not_answer(
     env = netlab_env
     counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
 
-    def add_nuc5(lab):
-        lab["nodes"]["nuc5"] = {
-            "mac": "94:c6:91:aa:00:05", "ip": "192.168.42.15", "role": "compute",
-            "power": {"driver": "manual"},
-            "devstack": {"dest": str(env.base / "nuc5" / "opt" / "stack")},
-        }
-
-    with env.lab_changed(add_nuc5), _watch(env) as watcher:
+    with env.lab_changed(_add_nuc5(env)), _watch(env) as watcher:
         ret = _deploy(env, boot=False)
         events = watcher.events(settle_tag="netlab/deploy/summary")
     assert ret.returncode != 0, ret.stdout
@@ -525,14 +530,7 @@ def test_boot_timeout_bounds_the_wait_for_a_known_node_that_stays_off(
     env = netlab_env
     counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
 
-    def add_nuc5(lab):
-        lab["nodes"]["nuc5"] = {
-            "mac": "94:c6:91:aa:00:05", "ip": "192.168.42.15", "role": "compute",
-            "power": {"driver": "manual"},
-            "devstack": {"dest": str(env.base / "nuc5" / "opt" / "stack")},
-        }
-
-    with env.lab_changed(add_nuc5):
+    with env.lab_changed(_add_nuc5(env)):
         # known: it was up once (a reimaged node that has since been switched off)
         ret = env.runner("netlab.set_state", "nuc5", "up")
         assert ret.returncode == 0, ret
