@@ -54,6 +54,8 @@ import yaml
 import netlab_image
 import netlab_lab
 import netlab_lifecycle
+import netlab_power
+import netlab_proc
 import netlab_roots
 import netlab_roots_keys
 import netlab_slice
@@ -725,3 +727,27 @@ def test_deploy_bring_up_boots_known_nodes_one_never_comes_back(vmlab, booted):
     assert lines[-1].strip() in serial, (tail, serial[-3000:])
     st = vmlab.status()
     assert st["vmc"]["state"] == "up" and st["gone"]["state"] == "failed", st
+
+
+def test_wol_off_shuts_a_running_node_down_through_its_minion(vmlab, booted):
+    """The ``wol`` driver's ``off`` on a running VM (vmc, powered by ``wol`` for
+    this call): ``system.poweroff`` through its minion, then the driver waits
+    until vmc's address answers neither ping nor ARP. The guest really shut
+    itself down: its qemu exited."""
+    del booted
+    master = vmlab.master
+    assert _answers(master, "vmc")
+    qemu = netlab_power.driver(vmlab.lab, "vmc").pid()
+    assert qemu and netlab_proc.alive(qemu)
+    raw = json.loads(json.dumps(vmlab.raw))
+    raw["nodes"]["vmc"]["power"] = {"driver": "wol"}
+    t0 = time.monotonic()
+    data, proc = master.run_json("salt-run", "netlab.power", "vmc", "off",
+                                 "pillar=" + json.dumps(raw), check=False, timeout=300)
+    print("wol off of vmc through its minion: {:.0f} s -> {}".format(
+        time.monotonic() - t0, data))
+    assert proc.returncode == 0 and data["done"], proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "system.poweroff" in data["message"], data
+    assert "10.99.0.14 no longer answers ping" in data["message"], data
+    assert not _answers(master, "vmc")
+    wait_for(lambda: not netlab_proc.alive(qemu), 120, "vmc's qemu to exit after its poweroff")
