@@ -94,8 +94,10 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if skipped and exitstatus == 0:
-        reporter.write_line("netlab: {} test(s) skipped; skips fail this run "
-                            "(NETLAB_NO_SKIPS/CI)".format(len(skipped)), red=True)
+        reporter.write_line("netlab: {} test(s) skipped ({}); skips fail this run "
+                            "(NETLAB_NO_SKIPS/CI)".format(
+                                len(skipped), ", ".join(r.nodeid for r in skipped)),
+                            red=True)
         session.exitstatus = 1
 
 

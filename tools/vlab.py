@@ -340,8 +340,9 @@ class Vlab:
 
     @contextlib.contextmanager
     def locked(self, verb):
-        """One ``./vlab`` command at a time per lab; a second one is refused, naming
-        the first (the kernel drops the lock when its holder dies)."""
+        """One ``./vlab up``/``down`` at a time per lab; a second one is refused,
+        naming the first (the kernel drops the lock when its holder dies). The
+        commands that only read or talk to the master do not take it."""
         os.makedirs(os.path.dirname(self.base) or "/", exist_ok=True)
         path = self.base.rstrip("/") + ".lock"
         fh = open(path, "a+", encoding="utf-8")  # pylint: disable=consider-using-with

@@ -246,3 +246,27 @@ def test_node_valid_rejects_a_slice_for_another_node(lab_raw, salt_env):
     _, states = salt_env(pillar, minion_id="nuc2")
     ret = states["devstack.node_valid"]("nuc2")
     assert ret["result"] is False and "for node nuc3, not nuc2" in ret["comment"]
+
+
+def test_git_base_with_the_default_repo_clones_devstack_from_the_mirror(lab_raw, salt_env):
+    """docs/operations.rst: with ``devstack:git_base`` at a mirror of opendev and
+    ``repo`` left at its default, local.conf's ``GIT_BASE`` is the mirror and DevStack
+    itself is cloned from ``<git_base>/openstack/devstack.git`` (what
+    ``netlab.node.prepare`` checks out, from ``devstack.checkout_source``); a node
+    with a repository of its own keeps it. The LAN cache's git mirror is off here
+    (on, it takes the place of both)."""
+    mirror = "http://192.168.42.2:8080/git"
+    lab_raw["devstack"]["git_base"] = mirror + "/"
+    lab_raw["cache"]["git"]["enabled"] = False
+    lab_raw["nodes"]["nuc3"]["devstack"]["repo"] = "https://example.org/you/devstack"
+    mods, _ = salt_env({"netlab": lab_raw}, minion_id="netnode")
+    assert "GIT_BASE={}/".format(mirror) in mods["devstack.local_conf"]("nuc2").splitlines()
+    lab = netlab_lab.load(lab_raw)
+    for node_id, repo in (("nuc2", mirror + "/openstack/devstack.git"),
+                          ("nuc3", "https://example.org/you/devstack")):
+        # the node's own pillar, as the ext_pillar builds it
+        mods, _ = salt_env({"netlab_node": netlab_slice.for_node(lab, node_id)},
+                           minion_id=node_id)
+        src = mods["devstack.checkout_source"]()
+        assert (src["repo"], src["branch"]) == (repo, "master")
+        assert "GIT_BASE={}/".format(mirror) in mods["devstack.local_conf"]().splitlines()

@@ -9,18 +9,12 @@ passes.
 import yaml
 
 from conftest import REPO
-from lib.saltrunner import runner_loader
+from lib.saltrunner import lab_in_pillar_roots
 
 
 def _setup(root, target):
-    pillar = root / "pillar"
-    (pillar / "netlab").mkdir(parents=True)
-    (pillar / "top.sls").write_text(yaml.safe_dump({"base": {target: ["netlab.lab"]}}))
-    lab = yaml.safe_load((REPO / "pillar.example").read_text())
-    (pillar / "netlab" / "lab.sls").write_text(yaml.safe_dump(lab))
-    runners = runner_loader(root)
-    runners.opts["id"] = "netnode_master"
-    return runners, lab["netlab"]
+    lab = yaml.safe_load((REPO / "pillar.example").read_text())["netlab"]
+    return lab_in_pillar_roots(root, lab, target), lab
 
 
 def test_lab_reaching_lab_nodes_is_reported(tmp_path):

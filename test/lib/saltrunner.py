@@ -46,3 +46,18 @@ def master_conf(root):
     # salt-run records its job here (Salt makes it only when a master starts)
     (root / "var" / "cache" / "salt" / "master" / "proc").mkdir(parents=True, exist_ok=True)
     return conf
+
+
+def lab_in_pillar_roots(root, lab, target="*"):
+    """A runner loader (see :func:`runner_loader`) whose master compiles pillar from
+    real pillar_roots under ``root``: ``top.sls`` gives ``netlab.lab`` (``{'netlab':
+    lab}``) to ``target``; the master's id is ``netnode_master``, as on a lab's
+    networking node. For runner functions that read the lab from the master's own
+    pillar (no ``pillar=`` argument)."""
+    pillar = pathlib.Path(root) / "pillar"
+    (pillar / "netlab").mkdir(parents=True, exist_ok=True)
+    (pillar / "top.sls").write_text(yaml.safe_dump({"base": {target: ["netlab.lab"]}}))
+    (pillar / "netlab" / "lab.sls").write_text(yaml.safe_dump({"netlab": lab}))
+    runners = runner_loader(root)
+    runners.opts["id"] = "netnode_master"
+    return runners

@@ -1,13 +1,17 @@
 """Power drivers with fake commands, a fake minion and a fake socket."""
 
+import contextlib
 import copy
 import os
+import signal
 import socket
+import sys
 
 import pytest
 
 import netlab_lab
 import netlab_power
+import netlab_power_base
 
 
 def lab_with(example_pillar, tmp_path, **powers):
@@ -375,3 +379,75 @@ def test_console_tail_of_a_virtual_node_that_did_not_come_back(example_pillar, t
     tail = netlab_power.console_tail(lab, "nuc1", lines=3)
     assert tail == "line 28\nline 29\nKernel panic - not syncing: VFS: Unable to mount root fs"
     assert netlab_power.console_tail(lab, "nuc3") is None  # ipmi: no console here
+
+
+# Stands in for qemu-system-x86_64 -daemonize: writes its console line to the
+# ``-serial file:`` (truncating it, as qemu does) and its pid to ``-pidfile``, then
+# returns while the VM process stays alive until it is signalled.
+FAKE_QEMU = """#!{python}
+import os, signal, sys
+args = sys.argv[1:]
+serial = args[args.index("-serial") + 1][len("file:"):]
+pidfile = args[args.index("-pidfile") + 1]
+ready_r, ready_w = os.pipe()
+if os.fork():
+    os.close(ready_w)
+    sys.exit(0 if os.read(ready_r, 1) == b"1" else 1)
+os.setsid()
+with open(serial, "w") as fh:
+    fh.write("SeaBIOS: boot of pid {{}}\\n".format(os.getpid()))
+with open(pidfile, "w") as fh:
+    fh.write(str(os.getpid()))
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+os.write(ready_w, b"1")
+while True:
+    signal.pause()
+"""
+
+
+def test_virtual_on_keeps_the_previous_boots_console_and_off_stops_the_vm(
+        example_pillar, tmp_path):
+    """docs/lifecycle.rst, ``virtual``: serial console log ``serial.log``, the
+    previous boot's in ``serial.log.prev``. qemu is a stand-in that daemonizes like
+    qemu; the tap's ``ip`` commands are recorded, not run."""
+    qemu = tmp_path / "qemu-system-x86_64"
+    qemu.write_text(FAKE_QEMU.format(python=sys.executable))
+    qemu.chmod(0o755)
+    ip_calls = []
+
+    def run(cmd, env=None, timeout=30):
+        if cmd[0] == "ip":
+            ip_calls.append(cmd)
+            return 0, "", ""
+        return netlab_power_base._run_cmd(cmd, env=env, timeout=timeout)  # pylint: disable=protected-access
+
+    lab = lab_with(example_pillar, tmp_path, nuc1={"driver": "virtual", "accel": "tcg",
+                                                   "bridge": "br0"})
+    drv = netlab_power.driver(lab, "nuc1", run=run, qemu=str(qemu))
+    serial, prev = os.path.join(drv.dir, "serial.log"), os.path.join(drv.dir, "serial.log.prev")
+    pids = []
+    try:
+        assert drv.on()["done"] is True
+        pids.append(drv.pid())
+        assert drv.status() == "on" and not os.path.exists(prev)
+        assert ["ip", "link", "set", "nl-nuc1", "master", "br0"] in ip_calls
+        first = open(serial, encoding="utf-8").read()
+        assert first == "SeaBIOS: boot of pid {}\n".format(pids[0])
+        assert "already running" in drv.on()["message"]  # no second VM, no rotation
+        assert not os.path.exists(prev)
+        assert drv.off()["message"] == "qemu pid {} stopped".format(pids[0])
+        assert drv.status() == "off" and not os.path.exists(drv.pidfile)
+        drv.on()
+        pids.append(drv.pid())
+        assert pids[1] != pids[0]
+        assert open(prev, encoding="utf-8").read() == first
+        assert open(serial, encoding="utf-8").read() == \
+            "SeaBIOS: boot of pid {}\n".format(pids[1])
+        drv.off()
+        assert drv.status() == "off"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

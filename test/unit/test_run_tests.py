@@ -12,6 +12,9 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
+
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -19,6 +22,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 FAKE_PYTHON = """#!/bin/sh
 if [ "$1" = -c ]; then echo 3008.3; exit 0; fi
 printf '%s\\n' "$@" > "{record}"
+echo "NETLAB_NO_SKIPS=$NETLAB_NO_SKIPS" >> "{record}"
 """
 
 
@@ -36,7 +40,8 @@ def _venv(tmp_path):
 def _run(tmp_path, venv, *args):
     env = dict(os.environ, NETLAB_VENV=str(venv),
                NETLAB_BASETEMP=str(tmp_path / "default"))
-    env.pop("NETLAB_SALT", None)
+    for name in ("NETLAB_SALT", "NETLAB_NO_SKIPS", "CI"):  # this run's own
+        env.pop(name, None)
     return subprocess.run([str(REPO / "test" / "run-tests")] + list(args), env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
@@ -70,6 +75,44 @@ def test_without_a_basetemp_argument_the_default_is_used_and_emptied(tmp_path):
     assert not (default / "kept").exists()
     assert record.read_text().splitlines()[:4] == [
         "-m", "pytest", "--basetemp={}".format(default), "test/unit"]
+    # pytest runs with skips turned into failures (test/conftest.py; below)
+    assert record.read_text().splitlines()[-1] == "NETLAB_NO_SKIPS=1"
+
+
+TINY_TESTS = """
+import pytest
+
+def test_runs():
+    pass
+
+def test_needs_a_tool():
+    pytest.skip("the tool is missing")
+"""
+
+
+@pytest.mark.parametrize("env, failed", [({"NETLAB_NO_SKIPS": "1"}, True), ({}, False)])
+def test_a_skipped_test_fails_the_run_under_run_tests(tmp_path, env, failed):
+    """README: a skipped test fails the run (run-tests exports NETLAB_NO_SKIPS; CI=true
+    takes the same branch of test/conftest.py); a plain pytest run keeps a skip a
+    skip. Real pytest on a
+    file with one skipping test, with the repo's pytest.ini and test/conftest.py
+    (loaded as a plugin: the file lies outside test/, where no run of the suite
+    collects it)."""
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "test_tiny.py").write_text(TINY_TESTS)
+    full = dict(os.environ, PYTHONPATH=str(REPO / "test"), **env)
+    for name in {"NETLAB_NO_SKIPS", "CI"} - set(env):
+        full.pop(name, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", str(REPO / "pytest.ini"), "-p", "conftest",
+         "--rootdir", str(tmp_path / "tiny"), "--basetemp", str(tmp_path / "bt"),
+         str(tmp_path / "tiny" / "test_tiny.py")],
+        cwd=str(tmp_path / "tiny"), env=full, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert "1 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+    named = "netlab: 1 test(s) skipped (test_tiny.py::test_needs_a_tool); skips fail this run"
+    assert proc.returncode == (1 if failed else 0), proc.stdout + proc.stderr
+    assert (named in proc.stdout) is failed, proc.stdout
 
 
 # Records when each pytest run starts and ends (the runs beside the 3008 tiers
