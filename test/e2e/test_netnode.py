@@ -416,6 +416,10 @@ def test_proxy_unknown_mac_gets_only_the_router(proxy):
     assert pxe_request(cli, NETNODE_IP, UNKNOWN_MAC, lease["ip"], arch=7) is None
 
 
+DNSMASQ_STATES = ["netlab-netnode-dnsmasq-file-managed-conf",
+                  "netlab-netnode-dnsmasq-netlab_daemon-running"]
+
+
 def test_rogue_guard_refuses_full_mode_beside_the_router(proxy):
     nn = proxy["nn"]
     conf = (nn.etc / "dnsmasq.conf").read_text()
@@ -433,9 +437,30 @@ def test_rogue_guard_refuses_full_mode_beside_the_router(proxy):
         # test=True predicts the refusal too
         predicted = nn.apply(test=True, expect_ok=False)
         assert predicted["netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard"]["result"] is False
+        # network:dhcp:allow_other_servers: the refusal becomes a Salt warning and
+        # full mode is turned on (only dnsmasq changes: the refused run left
+        # nothing behind); netlab then offers nuc1 its static address itself
+        start = time.monotonic()
+        ret = nn.update(lambda p: p["network"]["dhcp"].update(allow_other_servers=True))
+        guard = ret["netlab-netnode-dnsmasq-netlab_daemon-dhcp_guard"]
+        assert guard["result"] is True and guard["warnings"] == [guard["comment"]], guard
+        assert ROUTER_IP in guard["comment"], guard
+        assert "allow_other_servers is true" in guard["comment"], guard
+        assert changed(ret) == DNSMASQ_STATES, changed(ret)
+        full_conf = (nn.etc / "dnsmasq.conf").read_text()
+        assert "dhcp-range=10.77.0.0,static," in full_conf and ",proxy" not in full_conf
+        assert nn.pids()["dnsmasq"] != pid
+        offers = pxe_discover(proxy["seg"].clients["nuc1"], arch=0, timeout=2)
+        assert (NETNODE_IP, "10.77.0.11", "undionly.kpxe") in [
+            (r["server_id"], r["yiaddr"], r["boot"]) for r in offers], offers
+        print("\n[rogue guard] allow_other_servers apply and offer: {:.1f} s".format(
+            time.monotonic() - start))
     finally:
         nn.update(lambda p: (p.clear(), p.update(original)), apply=False)
-    assert changed(nn.apply()) == []
+    # back to proxy mode: dnsmasq's config as before, nothing else changes
+    back = nn.apply()
+    assert changed(back) == DNSMASQ_STATES, changed(back)
+    assert (nn.etc / "dnsmasq.conf").read_text() == conf
 
 
 # --------------------------------------------------------------------------- IPv6 RA
