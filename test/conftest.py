@@ -31,6 +31,10 @@ def pytest_configure(config):
         "markers", "guests: boots an operating system in qemu guests, which under TCG "
         "need the CPU: test/run-tests runs these alone, every other test of the suite "
         "beside one another")
+    config.addinivalue_line(
+        "markers", "one_guest: a guests test that boots a single qemu guest: test/run-tests "
+        "runs it beside the unit, functional and integration tiers, after the e2e tests "
+        "that boot no guest")
 
 
 # A time bound per test (pytest-timeout; setup, call and teardown together, so the

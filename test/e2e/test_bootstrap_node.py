@@ -59,7 +59,9 @@ from lib.vm import serial_text, stop_lab_vms, stray_vm, wait_for
 
 REPO = clients.REPO
 VENV = os.environ.get("NETLAB_VENV", "/opt/netlab-venv")
-pytestmark = [pytest.mark.slow, pytest.mark.guests]
+# one guest: CI runs it beside the fast tiers (test/run-tests), not in the phase
+# where the tests with several guests run alone
+pytestmark = [pytest.mark.slow, pytest.mark.guests, pytest.mark.one_guest]
 STRAY_MAC = "52:54:00:78:02:42"
 CIDR, ROUTER_IP, NETNODE_IP = "10.78.2.0/24", "10.78.2.1", "10.78.2.2"
 # what the networking node may reach through the router (the outside check)

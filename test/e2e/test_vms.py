@@ -683,7 +683,7 @@ def test_deploy_bring_up_boots_known_nodes_one_never_comes_back(vmlab, booted):
                                      "cpus": 1, "firmware": "bios"}
     init = os.path.join(netlab_roots.root_path(lab, "gone"), "usr", "sbin", "init")
     assert os.path.islink(init), init  # gone's root: reset by the two-node reimage
-    timeout = 180  # vmc's boot beside one other booting VM: about 80 s on TCG
+    timeout = 150  # vmc's boot beside one other booting VM: 59-84 s on TCG here
     os.rename(init, init + ".netlab-test")
     master.write_pillar(raw)
     try:
@@ -705,7 +705,7 @@ def test_deploy_bring_up_boots_known_nodes_one_never_comes_back(vmlab, booted):
         vmlab.dump(["vmc"])
     assert proc.returncode != 0  # gone did not come up
     plan = data["plan"]
-    assert plan["boot"] == ["vmc", "gone"] and plan["reimage"] == [], plan
+    assert sorted(plan["boot"]) == ["gone", "vmc"] and plan["reimage"] == [], plan
     assert sorted(plan["up"]) == ["vma", "vmb"], plan
     assert "minion does not answer" in plan["reasons"]["vmc"]
     assert data["boot"]["failed"] == ["gone"], data["boot"]

@@ -127,8 +127,9 @@ echo "end {version} $*" >> "{record}"
 
 def test_ci_run_phases_the_tests_that_boot_guests_come_alone_and_last(tmp_path):
     """With no arguments (CI's run): both Salt lines' fast tiers and the e2e tests
-    that boot no guest run at the same time; the ``guests`` tests start after all
-    three ended, on Salt 3008."""
+    that boot no guest run at the same time (the ``one_guest`` tests after the
+    latter, in the same job); the other ``guests`` tests start after all of them
+    ended, on Salt 3008."""
     record = tmp_path / "runs"
     venvs = {}
     for version, req in (("3008.3", "requirements.txt"), ("3006.29", "requirements-3006.txt")):
@@ -153,9 +154,13 @@ def test_ci_run_phases_the_tests_that_boot_guests_come_alone_and_last(tmp_path):
     fast = "test/unit test/functional test/integration"
     assert set(runs) == {("3008.3", fast), ("3006.29", fast),
                          ("3008.3", "test/e2e -m not guests"),
-                         ("3008.3", "test/e2e -m guests")}, lines
-    guests = runs.pop(("3008.3", "test/e2e -m guests"))
+                         ("3008.3", "test/e2e -m one_guest"),
+                         ("3008.3", "test/e2e -m guests and not one_guest")}, lines
+    guests = runs.pop(("3008.3", "test/e2e -m guests and not one_guest"))
+    one = runs.pop(("3008.3", "test/e2e -m one_guest"))
     starts = [r["start"] for r in runs.values()]
     assert max(starts) < min(r["end"] for r in runs.values()), lines   # side by side
-    assert guests["start"] > max(r["end"] for r in runs.values()), lines  # then alone
+    # the one-guest tests after the tests without guests, in the same job
+    assert one["start"] > runs[("3008.3", "test/e2e -m not guests")]["end"], lines
+    assert guests["start"] > max(r["end"] for r in list(runs.values()) + [one]), lines
     assert "e2e (booting guests): exit 0" in proc.stdout
