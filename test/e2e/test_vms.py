@@ -679,8 +679,7 @@ def test_deploy_bring_up_boots_known_nodes_one_never_comes_back(vmlab, booted):
     assert off["done"], off
     wait_for(lambda: not _answers(master, "vmc"), 120, "vmc to stop answering")
     raw = json.loads(json.dumps(vmlab.raw))
-    raw["nodes"]["gone"]["power"] = {"driver": "virtual", "bridge": "br0", "memory": 1024,
-                                     "cpus": 1, "firmware": "bios"}
+    raw["nodes"]["gone"]["power"] = dict(raw["nodes"]["vmc"]["power"])  # a BIOS VM like vmc
     init = os.path.join(netlab_roots.root_path(lab, "gone"), "usr", "sbin", "init")
     assert os.path.islink(init), init  # gone's root: reset by the two-node reimage
     timeout = 150  # vmc's boot beside one other booting VM: 59-84 s on TCG here
