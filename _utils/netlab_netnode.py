@@ -67,5 +67,15 @@ def prepare(lab, params=None, realpath=os.path.realpath, exists=os.path.isdir, b
         "needs_pxelinux": bool(pxe),
         "tftp_files": {IPXE_BIOS: "bios", IPXE_EFI: "uefi"},
         "off_mode": off_mode_snippets(lab) if lab.network.dhcp_mode == "off" else None,
+        "power_pkgs": power_packages(lab, params),
     }
+
+
+def power_packages(lab, params):
+    """The packages holding the commands the power drivers of the lab's nodes run
+    on the networking node (``pkgs:power:<driver>`` of the platform parameters):
+    ipmitool for ``ipmi``, ping for ``wol``'s wait for a node to go off."""
+    per_driver = (params.get("pkgs") or {}).get("power") or {}
+    return sorted({pkg for node in lab.nodes.values()
+                   for pkg in per_driver.get(node.power_driver) or []})
 

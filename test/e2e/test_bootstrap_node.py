@@ -156,6 +156,20 @@ def _json(res):
         return None
 
 
+def _orch_failures(res):
+    """The orchestration's failed steps, each with its runner's return: the
+    tail of salt-run's output shows the last steps, which only say that an
+    earlier one left no node ready."""
+    steps = {}
+    for host in ((_json(res) or {}).get("data") or {}).values():
+        for key, ret in (host or {}).items():
+            if isinstance(ret, dict) and ret.get("result") is False:
+                steps[ret.get("__id__", key)] = {
+                    "comment": ret.get("comment"),
+                    "return": (ret.get("changes") or {}).get("return")}
+    return json.dumps(steps, indent=1, default=str)[-8000:]
+
+
 def _edit_lab(srv, edit):
     path = srv / "pillar" / "netlab" / "lab.sls"
     doc = yaml.safe_load(path.read_text())
@@ -303,8 +317,8 @@ def _deploy(node, new_id, new, raw, took):
         took["salt-run state.orchestrate netlab.deploy"] = time.monotonic() - t0
         vm_serial = serial_text(os.path.join(lab.netnode.state_dir, "vms", new_id,
                                              "serial.log"))
-        assert res.returncode == 0, (res.stdout[-6000:] + res.stderr[-2000:] +
-                                     vm_serial[-3000:])
+        assert res.returncode == 0, ("failed steps: " + _orch_failures(res) + "\n" +
+                                     res.stderr[-2000:] + vm_serial[-3000:])
         status = {r["node"]: r for r in _json(_cmd(
             node, "salt-run --out=json netlab.status as_table=False"))}
         assert status[new_id]["state"] == "ready", status

@@ -372,6 +372,23 @@ def test_prepare_rejects_unknown_service_control(raw):
         netlab_netnode.prepare(load(raw), {"service_control": "systemd"})
 
 
+def test_power_packages_follow_the_drivers_the_nodes_use(raw):
+    import yaml  # pylint: disable=import-outside-toplevel
+    params = yaml.safe_load((REPO / "netlab" / "parameters" / "defaults.yaml")
+                            .read_text())["values"]
+    drivers = {n: v["power"]["driver"] for n, v in raw["nodes"].items()}
+    assert set(drivers.values()) >= {"wol", "ipmi"}  # the example lab's drivers
+    assert netlab_netnode.prepare(load(raw), params)["power_pkgs"] == \
+        ["ipmitool", "iputils-ping"]
+    for node in raw["nodes"].values():
+        node["power"] = {"driver": "manual"}
+    assert netlab_netnode.prepare(load(raw), params)["power_pkgs"] == []
+    raw["nodes"][sorted(raw["nodes"])[0]]["power"] = {"driver": "wol"}
+    assert netlab_netnode.prepare(load(raw), params)["power_pkgs"] == ["iputils-ping"]
+    # no platform parameters (a caller without map.jinja): nothing to install
+    assert netlab_netnode.prepare(load(raw))["power_pkgs"] == []
+
+
 # --------------------------------------------------------------------------- DHCP packets
 def test_discover_packet_and_reply_parsing():
     pkt = netlab_dhcp.build_discover("52:54:00:12:34:56", 0xDEADBEEF,
