@@ -145,6 +145,10 @@ def _client():
     return salt.client.get_local_client(mopts=__opts__)  # pylint: disable=undefined-variable
 
 
+def _job_kwargs():
+    return netlab_master.job_kwargs(__opts__)  # pylint: disable=undefined-variable
+
+
 def _states(lab):
     return {r["node"]: r["state"] for r in netlab_lifecycle.status(lab)}
 
@@ -192,7 +196,7 @@ def _publish(targets, fun, kwarg, timeout):
     node could not fire on its way become warnings of the run (log and summary)."""
     out = {n: None for n in targets}
     for chunk in _client().cmd_iter(targets, fun, kwarg=kwarg, tgt_type="list",
-                                    timeout=timeout):
+                                    timeout=timeout, **_job_kwargs()):
         for minion, data in chunk.items():
             if minion in out and isinstance(data, dict):
                 out[minion] = data.get("ret")
@@ -273,9 +277,10 @@ def _wave_ops(lab, timeout):
 
 def _sync(nodes, timeout):
     """netlab's modules and a fresh pillar on ``nodes`` before their states run."""
-    _client().cmd(nodes, "saltutil.sync_all", tgt_type="list", timeout=timeout)
+    _client().cmd(nodes, "saltutil.sync_all", tgt_type="list", timeout=timeout,
+                  **_job_kwargs())
     _client().cmd(nodes, "saltutil.refresh_pillar", kwarg={"wait": True},
-                  tgt_type="list", timeout=timeout)
+                  tgt_type="list", timeout=timeout, **_job_kwargs())
 
 
 @_guard

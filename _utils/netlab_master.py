@@ -153,6 +153,26 @@ def lock_wait(opts):
         return netlab_lock.DEFAULT_WAIT
 
 
+# How long a job to a lab node waits for the node to say "still running"
+# (saltutil.find_job) before counting it gone. Salt's default is 10 s; a node
+# busy with a state run on a slow CPU (an emulated one in the virtual lab, an
+# old NUC compiling) can take longer to fork that answer, and a node counted
+# gone in the middle of its state run fails the deploy for nothing.
+FIND_JOB_TIMEOUT = 30
+
+
+def job_kwargs(opts):
+    """Keyword arguments for the local client's long jobs to lab nodes (state
+    runs, stack.sh, syncs): Salt's ``gather_job_timeout`` from the master config,
+    at least :data:`FIND_JOB_TIMEOUT`. Not for ``test.ping``: a live minion
+    answers it at once, and a longer wait only delays naming a node that is off."""
+    try:
+        configured = int(opts.get("gather_job_timeout") or 0)
+    except (TypeError, ValueError):
+        configured = 0
+    return {"gather_job_timeout": max(configured, FIND_JOB_TIMEOUT)}
+
+
 def seconds(value, name="timeout"):
     """A positive number of seconds; refused otherwise."""
     try:

@@ -67,7 +67,8 @@ def minion_call(opts, timeout=30):
                 raise RuntimeError("minion {} did not answer test.ping within {} s".format(
                     node_id, timeout))
             return client.cmd_async(node_id, fun, list(args))
-        ret = client.cmd(node_id, fun, list(args), timeout=timeout)
+        ret = client.cmd(node_id, fun, list(args), timeout=timeout,
+                         **netlab_master.job_kwargs(opts))
         if node_id not in ret:
             raise RuntimeError("minion {} did not answer {} within {} s".format(
                 node_id, fun, timeout))

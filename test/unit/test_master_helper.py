@@ -96,3 +96,11 @@ def test_node_list_and_seconds(example_pillar):
         netlab_master.seconds(0)
     with pytest.raises(netlab_master.Refused, match="not 'soon'"):
         netlab_master.seconds("soon")
+
+
+def test_jobs_to_nodes_wait_at_least_30_s_for_a_still_running_answer():
+    # Salt's default (10 s) counts a busy node gone; a longer configured wait stays
+    assert netlab_master.job_kwargs({}) == {"gather_job_timeout": 30}
+    assert netlab_master.job_kwargs({"gather_job_timeout": 10}) == {"gather_job_timeout": 30}
+    assert netlab_master.job_kwargs({"gather_job_timeout": 90}) == {"gather_job_timeout": 90}
+    assert netlab_master.job_kwargs({"gather_job_timeout": "x"}) == {"gather_job_timeout": 30}
