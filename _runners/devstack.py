@@ -285,13 +285,14 @@ def _sync(nodes, timeout):
 
 @_guard
 @_lab_locked
-def bring_up(timeout=600, ping_timeout=None):
+def bring_up(timeout=600, ping_timeout=None, dry_run=False):
     """
     Get every node of the lab up, as ``netlab.deploy`` needs it: nodes whose
     role changed since they were stacked are reimaged (``netlab.reimage``), new
     nodes (never set up) are reimaged (their root is created), known nodes that
     do not answer are powered on (``netlab.boot``), nodes that answer are left
     alone. Waits at most ``timeout`` seconds for minions to start.
+    ``dry_run=True``: only says which nodes would be reimaged or booted, and why.
 
     Returns ``{plan: {reimage, boot, up, reasons}, reimage: ..., boot: ...}``;
     fails when a node did not come up (the others are still brought up).
@@ -301,13 +302,15 @@ def bring_up(timeout=600, ping_timeout=None):
     .. code-block:: bash
 
         salt-run devstack.bring_up timeout=900
+        salt-run devstack.bring_up dry_run=True
     """
     lab = _lab()
+    dry_run = netlab_master.flag(dry_run, False, name="dry_run")
     ops = _wave_ops(lab, _timeout(ping_timeout))
     ret = netlab_waves.bring_up(
         lab, ops, lambda action, nodes: netlab_master_ops.bring_up(
             __opts__, lab, action, nodes, timeout),  # pylint: disable=undefined-variable
-        netlab_stack.load_results(lab.netnode.state_dir))
+        netlab_stack.load_results(lab.netnode.state_dir), dry_run=dry_run)
     return _finish(ret)
 
 

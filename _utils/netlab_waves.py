@@ -240,16 +240,28 @@ def _bring_up_action(ops, ret, action, nodes, run):
                         or "did not come up", node_id, None, None)
 
 
-def bring_up(lab, ops, run, results):
+def bring_up(lab, ops, run, results, dry_run=False):
     """Get every node up as a deploy needs it: reimage nodes that are new or whose
     role changed since they were stacked (``results``: netlab_stack's saved
     outcomes), boot known nodes that do not answer, leave answering ones alone.
     ``run(action, nodes)`` does one reimage or boot and returns its outcome
     (``{nodes: {id: {state, reason}}}``). Returns ``{plan, reimage, boot, result,
-    comment}``; ``result`` is False when a node did not come up."""
+    comment}``; ``result`` is False when a node did not come up. ``dry_run``:
+    only the plan (which node would be reimaged or booted, and why); nothing is
+    powered, reset or recorded."""
     states = ops.states()
     todo = netlab_stack.bring_up_plan(lab, states, ops.ping(list(lab.nodes)),
                                       netlab_stack.stacked_roles(results))
+    if dry_run:
+        would = ["{}: {} ({})".format(n, "reimage" if n in todo["reimage"] else "boot",
+                                      todo["reasons"][n])
+                 for n in todo["reimage"] + todo["boot"]]
+        return {"plan": todo, "result": True, "dry_run": True,
+                "comment": "dry run, nothing changed. up: {}; would reimage: {}; "
+                           "would boot: {}".format(", ".join(todo["up"]) or "-",
+                                                   ", ".join(todo["reimage"]) or "-",
+                                                   ", ".join(todo["boot"]) or "-"),
+                "would": would}
     for node_id in todo["up"]:
         if states.get(node_id) in NOT_YET_UP:
             ops.record(node_id, "up", result="minion answers")

@@ -534,6 +534,18 @@ def test_boot_timeout_bounds_the_wait_for_a_known_node_that_stays_off(
         # known: it was up once (a reimaged node that has since been switched off)
         ret = env.runner("netlab.set_state", "nuc5", "up")
         assert ret.returncode == 0, ret
+        # the bring-up's dry run names what the deploy will do and does none of it
+        with _watch(env) as watcher:
+            dry = env.runner("devstack.bring_up", "dry_run=True", "ping_timeout=5")
+            # a marker after the run: any event the dry run fired is on the bus before it
+            env.runner("event.send", "netlab/test/dry-run-done")
+            events = watcher.events(settle_tag="netlab/test/dry-run-done")
+        assert ("netlab/test/dry-run-done" in [t for t, _ in events]), events
+        assert dry.returncode == 0, dry
+        assert "nuc5: boot (minion does not answer (was up))" in dry.stdout, dry.stdout
+        assert "would boot: nuc5" in dry.stdout, dry.stdout
+        assert _node_tags(events, "nuc5") == [], events
+        assert _states(env)["nuc5"] == "up"
         with _watch(env) as watcher:
             ret = _deploy(env, boot_timeout=5)
             events = watcher.events(settle_tag="netlab/deploy/summary")

@@ -148,6 +148,21 @@ def test_bring_up_reimages_new_boots_known_and_leaves_answering_alone(lab):
     assert "nuc3: reimage (new node: root created from the image)" in fake.lines
 
 
+def test_bring_up_dry_run_says_what_it_would_do_and_does_nothing(lab):
+    fake = Fake({"nuc1": "booting", "nuc2": "ready", "nuc3": "registered"},
+                answering={"nuc1"})
+    run = FakeRun(fake, up={"nuc2", "nuc3"})
+    ret = netlab_waves.bring_up(lab, fake.ops(), run, {"nuc1": {"role": "controller"}},
+                                dry_run=True)
+    assert run.calls == [] and fake.recorded == [] and fake.failures == []
+    assert ret["dry_run"] is True and ret["result"] is True
+    assert ret["plan"]["reimage"] == ["nuc3"] and ret["plan"]["boot"] == ["nuc2"]
+    assert ret["would"] == ["nuc3: reimage (new node: root created from the image)",
+                            "nuc2: boot ({})".format(ret["plan"]["reasons"]["nuc2"])]
+    assert ret["comment"] == ("dry run, nothing changed. up: nuc1; would reimage: nuc3; "
+                              "would boot: nuc2")
+
+
 def test_bring_up_reimages_a_node_whose_role_changed(lab):
     fake = Fake({"nuc1": "ready", "nuc2": "ready", "nuc3": "ready"})
     run = FakeRun(fake, up={"nuc2"})
