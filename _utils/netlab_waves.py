@@ -252,10 +252,9 @@ def bring_up(lab, ops, run, results, dry_run=False):
     states = ops.states()
     todo = netlab_stack.bring_up_plan(lab, states, ops.ping(list(lab.nodes)),
                                       netlab_stack.stacked_roles(results))
+    would = ["{}: {} ({})".format(n, "reimage" if n in todo["reimage"] else "boot",
+                                  todo["reasons"][n]) for n in todo["reimage"] + todo["boot"]]
     if dry_run:
-        would = ["{}: {} ({})".format(n, "reimage" if n in todo["reimage"] else "boot",
-                                      todo["reasons"][n])
-                 for n in todo["reimage"] + todo["boot"]]
         return {"plan": todo, "result": True, "dry_run": True,
                 "comment": "dry run, nothing changed. up: {}; would reimage: {}; "
                            "would boot: {}".format(", ".join(todo["up"]) or "-",
@@ -266,10 +265,8 @@ def bring_up(lab, ops, run, results, dry_run=False):
         if states.get(node_id) in NOT_YET_UP:
             ops.record(node_id, "up", result="minion answers")
     ret = {"plan": todo, "result": True}
-    for node_id in todo["reimage"] + todo["boot"]:
-        ops.progress("{}: {} ({})".format(
-            node_id, "reimage" if node_id in todo["reimage"] else "boot",
-            todo["reasons"][node_id]))
+    for line in would:
+        ops.progress(line)
     for action in ("reimage", "boot"):
         if todo[action]:
             _bring_up_action(ops, ret, action, todo[action], run)

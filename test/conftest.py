@@ -118,6 +118,14 @@ def example_pillar():
 
 
 @pytest.fixture(scope="session")
+def platform_defaults():
+    """The platform parameters of netlab/parameters/defaults.yaml (``values``: what
+    map.jinja gives a state run before os_family and lookup overrides)."""
+    with open(REPO / "netlab" / "parameters" / "defaults.yaml", encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["values"]
+
+
+@pytest.fixture(scope="session")
 def salt_factories_config(tmp_path_factory):
     root = tmp_path_factory.mktemp("salt-factories")
     return {"root_dir": str(root)}

@@ -372,10 +372,8 @@ def test_prepare_rejects_unknown_service_control(raw):
         netlab_netnode.prepare(load(raw), {"service_control": "systemd"})
 
 
-def test_power_packages_follow_the_drivers_the_nodes_use(raw):
-    import yaml  # pylint: disable=import-outside-toplevel
-    params = yaml.safe_load((REPO / "netlab" / "parameters" / "defaults.yaml")
-                            .read_text())["values"]
+def test_power_packages_follow_the_drivers_the_nodes_use(raw, platform_defaults):
+    params = platform_defaults
     drivers = {n: v["power"]["driver"] for n, v in raw["nodes"].items()}
     assert set(drivers.values()) >= {"wol", "ipmi"}  # the example lab's drivers
     assert netlab_netnode.prepare(load(raw), params)["power_pkgs"] == \

@@ -4,21 +4,15 @@ The specs are fed with the real defaults of netlab/parameters/defaults.yaml.
 """
 
 import copy
-import pathlib
 
 import pytest
-import yaml
 
 import netlab_daemons
 
-DEFAULTS = pathlib.Path(__file__).resolve().parents[2] / "netlab" / "parameters" / \
-    "defaults.yaml"
-
 
 @pytest.fixture(scope="module")
-def mapdata():
-    with open(DEFAULTS, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)["values"]
+def mapdata(platform_defaults):
+    return platform_defaults
 
 
 def params(mapdata, control, run_dir="/run/x"):
