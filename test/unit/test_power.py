@@ -54,11 +54,13 @@ def test_wol_on_goes_to_lab_broadcast(example_pillar, tmp_path):
 
 def test_wol_real_socket_on_loopback(example_pillar, tmp_path):
     """The default sender really sends the packet (to a loopback listener here)."""
-    lab = lab_with(example_pillar, tmp_path,
-                   nuc1={"driver": "wol", "broadcast": "127.0.0.1", "port": 40999})
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv:
-        srv.bind(("127.0.0.1", 40999))
+        # a port of the kernel's choosing: the other Salt line's tiers run this
+        # test at the same time on the same loopback
+        srv.bind(("127.0.0.1", 0))
         srv.settimeout(5)
+        lab = lab_with(example_pillar, tmp_path, nuc1={
+            "driver": "wol", "broadcast": "127.0.0.1", "port": srv.getsockname()[1]})
         netlab_power.power(lab, "nuc1", "on")
         data, _ = srv.recvfrom(200)
     assert data == netlab_power.magic_packet("94:c6:91:aa:00:01")
