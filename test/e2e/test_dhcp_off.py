@@ -13,8 +13,11 @@ no node: an address and no boot file) and that netlab's dnsmasq answers no DHCP.
 
 ``boot.ipxe``, the generic script for a DHCP server that gives every machine the
 same file, is fetched from netlab's nginx and run for each MAC by a small iPXE
-interpreter (``lib.ipxe_script``; booting iPXE would need a VM): a node's MAC
-chains that node's script, any other MAC stops.
+interpreter (``lib.ipxe_script``): a node's MAC chains that node's script, any
+other MAC stops. Then real iPXE runs it: a diskless VM (SeaBIOS and qemu's iPXE
+boot ROM, no operating system) with two NICs boots from its second one, nuc1's,
+beside a router that gives every iPXE client ``boot.ipxe``; iPXE chains nuc1's
+script and loads its kernel, although its first NIC has another MAC.
 """
 
 import concurrent.futures
@@ -25,9 +28,10 @@ import time
 import pytest
 
 from lib import daemons as daemons_lib
-from lib import ipxe_script, netns
+from lib import ipxe_script, netns, qmpvm
 from lib.clients import pxe_discover
 from lib.netnodelab import NetnodeLab
+from lib.vm import serial_text, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -41,6 +45,8 @@ NODES = {
              "boot": {"loader": "pxelinux"}},
 }
 UNKNOWN_MAC = "52:54:00:76:0a:99"
+# the first NIC of the two-NIC machine: no lab node's, cabled nowhere
+ONBOARD_MAC = "52:54:00:76:0a:98"
 SCRIPTS = "http://{}:{}/boot/".format(NETNODE_IP, PORT)
 
 
@@ -177,12 +183,75 @@ def test_boot_ipxe_chains_the_script_of_the_machine_by_mac(off):
     generic = fetch(SCRIPTS + "boot.ipxe")
     assert generic is not None
     for node_id, spec in NODES.items():
-        ran = ipxe_script.run(generic, {"mac": spec["mac"]}, fetch)
+        # booted from its second NIC: the script must name the boot NIC (netX),
+        # not another port (net0)
+        ran = ipxe_script.run(generic, {"netX/mac": spec["mac"], "net0/mac": ONBOARD_MAC,
+                                        "mac": ONBOARD_MAC}, fetch)
         assert ran.chained == SCRIPTS + node_id + ".ipxe", (node_id, generic)
         assert ran.chained_body.startswith("#!ipxe")
         assert "netlab.node=" + node_id in ran.chained_body
         assert "BOOTIF=01-" + spec["mac"].replace(":", "-") in ran.chained_body
-    stranger = ipxe_script.run(generic, {"mac": UNKNOWN_MAC}, fetch)
+    stranger = ipxe_script.run(generic, {"netX/mac": UNKNOWN_MAC, "mac": NODES["nuc1"]["mac"]},
+                               fetch)
     assert stranger.chained is None and stranger.exit == 1, generic
     assert stranger.echoed == ["netlab: {} is not a lab node".format(UNKNOWN_MAC)]
     print("\n[dhcp-off] boot.ipxe for 3 MACs: {:.1f} s".format(time.monotonic() - start))
+
+
+def _ipxe_fetches(access_log):
+    """(client IP, path) of every request iPXE made, in order."""
+    out = []
+    for line in serial_text(str(access_log)).splitlines():
+        if "iPXE/" in line and '"GET ' in line:
+            out.append((line.split()[0], line.split('"GET ', 1)[1].split()[0]))
+    return out
+
+
+def test_real_ipxe_on_a_two_nic_machine_chains_the_script_of_the_nic_it_booted_from(
+        off, tmp_path):
+    start = time.monotonic()
+    seg, nn = off["seg"], off["nn"]
+    ns = seg.clients["router"]
+    # a router that can only give every machine the same file: boot.ipxe to iPXE
+    conf = pathlib.Path(daemons_lib.router_dnsmasq_conf(
+        tmp_path / "generic.conf", "eth0", "10.76.0.100", "10.76.0.150", router=ROUTER_IP))
+    conf.write_text(conf.read_text() + "no-ping\ndhcp-userclass=set:ipxe,iPXE\n"
+                    "dhcp-boot=tag:ipxe,{}boot.ipxe\n".format(SCRIPTS))
+    access = nn.run_dir / "nginx-access.log"
+    before = len(_ipxe_fetches(access)) if access.exists() else 0
+    reg = daemons_lib.Daemons()
+    vm = None
+    try:
+        reg.start(ns, "router-generic", ["dnsmasq", "-k", "-C", str(conf), "--pid-file=",
+                                         "--user=root"],
+                  log=str(tmp_path / "router.out"),
+                  ready=lambda: daemons_lib.port_open(ns, 67, "udp"))
+        vm = qmpvm.QmpVm(seg.server, seg.bridge, NODES["nuc1"]["mac"], tmp_path / "vm",
+                         "nltwonic", unplugged_macs=[ONBOARD_MAC], serial_console=True)
+        vm.power.on()
+        serial = tmp_path / "vm" / "serial.log"
+
+        def done():
+            # iPXE loaded the chained script's kernel, or boot.ipxe stopped
+            fetched = [path for _, path in _ipxe_fetches(access)[before:]]
+            return (any(path.endswith("/vmlinuz") for path in fetched)
+                    or "is not a lab node" in serial_text(str(serial)))
+
+        # TCG: SeaBIOS, the boot ROM, a DHCP round and three HTTP fetches; ~20 s quiet
+        wait_for(done, 240, "iPXE to run boot.ipxe (serial log {})".format(serial))
+    finally:
+        if vm is not None:
+            vm.stop()
+        reg.stop_all()
+    fetched = _ipxe_fetches(access)[before:]
+    paths = [path for _, path in fetched]
+    console = serial_text(str(serial))
+    assert "is not a lab node" not in console, console[-2000:]
+    # the firmware numbered the uncabled NIC first: iPXE booted from net1
+    assert "Configuring (net1 {}".format(NODES["nuc1"]["mac"]) in console, console[-2000:]
+    assert paths[:2] == ["/boot/boot.ipxe", "/boot/nuc1.ipxe"], (fetched, console[-2000:])
+    assert paths[2].endswith("/vmlinuz"), fetched
+    # all from the address the router leased to the machine (its boot NIC's)
+    assert len({ip for ip, _ in fetched}) == 1 and fetched[0][0].startswith("10.76.0.1"), fetched
+    print("\n[dhcp-off] real iPXE, two NICs, boot.ipxe -> nuc1.ipxe: {:.1f} s".format(
+        time.monotonic() - start))

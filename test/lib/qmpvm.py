@@ -82,7 +82,12 @@ class QmpVm:
     """A powered-off diskless VM with ``mac`` on a new tap in ``bridge`` of
     namespace ``ns`` (a :class:`lib.netns.Namespace`); ``stop()`` removes both."""
 
-    def __init__(self, ns, bridge, mac, vm_dir, tap, memory=256):
+    def __init__(self, ns, bridge, mac, vm_dir, tap, memory=256, unplugged_macs=(),
+                 serial_console=False):
+        """``unplugged_macs``: NICs on no network, in the PCI slots before the boot
+        NIC, so the firmware numbers them first (net0, ...) like the onboard port of
+        a machine that is cabled on another one. ``serial_console``: SeaBIOS
+        copies the text console (the boot ROM's messages) to the serial log."""
         self.ns, self.mac, self.dir, self.tap = ns, mac.lower(), str(vm_dir), tap
         os.makedirs(self.dir, exist_ok=True)
         self.qmp_sock = os.path.join(self.dir, "qmp.sock")
@@ -90,15 +95,25 @@ class QmpVm:
         ns.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
         ns.run(["ip", "link", "set", tap, "master", bridge])
         ns.run(["ip", "link", "set", tap, "up"])
-        ns.run(["qemu-system-x86_64", "-name", "netlab-qmpvm", "-machine", "pc",
+        extra = []
+        for i, other in enumerate(unplugged_macs):
+            extra += ["-netdev", "hubport,id=u{0},hubid={0}".format(i),
+                     "-device", "virtio-net-pci,netdev=u{},mac={},addr={:#x}".format(
+                         i, other, 3 + i)]
+        boot_nic = "virtio-net-pci,netdev=n0,mac={},bootindex=1".format(mac)
+        if unplugged_macs:
+            boot_nic += ",addr={:#x}".format(3 + len(unplugged_macs))
+        # graphics=off: SeaBIOS writes the text console (its own and the boot ROM's
+        # messages; there is no VGA) to the first serial port
+        machine = "pc,graphics=off" if serial_console else "pc"
+        ns.run(["qemu-system-x86_64", "-name", "netlab-qmpvm", "-machine", machine,
                 "-m", str(memory), "-accel", "tcg", "-cpu", "qemu64", "-nodefaults",
                 "-display", "none", "-vga", "none", "-S",
                 "-serial", "file:" + os.path.join(self.dir, "serial.log"),
                 "-qmp", "unix:{},server=on,wait=off".format(self.qmp_sock),
                 "-pidfile", self.pidfile, "-daemonize",
                 "-netdev", "tap,id=n0,ifname={},script=no,downscript=no".format(tap),
-                "-device", "virtio-net-pci,netdev=n0,mac={},bootindex=1".format(mac),
-                "-boot", "order=n"])
+                "-device", boot_nic, "-boot", "order=n"] + extra)
         self.power = QmpPower(self.qmp_sock)
 
     def stop(self):

@@ -247,7 +247,7 @@ def test_kernel_cmdline_stateless_and_extra(raw, tmp_path):
 
 def test_boot_menu_chains_per_mac(raw):
     text = render("boot.ipxe.jinja", menu=netlab_boot.menu(load(raw)))
-    assert "iseq ${mac} 94:c6:91:aa:00:02 && chain http://192.168.42.2:80/boot/nuc2.ipxe ||" \
+    assert "iseq ${netX/mac} 94:c6:91:aa:00:02 && chain http://192.168.42.2:80/boot/nuc2.ipxe ||" \
         in text
     assert text.rstrip().endswith("exit 1")
 

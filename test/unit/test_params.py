@@ -4,20 +4,9 @@ netlab/parameters/defaults.yaml (what map.jinja gives a state run), so a runner
 reading the raw ``netlab:lookup`` pillar and a state agree on every path.
 """
 
-import pathlib
-
 import pytest
-import yaml
 
 import netlab_params
-
-DEFAULTS_YAML = pathlib.Path(__file__).resolve().parents[2] / "netlab" / "parameters" / \
-    "defaults.yaml"
-
-
-def _defaults():
-    with open(DEFAULTS_YAML, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)["values"]
 
 
 def _leaves(tree, prefix=()):
@@ -29,8 +18,8 @@ def _leaves(tree, prefix=()):
 
 
 @pytest.mark.parametrize("path,value", list(_leaves(netlab_params.DEFAULTS)))
-def test_every_python_default_is_the_one_of_defaults_yaml(path, value):
-    node = _defaults()
+def test_every_python_default_is_the_one_of_defaults_yaml(path, value, platform_defaults):
+    node = platform_defaults
     for key in path:
         node = node[key]
     assert node == value
