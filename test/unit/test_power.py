@@ -322,6 +322,17 @@ def test_accel_args_follow_the_choice():
     assert netlab_power.accel_args("kvm") == ["-accel", "kvm", "-cpu", "host"]
 
 
+@pytest.mark.parametrize("accel, cpus, smp", [("tcg", 1, "1,maxcpus=2"), ("tcg", 2, "2"),
+                                              ("kvm", 1, "1"), ("kvm", 4, "4")])
+def test_a_one_vcpu_tcg_guest_may_have_two(tmp_path, accel, cpus, smp):
+    """Under TCG a one-vCPU machine is declared able to have two, so that qemu 7.2
+    keeps the guest's memory barriers (see smp_arg; the barriers themselves are
+    checked against the real qemu in test/functional/test_kvm_detection.py)."""
+    cmd = netlab_power.qemu_command("n", "52:54:00:00:00:01", "tap0", str(tmp_path),
+                                    cpus=cpus, accel=accel)
+    assert cmd[cmd.index("-smp") + 1] == smp
+
+
 @pytest.mark.parametrize("rc, err", [(127, "ping is not installed"),
                                      (2, "ping: socket: Operation not permitted")])
 def test_wol_off_a_ping_that_cannot_run_is_an_error_not_off(example_pillar, tmp_path,
