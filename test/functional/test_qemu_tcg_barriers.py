@@ -11,9 +11,10 @@ now and then, and its network stops for good.
 """
 
 import subprocess
-import time
 
 import netlab_power_virtual
+
+from lib.vm import wait_for
 
 # 16-bit real mode at 0x7c00: mfence; mov ax, 0x4e4c (a mark to find in the log,
 # logged after the mfence's operations: one translation block); jmp back
@@ -30,27 +31,16 @@ def _barrier_ops(tmp_path, smp):
            "-accel", "tcg", "-cpu", "qemu64", "-nodefaults", "-display", "none",
            "-vga", "none", "-drive", "file={},format=raw,if=ide".format(disk),
            "-boot", "order=c", "-d", "op,nochain", "-D", str(log)]
-    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         try:
             # the boot sector's block is in the log once its mark is
-            ran = _wait_for_text(log, MARK, proc, 60)
+            wait_for(lambda: log.exists() and MARK in log.read_text(errors="replace"), 60,
+                     "qemu to run the boot sector (log {})".format(log), interval=0.2)
         finally:
             proc.kill()
             proc.wait()
-    assert ran, "qemu never ran the boot sector (log {})".format(log)
     return sum(1 for line in log.read_text(errors="replace").splitlines()
                if line.strip().startswith("mb "))
-
-
-def _wait_for_text(path, text, proc, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        if path.exists() and text in path.read_text(errors="replace"):
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_netlab_keeps_the_barriers_of_a_one_vcpu_tcg_guest(tmp_path):
