@@ -11,10 +11,10 @@ from the node it names (real salt-master and minions).
   minion starts.
 """
 
+import os
 import pathlib
 import shutil
 import threading
-import time
 import uuid
 
 import pytest
@@ -24,6 +24,8 @@ from pytestshellutils.exceptions import FactoryNotStarted
 import netlab_lab
 import netlab_roots
 import netlab_roots_keys
+from lib.events import EventWatcher
+from lib.vm import VENV_BIN
 
 
 def _pinned_minion(master_factory, minion_id, base, master_pub, accept_in):
@@ -101,18 +103,33 @@ def _add_node(lab):
                                          .replace("nuc3", "nuc4")}}
 
 
+def _watch(netlab_env):
+    """netlab's events on the master, the watcher proven live before the run."""
+    return EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
+                         str(netlab_env.master.config_dir)], "netlab/*",
+                        lambda tag: netlab_env.runner("event.send", tag)).start_live()
+
+
+def _boot_started(netlab_env, node, timeout, out):
+    """``netlab.boot`` in a thread, returned once it is listening for start events:
+    it subscribes before it records the node ``booting``, so that event says so."""
+    with _watch(netlab_env) as watcher:
+        waiter = threading.Thread(target=_boot, args=(netlab_env, node, timeout, out))
+        waiter.start()
+        watcher.wait_for("netlab/node/{}/booting".format(node), timeout=120)
+    return waiter
+
+
 def test_a_start_event_fired_by_another_minion_does_not_mark_a_node_up(netlab_env):
     with netlab_env.lab_changed(_add_node):
         out = {}
-        waiter = threading.Thread(target=_boot, args=(netlab_env, "nuc4", 30, out))
-        waiter.start()
+        waiter = _boot_started(netlab_env, "nuc4", 30, out)
         try:
-            time.sleep(6)  # the runner is listening by now
+            # any accepted minion can put this tag on the master's bus; each
+            # fire_master call returns once the master has the event
             for _ in range(4):
-                # any accepted minion can put this tag on the master's bus
                 netlab_env.call("nuc1", "event.fire_master", '{"id": "nuc4"}',
                                 "salt/minion/nuc4/start")
-                time.sleep(2)
         finally:
             waiter.join(120)
         ret = out["ret"]
@@ -121,10 +138,8 @@ def test_a_start_event_fired_by_another_minion_does_not_mark_a_node_up(netlab_en
 
         # the node's own minion starting does mark it up
         out = {}
-        waiter = threading.Thread(target=_boot, args=(netlab_env, "nuc4", 120, out))
-        waiter.start()
+        waiter = _boot_started(netlab_env, "nuc4", 120, out)
         try:
-            time.sleep(6)
             netlab_env.add_minion("nuc4")
         finally:
             waiter.join(180)

@@ -99,6 +99,15 @@ class EventWatcher:
             raise
         return self
 
+    def wait_for(self, tag, timeout=120):
+        """Return once the watcher printed an event tagged ``tag``; fail after
+        ``timeout`` s (a run's own event proves it reached that point)."""
+        deadline = time.monotonic() + timeout
+        while not self._seen(tag):
+            if time.monotonic() > deadline:
+                raise AssertionError("no {} event within {} s".format(tag, timeout))
+            time.sleep(0.05)  # polling the reader thread's list, not a wait for time
+
     def events(self, settle_tag=None, timeout=60):
         """``[(tag, data)]`` in the order the bus delivered them, probes left out.
         With ``settle_tag``: first wait until that tag arrived (the run's last
