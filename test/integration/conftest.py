@@ -187,7 +187,7 @@ def netlab_env(salt_factories, integration_base, stack_user):
             # Salt's default (salt-factories sets 0). With 0, every file list request
             # rebuilds the list under a lock, and a request that finds the lock
             # taken sleeps a whole second: three minions syncing at once then
-            # spend about 13 s in saltutil.sync_all instead of 2. The served tree
+            # spend about 13 s in saltutil.sync_all instead of 4. The served tree
             # is this repository, which no test changes while it runs.
             "fileserver_list_cache_time": 20,
         },

@@ -125,8 +125,8 @@ def test_a_start_event_fired_by_another_minion_does_not_mark_a_node_up(netlab_en
         out = {}
         waiter = _boot_started(netlab_env, "nuc4", 30, out)
         try:
-            # any accepted minion can put this tag on the master's bus; each
-            # fire_master call returns once the master has the event
+            # any accepted minion can put this tag on the master's bus; the runner
+            # listens from before its booting event until its 30 s run out
             for _ in range(4):
                 netlab_env.call("nuc1", "event.fire_master", '{"id": "nuc4"}',
                                 "salt/minion/nuc4/start")
