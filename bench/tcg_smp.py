@@ -117,15 +117,20 @@ def _shq(text):
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+def _qemu(smp, serial, kernel, initrd, append):
+    """The TCG guest both modes boot: one vCPU, the serial console to a file."""
+    return ["qemu-system-x86_64", "-machine", "pc", "-m", "1024", "-smp", smp,
+            "-accel", "tcg", "-cpu", "qemu64", "-nodefaults", "-display", "none",
+            "-vga", "none", "-serial", "file:" + serial, "-kernel", kernel,
+            "-initrd", initrd, "-append", append]
+
+
 def run_userspace(image, initrd, smp, workdir, timeout=1200):
     """``{step: seconds}`` by the guest's clock (a step that failed: None)."""
     serial = os.path.join(workdir, "serial-user-{}.log".format(smp.replace(",", "-")))
-    cmd = ["qemu-system-x86_64", "-machine", "pc", "-m", "1024", "-smp", smp,
-           "-accel", "tcg", "-cpu", "qemu64", "-nodefaults", "-display", "none",
-           "-vga", "none", "-serial", "file:" + serial, "-no-reboot",
-           "-kernel", os.path.join(image, "vmlinuz"), "-initrd", initrd, "-append",
-           "console=ttyS0 rdinit=/netlab-bench panic=-1 quiet",
-           "-fsdev", "local,id=r,path={},security_model=none,readonly=on".format(
+    cmd = _qemu(smp, serial, os.path.join(image, "vmlinuz"), initrd,
+                "console=ttyS0 rdinit=/netlab-bench panic=-1 quiet") + [
+           "-no-reboot", "-fsdev", "local,id=r,path={},security_model=none,readonly=on".format(
                os.path.join(image, "rootfs")),
            "-device", "virtio-9p-pci,fsdev=r,mount_tag=root"]
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -143,11 +148,8 @@ def boot(kernel, initrd, smp, workdir, timeout=600):
     serial = os.path.join(workdir, "serial-{}.log".format(smp.replace(",", "-")))
     if os.path.exists(serial):
         os.unlink(serial)
-    cmd = ["qemu-system-x86_64", "-machine", "pc", "-m", "1024", "-smp", smp,
-           "-accel", "tcg", "-cpu", "qemu64", "-nodefaults", "-display", "none",
-           "-vga", "none", "-serial", "file:" + serial, "-kernel", kernel,
-           "-initrd", initrd, "-append",
-           "console=ttyS0 root=/dev/nfs ip=off panic=-1 rootdelay=0"]
+    cmd = _qemu(smp, serial, kernel, initrd,
+                "console=ttyS0 root=/dev/nfs ip=off panic=-1 rootdelay=0")
     start = time.monotonic()
     got = {}
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:

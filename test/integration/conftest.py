@@ -29,6 +29,8 @@ import yaml
 
 import netlab_saltcompat
 from lib import testusers
+from lib.events import EventWatcher
+from lib.vm import VENV_BIN
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -52,6 +54,13 @@ class NetlabEnv:
         self.stack_user = stack_user
         self.salt_cli = master.salt_cli(timeout=180)
         self.run_cli = master.salt_run_cli(timeout=600)
+
+    def watch(self):
+        """Every netlab/* event of the master, subscribed (and proven live) before
+        the run; the ``with`` that uses it stops it."""
+        return EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
+                             str(self.master.config_dir)], "netlab/*",
+                            lambda tag: self.runner("event.send", tag)).start_live()
 
     # ---------------------------------------------------------------- pillar
     def write_lab(self, lab):

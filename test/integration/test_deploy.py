@@ -23,7 +23,6 @@ import yaml
 import netlab_lifecycle
 import netlab_run
 from lib import fake_devstack
-from lib.events import EventWatcher
 from lib.vm import VENV_BIN
 
 pytestmark = pytest.mark.slow
@@ -72,19 +71,9 @@ def lab(netlab_env):
             sudoers.unlink()
 
 
-def _watch(env):
-    """Every netlab/* event of the master, subscribed (and proven live) before the run."""
-    def send(tag):
-        env.runner("event.send", tag)
-
-    # the `with` that uses it keeps this one (and stops it)
-    return EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
-                         str(env.master.config_dir)], "netlab/*", send).start_live()
-
-
 @pytest.fixture(scope="module")
 def first_deploy(netlab_env, lab):
-    with _watch(netlab_env) as watcher:
+    with netlab_env.watch() as watcher:
         ret = _deploy(netlab_env)
         assert ret.returncode == 0, ret.stdout + ret.stderr
         events = watcher.events(settle_tag="netlab/deploy/summary")
@@ -206,7 +195,7 @@ def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(netlab_env,
     marker.write_text("1")
     try:
         before = {n: len(_records(netlab_env, n)) for n in ("nuc1",) + COMPUTES}
-        with _watch(netlab_env) as watcher:
+        with netlab_env.watch() as watcher:
             ret = _deploy(netlab_env, force=True)
             events = watcher.events(settle_tag="netlab/deploy/summary")
         assert ret.returncode != 0, "a deploy with a failed node must fail"
@@ -504,7 +493,7 @@ def test_boot_false_powers_nothing_and_names_a_node_that_does_not_answer(
     env = netlab_env
     counts = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
 
-    with env.lab_changed(_add_nuc5(env)), _watch(env) as watcher:
+    with env.lab_changed(_add_nuc5(env)), env.watch() as watcher:
         ret = _deploy(env, boot=False)
         events = watcher.events(settle_tag="netlab/deploy/summary")
     assert ret.returncode != 0, ret.stdout
@@ -535,7 +524,7 @@ def test_boot_timeout_bounds_the_wait_for_a_known_node_that_stays_off(
         ret = env.runner("netlab.set_state", "nuc5", "up")
         assert ret.returncode == 0, ret
         # the bring-up's dry run names what the deploy will do and does none of it
-        with _watch(env) as watcher:
+        with env.watch() as watcher:
             dry = env.runner("devstack.bring_up", "dry_run=True", "ping_timeout=5")
             # a marker after the run: any event the dry run fired is on the bus before it
             env.runner("event.send", "netlab/test/dry-run-done")
@@ -546,7 +535,7 @@ def test_boot_timeout_bounds_the_wait_for_a_known_node_that_stays_off(
         assert "would boot: nuc5" in dry.stdout, dry.stdout
         assert _node_tags(events, "nuc5") == [], events
         assert _states(env)["nuc5"] == "up"
-        with _watch(env) as watcher:
+        with env.watch() as watcher:
             ret = _deploy(env, boot_timeout=5)
             events = watcher.events(settle_tag="netlab/deploy/summary")
     assert ret.returncode != 0, ret.stdout
@@ -589,7 +578,7 @@ def test_secrets_a_failing_stack_log_shows_are_masked_in_events_results_and_summ
     marker = env.node_dest("nuc3") / "fake-devstack" / "fail"
     marker.write_text("1")
     try:
-        with _watch(env) as watcher:
+        with env.watch() as watcher:
             ret = _restack(env, ["nuc3"])
             events = watcher.events(settle_tag="netlab/deploy/summary")
         assert ret.returncode != 0, ret.stdout

@@ -11,7 +11,6 @@ from the node it names (real salt-master and minions).
   minion starts.
 """
 
-import os
 import pathlib
 import shutil
 import threading
@@ -24,8 +23,6 @@ from pytestshellutils.exceptions import FactoryNotStarted
 import netlab_lab
 import netlab_roots
 import netlab_roots_keys
-from lib.events import EventWatcher
-from lib.vm import VENV_BIN
 
 
 def _pinned_minion(master_factory, minion_id, base, master_pub, accept_in):
@@ -103,17 +100,10 @@ def _add_node(lab):
                                          .replace("nuc3", "nuc4")}}
 
 
-def _watch(netlab_env):
-    """netlab's events on the master, the watcher proven live before the run."""
-    return EventWatcher([os.path.join(VENV_BIN, "salt-run"), "-c",
-                         str(netlab_env.master.config_dir)], "netlab/*",
-                        lambda tag: netlab_env.runner("event.send", tag)).start_live()
-
-
 def _boot_started(netlab_env, node, timeout, out):
     """``netlab.boot`` in a thread, returned once it is listening for start events:
     it subscribes before it records the node ``booting``, so that event says so."""
-    with _watch(netlab_env) as watcher:
+    with netlab_env.watch() as watcher:
         waiter = threading.Thread(target=_boot, args=(netlab_env, node, timeout, out))
         waiter.start()
         watcher.wait_for("netlab/node/{}/booting".format(node), timeout=120)

@@ -22,6 +22,8 @@ import threading
 import time
 import uuid
 
+from lib import vm
+
 PROBE = "netlab/probe/"
 
 
@@ -102,11 +104,8 @@ class EventWatcher:
     def wait_for(self, tag, timeout=120):
         """Return once the watcher printed an event tagged ``tag``; fail after
         ``timeout`` s (a run's own event proves it reached that point)."""
-        deadline = time.monotonic() + timeout
-        while not self._seen(tag):
-            if time.monotonic() > deadline:
-                raise AssertionError("no {} event within {} s".format(tag, timeout))
-            time.sleep(0.05)  # polling the reader thread's list, not a wait for time
+        vm.wait_for(lambda: self._seen(tag), timeout, "a {} event".format(tag),
+                    interval=0.05)
 
     def events(self, settle_tag=None, timeout=60):
         """``[(tag, data)]`` in the order the bus delivered them, probes left out.
