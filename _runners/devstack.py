@@ -145,8 +145,8 @@ def _client():
     return salt.client.get_local_client(mopts=__opts__)  # pylint: disable=undefined-variable
 
 
-def _job_kwargs():
-    return netlab_master.job_kwargs(__opts__)  # pylint: disable=undefined-variable
+def _job_kwargs(lab, targets):
+    return netlab_master.job_kwargs(__opts__, lab, targets)  # pylint: disable=undefined-variable
 
 
 def _states(lab):
@@ -191,18 +191,18 @@ def _ping(targets, timeout):
     return [n for n in targets if ret.get(n) is True]
 
 
-def _publish(targets, fun, kwarg, timeout):
+def _publish(lab, targets, fun, kwarg, timeout):
     """Run ``fun`` on every target in one job; ``{node: return or None}``. Events a
     node could not fire on its way become warnings of the run (log and summary)."""
     out = {n: None for n in targets}
     for chunk in _client().cmd_iter(targets, fun, kwarg=kwarg, tgt_type="list",
-                                    timeout=timeout, **_job_kwargs()):
+                                    timeout=timeout, **_job_kwargs(lab, targets)):
         for minion, data in chunk.items():
             if minion in out and isinstance(data, dict):
                 out[minion] = data.get("ret")
     lost = netlab_run.lost_on_nodes(out)
     if lost:
-        state_dir = _lab().netnode.state_dir
+        state_dir = lab.netnode.state_dir
         for text in lost:
             log.warning("netlab: %s", text)
             netlab_run.add_warning(state_dir, text)
@@ -268,19 +268,19 @@ def _wave_ops(lab, timeout):
     return netlab_waves.Ops(
         states=lambda: _states(lab), excluded=lambda: _excluded(lab),
         ping=lambda nodes: _ping(nodes, timeout=timeout),
-        publish=lambda nodes, fun, kwarg: _publish(nodes, fun, kwarg, timeout),
+        publish=lambda nodes, fun, kwarg: _publish(lab, nodes, fun, kwarg, timeout),
         record=lambda node, state, **kw: _set(lab, node, state, **kw),
         failure=lambda step, cause, node, log_, tail: _run_failure(
             lab, step, cause, node=node, log=log_, log_tail=tail),
-        progress=_progress, fire=_fire, sync=lambda nodes: _sync(nodes, timeout))
+        progress=_progress, fire=_fire, sync=lambda nodes: _sync(lab, nodes, timeout))
 
 
-def _sync(nodes, timeout):
+def _sync(lab, nodes, timeout):
     """netlab's modules and a fresh pillar on ``nodes`` before their states run."""
     _client().cmd(nodes, "saltutil.sync_all", tgt_type="list", timeout=timeout,
-                  **_job_kwargs())
+                  **_job_kwargs(lab, nodes))
     _client().cmd(nodes, "saltutil.refresh_pillar", kwarg={"wait": True},
-                  tgt_type="list", timeout=timeout, **_job_kwargs())
+                  tgt_type="list", timeout=timeout, **_job_kwargs(lab, nodes))
 
 
 @_guard
@@ -386,7 +386,7 @@ def discover(timeout=None, lines=25):
     if _states(lab).get(ctl) != "ready":
         return {"result": True, "comment": "controller {} is not ready: discovery skipped"
                 .format(ctl), "skipped": True}
-    returns = _publish([ctl], "devstack.discover", {"lines": int(lines)}, timeout)
+    returns = _publish(lab, [ctl], "devstack.discover", {"lines": int(lines)}, timeout)
     data = returns.get(ctl)
     ok = isinstance(data, dict) and bool(data.get("result"))
     _progress("host discovery on {}: {}".format(ctl, "done" if ok else "FAILED"))

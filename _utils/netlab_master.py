@@ -155,22 +155,33 @@ def lock_wait(opts):
 
 # How long a job to a lab node waits for the node to say "still running"
 # (saltutil.find_job) before counting it gone. Salt's default is 10 s; a node
-# busy with a state run on a slow CPU (an emulated one in the virtual lab, an
-# old NUC compiling) can take longer to fork that answer, and a node counted
-# gone in the middle of its state run fails the deploy for nothing.
+# busy with a state run on a slow CPU (an old NUC compiling) can take longer to
+# fork that answer, and a node counted gone in the middle of its state run fails
+# the deploy for nothing.
 FIND_JOB_TIMEOUT = 30
+# A node with the ``virtual`` power driver is a qemu guest. Where KVM cannot run
+# it, its CPU is emulated (TCG), many times slower: busy with a state run on a
+# host that is busy too, it has taken longer than a minute to answer. The cost
+# of the longer wait falls only on a virtual node that really died mid-job.
+FIND_JOB_TIMEOUT_VIRTUAL = 120
 
 
-def job_kwargs(opts):
+def job_kwargs(opts, lab=None, targets=()):
     """Keyword arguments for the local client's long jobs to lab nodes (state
     runs, stack.sh, syncs): Salt's ``gather_job_timeout`` from the master config,
-    at least :data:`FIND_JOB_TIMEOUT`. Not for ``test.ping``: a live minion
-    answers it at once, and a longer wait only delays naming a node that is off."""
+    at least :data:`FIND_JOB_TIMEOUT`, or :data:`FIND_JOB_TIMEOUT_VIRTUAL` when
+    one of ``targets`` (node ids of ``lab``) is a virtual machine. Not for
+    ``test.ping``: a live minion answers it at once, and a longer wait only
+    delays naming a node that is off."""
     try:
         configured = int(opts.get("gather_job_timeout") or 0)
     except (TypeError, ValueError):
         configured = 0
-    return {"gather_job_timeout": max(configured, FIND_JOB_TIMEOUT)}
+    floor = FIND_JOB_TIMEOUT
+    if lab is not None and any(
+            n in lab.nodes and lab.nodes[n].power_driver == "virtual" for n in targets):
+        floor = FIND_JOB_TIMEOUT_VIRTUAL
+    return {"gather_job_timeout": max(configured, floor)}
 
 
 def seconds(value, name="timeout"):

@@ -49,8 +49,10 @@ def record(lab, bus, node_id, state, **kw):
     return rec
 
 
-def minion_call(opts, timeout=30):
-    """``call(node, fun, *args)`` through the master's local client (made on first use)."""
+def minion_call(opts, timeout=30, lab=None):
+    """``call(node, fun, *args)`` through the master's local client (made on first
+    use); ``lab`` sets how long a node may take to say its job still runs
+    (netlab_master.job_kwargs)."""
     import salt.client  # pylint: disable=import-outside-toplevel
 
     clients = []
@@ -68,7 +70,7 @@ def minion_call(opts, timeout=30):
                     node_id, timeout))
             return client.cmd_async(node_id, fun, list(args))
         ret = client.cmd(node_id, fun, list(args), timeout=timeout,
-                         **netlab_master.job_kwargs(opts))
+                         **netlab_master.job_kwargs(opts, lab, [node_id]))
         if node_id not in ret:
             raise RuntimeError("minion {} did not answer {} within {} s".format(
                 node_id, fun, timeout))
@@ -79,7 +81,7 @@ def minion_call(opts, timeout=30):
 
 def driver(opts, lab, node_id):
     """A node's power driver with the master's minion calls (and qemu, for tests)."""
-    kw = {"minion_call": minion_call(opts)}
+    kw = {"minion_call": minion_call(opts, lab=lab)}
     if opts.get("netlab_qemu"):
         kw["qemu"] = opts["netlab_qemu"]
     return netlab_power.driver(lab, node_id, **kw)

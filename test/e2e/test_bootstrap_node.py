@@ -157,17 +157,32 @@ def _json(res):
 
 
 def _orch_failures(res):
-    """The orchestration's failed steps, each with its runner's return: the
-    tail of salt-run's output shows the last steps, which only say that an
-    earlier one left no node ready."""
-    steps = {}
-    for host in ((_json(res) or {}).get("data") or {}).values():
-        for key, ret in (host or {}).items():
-            if isinstance(ret, dict) and ret.get("result") is False:
-                steps[ret.get("__id__", key)] = {
-                    "comment": ret.get("comment"),
-                    "return": (ret.get("changes") or {}).get("return")}
-    return json.dumps(steps, indent=1, default=str)[-8000:]
+    """The orchestration's failed steps: one line each (its id and what its
+    runner said), then each one's return cut to its last 1500 characters. The
+    summary step's return repeats the whole run, so a cut of one dump of
+    everything would keep only that and hide the step that failed first. The
+    steps are found at any depth: salt-run's JSON nests the orchestration's
+    return differently from one Salt release to the next."""
+    failed = {}
+
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("result") is False and "__id__" in value:
+                failed.setdefault(value["__id__"], value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(_json(res))
+    lines, details = [], []
+    for step, ret in failed.items():
+        back = (ret.get("changes") or {}).get("return")
+        said = back.get("comment") if isinstance(back, dict) else None
+        lines.append("{}: {}".format(step, said or ret.get("comment")))
+        details.append("{}: {}".format(step, json.dumps(back, default=str)[-1500:]))
+    return "\n".join(lines + [""] + details)
 
 
 def _edit_lab(srv, edit):

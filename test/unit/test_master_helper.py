@@ -7,6 +7,7 @@ import copy
 
 import pytest
 
+import netlab_lab
 import netlab_master
 
 
@@ -104,3 +105,18 @@ def test_jobs_to_nodes_wait_at_least_30_s_for_a_still_running_answer():
     assert netlab_master.job_kwargs({"gather_job_timeout": 10}) == {"gather_job_timeout": 30}
     assert netlab_master.job_kwargs({"gather_job_timeout": 90}) == {"gather_job_timeout": 90}
     assert netlab_master.job_kwargs({"gather_job_timeout": "x"}) == {"gather_job_timeout": 30}
+
+
+def test_jobs_to_a_virtual_node_wait_120_s_for_a_still_running_answer(example_pillar, tmp_path):
+    # a qemu guest may have an emulated CPU: a job to it (or to a list holding it)
+    # waits longer; jobs to the other nodes keep the 30 s floor, and a longer
+    # configured wait still wins
+    raw = copy.deepcopy(example_pillar)
+    raw["netnode"]["storage"] = str(tmp_path / "srv")
+    raw["nodes"]["nuc2"]["power"] = {"driver": "virtual", "bridge": "br0"}
+    lab = netlab_lab.load(raw)
+    assert netlab_master.job_kwargs({}, lab, ["nuc1"]) == {"gather_job_timeout": 30}
+    assert netlab_master.job_kwargs({}, lab, ["nuc1", "nuc2"]) == {"gather_job_timeout": 120}
+    assert netlab_master.job_kwargs({}, lab, ["gone"]) == {"gather_job_timeout": 30}
+    assert netlab_master.job_kwargs({"gather_job_timeout": 300}, lab, ["nuc2"]) == {
+        "gather_job_timeout": 300}
