@@ -46,6 +46,10 @@ def _states(env):
     return {n: r["state"] for n, r in netlab_lifecycle.read(str(state_dir))["nodes"].items()}
 
 
+def _state_dir(env):
+    return pathlib.Path(env.lab_pillar["netnode"]["storage"]) / "state"
+
+
 def _summary(env):
     ret = env.runner("devstack.summary", "fail=False")
     assert ret.returncode == 0, ret
@@ -190,51 +194,109 @@ def test_a_rerun_stacks_nothing_that_is_ready_but_discovers_again(netlab_env, fi
     assert len(_records(netlab_env, "nuc1", "discover")) == 2
 
 
-def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(netlab_env, first_deploy):
-    marker = netlab_env.node_dest("nuc3") / "fake-devstack" / "fail"
+@pytest.fixture(scope="module")
+def compute_failure(netlab_env, first_deploy):
+    """One deploy (force) in which stack.sh fails on nuc3, then the rerun with it
+    working again: what both showed, kept for the tests of the failure itself and
+    of the secrets its log printed (one failing deploy serves both: each deploy
+    costs the integration tier about half a minute of CPU). Leaves every node
+    ready."""
+    env = netlab_env
+    marker = env.node_dest("nuc3") / "fake-devstack" / "fail"
     marker.write_text("1")
+    seen = {}
     try:
-        before = {n: len(_records(netlab_env, n)) for n in ("nuc1",) + COMPUTES}
-        with netlab_env.watch() as watcher:
-            ret = _deploy(netlab_env, force=True)
-            events = watcher.events(settle_tag="netlab/deploy/summary")
-        assert ret.returncode != 0, "a deploy with a failed node must fail"
-        tags = [t for t, _ in events]
-        # nuc3's failure is an event of its own and of the run; nuc2 still ends ready
-        assert _node_tags(events, "nuc3")[-4:] == ["stacking", "stack/started",
-                                                   "stack/failed", "failed"], tags
-        assert _node_tags(events, "nuc2")[-1] == "ready", tags
-        run_failed = [d for t, d in events if t == "netlab/run/failed"]
-        assert [(d["step"], d["node"]) for d in run_failed] == [("stack.sh", "nuc3")], run_failed
-        assert tags.index("netlab/node/nuc3/failed") < tags.index(
-            "netlab/stack/compute/finished") < tags.index("netlab/deploy/summary")
-        assert dict(events)["netlab/deploy/summary"]["failed"] == ["nuc3"] or \
-            list(dict(events)["netlab/deploy/summary"]["failed"]) == ["nuc3"]
-        after = {n: _records(netlab_env, n) for n in ("nuc1",) + COMPUTES}
-        # all three ran again (force); nuc2 finished although nuc3 failed
-        assert {n: len(r) for n, r in after.items()} == {n: c + 1 for n, c in before.items()}
-        assert after["nuc2"][-1]["rc"] == 0
-        assert after["nuc3"][-1]["rc"] == 1
-        states = _states(netlab_env)
-        assert states["nuc3"] == "failed" and states["nuc2"] == "ready"
-        summary = _summary(netlab_env)
-        assert list(summary["failed"]) == ["nuc3"]
-        assert "fake failure requested" in summary["failed"]["nuc3"]["log_tail"]
-        assert "stack.sh failed" in summary["failed"]["nuc3"]["reason"]
-        assert "FAILED  nuc3" in summary["text"]
-        assert "fake failure requested" in ret.stdout, "the deploy output names the failure"
+        seen["before"] = {n: len(_records(env, n)) for n in ("nuc1",) + COMPUTES}
+        with env.watch() as watcher:
+            seen["ret"] = _deploy(env, force=True)
+            seen["events"] = watcher.events(settle_tag="netlab/deploy/summary")
+        seen["after"] = {n: _records(env, n) for n in ("nuc1",) + COMPUTES}
+        seen["states"] = _states(env)
+        seen["summary"] = _summary(env)
+        # what the node keeps and what the master keeps, before the rerun rewrites them
+        log = pathlib.Path(seen["after"]["nuc3"][-1]["dest"]) / "logs" / "netlab-stack.log"
+        seen["node_log"] = log.read_text(encoding="utf-8")
+        results = _state_dir(env) / "devstack.json"
+        seen["results_mode"] = results.stat().st_mode & 0o777
+        seen["results"] = results.read_text(encoding="utf-8")
+        seen["run"] = (_state_dir(env) / "run.json").read_text(encoding="utf-8")
     finally:
         marker.unlink()
-    counts = {n: len(_records(netlab_env, n)) for n in ("nuc1",) + COMPUTES}
-    discoveries = len(_records(netlab_env, "nuc1", "discover"))
-    ret = _deploy(netlab_env)
-    assert ret.returncode == 0, ret.stdout
-    assert len(_records(netlab_env, "nuc1")) == counts["nuc1"]
-    assert len(_records(netlab_env, "nuc2")) == counts["nuc2"]
-    assert len(_records(netlab_env, "nuc3")) == counts["nuc3"] + 1
-    assert _records(netlab_env, "nuc3")[-1]["rc"] == 0
-    assert len(_records(netlab_env, "nuc1", "discover")) == discoveries + 1
-    assert _states(netlab_env)["nuc3"] == "ready"
+    seen["discoveries"] = len(_records(env, "nuc1", "discover"))
+    seen["rerun"] = _deploy(env)
+    seen["rerun_records"] = {n: _records(env, n) for n in ("nuc1",) + COMPUTES}
+    seen["rerun_discoveries"] = len(_records(env, "nuc1", "discover"))
+    seen["rerun_states"] = _states(env)
+    return seen
+
+
+def test_a_failing_compute_stops_no_other_and_a_rerun_stacks_only_it(compute_failure):
+    seen = compute_failure
+    ret, events = seen["ret"], seen["events"]
+    assert ret.returncode != 0, "a deploy with a failed node must fail"
+    tags = [t for t, _ in events]
+    # nuc3's failure is an event of its own and of the run; nuc2 still ends ready
+    assert _node_tags(events, "nuc3")[-4:] == ["stacking", "stack/started",
+                                               "stack/failed", "failed"], tags
+    assert _node_tags(events, "nuc2")[-1] == "ready", tags
+    run_failed = [d for t, d in events if t == "netlab/run/failed"]
+    assert [(d["step"], d["node"]) for d in run_failed] == [("stack.sh", "nuc3")], run_failed
+    assert tags.index("netlab/node/nuc3/failed") < tags.index(
+        "netlab/stack/compute/finished") < tags.index("netlab/deploy/summary")
+    assert dict(events)["netlab/deploy/summary"]["failed"] == ["nuc3"] or \
+        list(dict(events)["netlab/deploy/summary"]["failed"]) == ["nuc3"]
+    before, after = seen["before"], seen["after"]
+    # all three ran again (force); nuc2 finished although nuc3 failed
+    assert {n: len(r) for n, r in after.items()} == {n: c + 1 for n, c in before.items()}
+    assert after["nuc2"][-1]["rc"] == 0
+    assert after["nuc3"][-1]["rc"] == 1
+    assert seen["states"]["nuc3"] == "failed" and seen["states"]["nuc2"] == "ready"
+    summary = seen["summary"]
+    assert list(summary["failed"]) == ["nuc3"]
+    assert "fake failure requested" in summary["failed"]["nuc3"]["log_tail"]
+    assert "stack.sh failed" in summary["failed"]["nuc3"]["reason"]
+    assert "FAILED  nuc3" in summary["text"]
+    assert "fake failure requested" in ret.stdout, "the deploy output names the failure"
+    # the rerun, with stack.sh working again: nuc3 only, then discovery
+    assert seen["rerun"].returncode == 0, seen["rerun"].stdout
+    again = seen["rerun_records"]
+    assert len(again["nuc1"]) == len(after["nuc1"])
+    assert len(again["nuc2"]) == len(after["nuc2"])
+    assert len(again["nuc3"]) == len(after["nuc3"]) + 1
+    assert again["nuc3"][-1]["rc"] == 0
+    assert seen["rerun_discoveries"] == seen["discoveries"] + 1
+    assert seen["rerun_states"]["nuc3"] == "ready"
+
+
+def test_secrets_a_failing_stack_log_shows_are_masked_in_events_results_and_summary(
+        netlab_env, compute_failure):
+    """docs/lifecycle.rst, trust model: stack.sh log tails are masked again on the
+    master before they reach events, devstack.json (mode 0600) and summaries. The
+    stand-in's failing stack.sh prints the lab's ADMIN_PASSWORD the way DevStack's
+    xtrace does (a bare argument, ``OS_PASSWORD=...``, URL credentials)."""
+    seen = compute_failure
+    secret = netlab_env.lab_pillar["devstack"]["localrc"]["ADMIN_PASSWORD"]
+    assert len(secret) >= 4 and "$" not in secret
+    ret, events = seen["ret"], seen["events"]
+    assert ret.returncode != 0, ret.stdout
+    # the secret really was in the log the node keeps (the test would prove
+    # nothing otherwise), and nowhere netlab shows or keeps it
+    assert "--bootstrap-password " + secret in seen["node_log"]
+    failed = dict(events)
+    node_tail = failed["netlab/node/nuc3/stack/failed"]["data"]["log_tail"]
+    assert "--bootstrap-password ******" in node_tail, node_tail
+    assert "OS_PASSWORD=******" in node_tail and "root:******@" in node_tail
+    for tag in ("netlab/node/nuc3/failed", "netlab/run/failed"):
+        assert tag in failed, [t for t, _ in events]
+    assert secret not in json.dumps(events)
+    assert secret not in ret.stdout + ret.stderr
+    summary = seen["summary"]
+    assert "--bootstrap-password ******" in summary["failed"]["nuc3"]["log_tail"]
+    assert "--bootstrap-password ******" in summary["first_failure"]["log_tail"]
+    assert secret not in json.dumps(summary)
+    assert oct(seen["results_mode"]) == "0o600"
+    assert "--bootstrap-password ******" in seen["results"] and secret not in seen["results"]
+    assert secret not in seen["run"]
 
 
 def test_a_failing_controller_stacks_no_compute_and_is_named_first(netlab_env, first_deploy):
@@ -382,10 +444,9 @@ def test_changing_the_branch_in_pillar_moves_every_checkout_on_restack(netlab_en
             rec = _records(env, node_id)[-1]
             assert rec["version"] == "stable-2025.1", node_id
             assert rec["commit"] == head
-    # back to master for whatever runs next
-    ret = env.runner("state.orchestrate", "netlab.restack")
-    assert ret.returncode == 0, ret.stdout
-    assert _records(env, "nuc1")[-1]["version"] == "master"
+    # pillar is back on master: the next deploy's node states move every checkout
+    # back (a deploy moves checkouts; only a restack runs stack.sh again), so no
+    # restack is spent here on putting the records back
 
 
 def test_unstack_takes_nodes_back_to_up(netlab_env, first_deploy):
@@ -552,63 +613,10 @@ def test_boot_timeout_bounds_the_wait_for_a_known_node_that_stays_off(
 
 
 # ---------------------------------------------------------------------------------
-# Documented behaviour only a real run shows: docs/lifecycle.rst (log tails masked
-# again on the master), docs/operations.rst (a lost event warns; preflight stops a
-# deploy), README.rst (state.apply netlab chooses per minion). Each test names its
-# claim; they reuse this module's deploy and leave every node ready.
-
-def _restack(env, nodes):
-    return env.runner("state.orchestrate", "netlab.restack",
-                      "pillar=" + json.dumps({"netlab_restack": {"nodes": list(nodes)}}))
-
-
-def _state_dir(env):
-    return pathlib.Path(env.lab_pillar["netnode"]["storage"]) / "state"
-
-
-def test_secrets_a_failing_stack_log_shows_are_masked_in_events_results_and_summary(
-        netlab_env, first_deploy):
-    """docs/lifecycle.rst, trust model: stack.sh log tails are masked again on the
-    master before they reach events, devstack.json (mode 0600) and summaries. The
-    stand-in's failing stack.sh prints the lab's ADMIN_PASSWORD the way DevStack's
-    xtrace does (a bare argument, ``OS_PASSWORD=...``, URL credentials)."""
-    env = netlab_env
-    secret = env.lab_pillar["devstack"]["localrc"]["ADMIN_PASSWORD"]
-    assert len(secret) >= 4 and "$" not in secret
-    marker = env.node_dest("nuc3") / "fake-devstack" / "fail"
-    marker.write_text("1")
-    try:
-        with env.watch() as watcher:
-            ret = _restack(env, ["nuc3"])
-            events = watcher.events(settle_tag="netlab/deploy/summary")
-        assert ret.returncode != 0, ret.stdout
-        # the secret really was in the log the node keeps (the test would prove
-        # nothing otherwise), and nowhere netlab shows or keeps it
-        log = pathlib.Path(_records(env, "nuc3")[-1]["dest"]) / "logs" / "netlab-stack.log"
-        assert "--bootstrap-password " + secret in log.read_text(encoding="utf-8")
-        failed = dict(events)
-        node_tail = failed["netlab/node/nuc3/stack/failed"]["data"]["log_tail"]
-        assert "--bootstrap-password ******" in node_tail, node_tail
-        assert "OS_PASSWORD=******" in node_tail and "root:******@" in node_tail
-        for tag in ("netlab/node/nuc3/failed", "netlab/run/failed"):
-            assert tag in failed, [t for t, _ in events]
-        assert secret not in json.dumps(events)
-        assert secret not in ret.stdout + ret.stderr
-        summary = _summary(env)
-        assert "--bootstrap-password ******" in summary["failed"]["nuc3"]["log_tail"]
-        assert "--bootstrap-password ******" in summary["first_failure"]["log_tail"]
-        assert secret not in json.dumps(summary)
-        results = _state_dir(env) / "devstack.json"
-        assert oct(results.stat().st_mode & 0o777) == "0o600"
-        kept = results.read_text(encoding="utf-8")
-        assert "--bootstrap-password ******" in kept and secret not in kept
-        assert secret not in (_state_dir(env) / "run.json").read_text(encoding="utf-8")
-    finally:
-        marker.unlink()
-    ret = _restack(env, ["nuc3"])
-    assert ret.returncode == 0, ret.stdout
-    assert _states(env)["nuc3"] == "ready"
-
+# Documented behaviour only a real run shows: docs/operations.rst (a lost event
+# warns; preflight stops a deploy), README.rst (state.apply netlab chooses per
+# minion). Each test names its claim; they reuse this module's deploy and leave
+# every node ready.
 
 def _config_without_event_bus(env, where):
     """A copy of the master's config whose sock_dir has every socket of the

@@ -119,24 +119,26 @@ def test_a_skipped_test_fails_the_run_under_run_tests(tmp_path, env, failed):
 # take a moment, so an overlap would show).
 TIMED_PYTHON = """#!/bin/sh
 if [ "$1" = -c ]; then echo {version}; exit 0; fi
-echo "start {version} $*" >> "{record}"
-sleep 0.5
-echo "end {version} $*" >> "{record}"
+echo "start {version} $(nice) $*" >> "{record}"
+sleep {seconds}
+echo "end {version} $(nice) $*" >> "{record}"
 """
 
 
-def test_ci_run_phases_the_tests_that_boot_guests_come_alone_and_last(tmp_path):
-    """With no arguments (CI's run): both Salt lines' fast tiers and the e2e tests
-    that boot no guest run at the same time (the ``one_guest`` tests after the
-    latter, in the same job); the other ``guests`` tests start after all of them
-    ended, on Salt 3008."""
+def test_ci_run_phases_the_3006_tiers_yield_beside_both_phases(tmp_path):
+    """With no arguments (CI's run): Salt 3008's fast tiers and the e2e tests that
+    boot no guest run at the same time (the ``one_guest`` tests after the latter,
+    in the same job); the other ``guests`` tests start after all of them ended, on
+    Salt 3008. Salt 3006's fast tiers run beside both phases at nice 10 (here they
+    take longer than everything else: the guests do not wait for them)."""
     record = tmp_path / "runs"
     venvs = {}
-    for version, req in (("3008.3", "requirements.txt"), ("3006.29", "requirements-3006.txt")):
+    for version, req, seconds in (("3008.3", "requirements.txt", 0.5),
+                                  ("3006.29", "requirements-3006.txt", 4)):
         venv = tmp_path / version
         (venv / "bin").mkdir(parents=True)
         python = venv / "bin" / "python"
-        python.write_text(TIMED_PYTHON.format(version=version, record=record))
+        python.write_text(TIMED_PYTHON.format(version=version, record=record, seconds=seconds))
         python.chmod(0o755)
         shutil.copy(REPO / "test" / req, venv / ".netlab-requirements")
         venvs[version] = venv
@@ -147,22 +149,33 @@ def test_ci_run_phases_the_tests_that_boot_guests_come_alone_and_last(tmp_path):
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = record.read_text().splitlines()
-    runs = {}
+    runs, nice = {}, {}
+    base = os.nice(0)
     for i, line in enumerate(lines):
-        what, version, args = line.split(" ", 2)
+        what, version, niceness, args = line.split(" ", 3)
         assert args.endswith(" --durations=15"), line  # CI's log names its slowest tests
         args = args[:-len(" --durations=15")]
-        runs.setdefault((version, args.split("--basetemp=")[1].split(" ", 1)[1]), {})[what] = i
+        key = (version, args.split("--basetemp=")[1].split(" ", 1)[1])
+        runs.setdefault(key, {})[what] = i
+        nice[key] = int(niceness) - base
     fast = "test/unit test/functional test/integration"
     assert set(runs) == {("3008.3", fast), ("3006.29", fast),
                          ("3008.3", "test/e2e -m not guests"),
                          ("3008.3", "test/e2e -m one_guest"),
                          ("3008.3", "test/e2e -m guests and not one_guest")}, lines
+    assert nice == {k: 10 if k[0] == "3006.29" else 0 for k in runs}, nice
     guests = runs.pop(("3008.3", "test/e2e -m guests and not one_guest"))
     one = runs.pop(("3008.3", "test/e2e -m one_guest"))
     starts = [r["start"] for r in runs.values()]
     assert max(starts) < min(r["end"] for r in runs.values()), lines   # side by side
     # the one-guest tests after the tests without guests, in the same job
     assert one["start"] > runs[("3008.3", "test/e2e -m not guests")]["end"], lines
+    line3006 = runs.pop(("3006.29", fast))
     assert guests["start"] > max(r["end"] for r in list(runs.values()) + [one]), lines
-    assert "e2e (booting guests): exit 0" in proc.stdout
+    assert guests["start"] < line3006["end"], lines
+    # the 3006 tiers' output is printed after the guests', the summary names every run
+    out = proc.stdout
+    assert out.index("pytest test/e2e -m guests and not one_guest: exit 0") < out.index(
+        "---- Salt 3006, unit+functional+integration (ran alongside, nice 10"), out
+    assert "e2e (booting guests): exit 0" in out
+    assert "Salt 3006, unit+functional+integration: exit 0" in out
