@@ -62,10 +62,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionstart(session):  # pylint: disable=unused-argument
-    """Remove what killed test runs left behind (their test users, sudoers files)."""
-    from lib import testusers  # pylint: disable=import-outside-toplevel
+    """Remove what killed test runs left behind (their test users, sudoers files,
+    scratch directories under /tmp)."""
+    from lib import testdirs, testusers  # pylint: disable=import-outside-toplevel
 
     testusers.sweep()
+    testdirs.sweep()
 
 
 def pytest_unconfigure(config):

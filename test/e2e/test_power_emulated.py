@@ -25,11 +25,10 @@ import os
 import pathlib
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from lib import qmpvm
+from lib import qmpvm, testdirs
 from lib.netns import Segment
 from lib.saltrunner import master_conf
 from lib.vm import VENV_BIN, wait_for
@@ -121,7 +120,7 @@ def _ca_and_cert(d):
 
 @pytest.fixture(scope="module")
 def rig(e2e_ready):  # pylint: disable=unused-argument
-    base = pathlib.Path(tempfile.mkdtemp(prefix="netlab-power-", dir="/tmp"))
+    base = testdirs.make("netlab-power-", mode=0o700)
     seg = Segment(cidr=CIDR, server_ip=NETNODE_IP, bridge="br0")
     vm = None
     try:

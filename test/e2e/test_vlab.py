@@ -33,13 +33,12 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 import yaml
 
-from lib import fake_devstack
+from lib import fake_devstack, testdirs
 from lib.events import EventWatcher
 
 # One lab, driven through its life in steps: each test is the next step (the
@@ -84,8 +83,7 @@ def _run(lab, *args, timeout=45 * 60, env=None):
 
 @pytest.fixture(scope="module")
 def lab():
-    base = pathlib.Path(tempfile.mkdtemp(prefix="netlab-vlab-", dir="/tmp"))
-    os.chmod(base, 0o755)
+    base = testdirs.make("netlab-vlab-")
     clone = _clean_copy(base / "netlab")
     labdir = base / "lab"
     env = dict(os.environ, NETLAB_VLAB_DIR=str(labdir))

@@ -45,7 +45,6 @@ import json
 import os
 import pathlib
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -61,6 +60,7 @@ import netlab_roots_keys
 import netlab_slice
 from lib.events import EventWatcher
 from lib import image as image_lib
+from lib import testdirs
 from lib.image import test_image  # noqa: F401  pylint: disable=unused-import
 from lib import netnode_restarts as restarts
 from lib.netns import Segment
@@ -156,8 +156,7 @@ class VmLab:
 
 @pytest.fixture(scope="module")
 def vmlab(test_image, request):  # noqa: F811  pylint: disable=redefined-outer-name
-    base = pathlib.Path(tempfile.mkdtemp(prefix="netlab-vms-", dir="/tmp"))
-    os.chmod(base, 0o755)  # nginx (www-data) reads the http tree under it
+    base = testdirs.make("netlab-vms-")  # 0755: nginx (www-data) reads the http tree under it
     seg = Segment(cidr=CIDR, server_ip=NETNODE_IP, bridge="br0", ipv6=True)
     lab = master = None
     failed_before = request.session.testsfailed

@@ -22,13 +22,12 @@ import pathlib
 import pwd
 import shutil
 import subprocess
-import uuid
 
 import pytest
 import yaml
 
 import netlab_saltcompat
-from lib import testusers
+from lib import testdirs, testusers
 from lib.events import EventWatcher
 from lib.vm import VENV_BIN
 
@@ -159,9 +158,7 @@ def stack_user():
 @pytest.fixture(scope="session")
 def integration_base():
     """World-readable base dir (pytest's tmp dirs are 0700; the stack user needs in)."""
-    base = pathlib.Path("/tmp") / "netlab-it-{}".format(uuid.uuid4().hex[:8])
-    base.mkdir(mode=0o755)
-    os.chmod(base, 0o755)
+    base = testdirs.make("netlab-it-")
     try:
         yield base
     finally:

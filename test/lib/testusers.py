@@ -46,7 +46,8 @@ def remove(name):
         pass
 
 
-def _alive(pid):
+def pytest_alive(pid):
+    """Whether ``pid`` is a running pytest (a run whose leftovers are not ours to take)."""
     try:
         with open("/proc/{}/cmdline".format(pid), "rb") as fh:
             return b"pytest" in fh.read()
@@ -61,7 +62,7 @@ def sweep():
     gone = []
     for entry in pwd.getpwall():
         m = MARK_RE.match(entry.pw_gecos or "")
-        if m and not _alive(int(m.group(1))):
+        if m and not pytest_alive(int(m.group(1))):
             remove(entry.pw_name)
             gone.append(entry.pw_name)
     return gone
