@@ -125,12 +125,13 @@ echo "end {version} $(nice) $*" >> "{record}"
 """
 
 
-def test_ci_run_phases_the_3006_tiers_yield_beside_both_phases(tmp_path):
-    """With no arguments (CI's run): Salt 3008's fast tiers and the e2e tests that
-    boot no guest run at the same time (the ``one_guest`` tests after the latter,
-    in the same job); the other ``guests`` tests start after all of them ended, on
-    Salt 3008. Salt 3006's fast tiers run beside both phases at nice 10 (here they
-    take longer than everything else: the guests do not wait for them)."""
+def test_ci_run_phases_the_lowered_tiers_yield_beside_both_phases(tmp_path):
+    """With no arguments (CI's run): Salt 3008's unit and integration tiers and the
+    e2e tests that boot no guest run at the same time (the ``one_guest`` tests
+    after the latter, in the same job); the other ``guests`` tests start after all
+    of them ended, on Salt 3008. Salt 3008's functional tier and Salt 3006's fast
+    tiers run beside both phases at nice 10 (here the 3006 ones take longer than
+    everything else: the guests do not wait for them)."""
     record = tmp_path / "runs"
     venvs = {}
     for version, req, seconds in (("3008.3", "requirements.txt", 0.5),
@@ -159,11 +160,13 @@ def test_ci_run_phases_the_3006_tiers_yield_beside_both_phases(tmp_path):
         runs.setdefault(key, {})[what] = i
         nice[key] = int(niceness) - base
     fast = "test/unit test/functional test/integration"
-    assert set(runs) == {("3008.3", fast), ("3006.29", fast),
+    assert set(runs) == {("3008.3", "test/unit test/integration"), ("3006.29", fast),
+                         ("3008.3", "test/functional"),
                          ("3008.3", "test/e2e -m not guests"),
                          ("3008.3", "test/e2e -m one_guest"),
                          ("3008.3", "test/e2e -m guests and not one_guest")}, lines
-    assert nice == {k: 10 if k[0] == "3006.29" else 0 for k in runs}, nice
+    lowered = {("3006.29", fast), ("3008.3", "test/functional")}
+    assert nice == {k: 10 if k in lowered else 0 for k in runs}, nice
     guests = runs.pop(("3008.3", "test/e2e -m guests and not one_guest"))
     one = runs.pop(("3008.3", "test/e2e -m one_guest"))
     starts = [r["start"] for r in runs.values()]
@@ -171,6 +174,7 @@ def test_ci_run_phases_the_3006_tiers_yield_beside_both_phases(tmp_path):
     # the one-guest tests after the tests without guests, in the same job
     assert one["start"] > runs[("3008.3", "test/e2e -m not guests")]["end"], lines
     line3006 = runs.pop(("3006.29", fast))
+    runs.pop(("3008.3", "test/functional"))
     assert guests["start"] > max(r["end"] for r in list(runs.values()) + [one]), lines
     assert guests["start"] < line3006["end"], lines
     # the 3006 tiers' output is printed after the guests', the summary names every run
@@ -179,3 +183,4 @@ def test_ci_run_phases_the_3006_tiers_yield_beside_both_phases(tmp_path):
         "---- Salt 3006, unit+functional+integration (ran alongside, nice 10"), out
     assert "e2e (booting guests): exit 0" in out
     assert "Salt 3006, unit+functional+integration: exit 0" in out
+    assert "Salt 3008, functional: exit 0" in out and "Salt 3008, unit+integration: exit 0" in out
