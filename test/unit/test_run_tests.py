@@ -166,7 +166,10 @@ def test_ci_run_phases_the_lowered_tiers_yield_beside_both_phases(tmp_path):
                          ("3008.3", "test/e2e -m one_guest"),
                          ("3008.3", "test/e2e -m guests and not one_guest")}, lines
     lowered = {("3006.29", fast), ("3008.3", "test/functional")}
-    assert nice == {k: 10 if k in lowered else 0 for k in runs}, nice
+    # 10 lower than the rest, as far as 19 allows (this test may itself run in a
+    # lowered run: then its own lowered runs end at 19)
+    low = min(base + 10, 19) - base
+    assert nice == {k: low if k in lowered else 0 for k in runs}, nice
     guests = runs.pop(("3008.3", "test/e2e -m guests and not one_guest"))
     one = runs.pop(("3008.3", "test/e2e -m one_guest"))
     starts = [r["start"] for r in runs.values()]
