@@ -17,6 +17,7 @@ import re
 import shutil
 import uuid
 
+import netlab_image_store
 from lib import testusers
 
 ROOT = pathlib.Path("/tmp")
@@ -35,16 +36,6 @@ def make(prefix, mode=0o755):
     return path
 
 
-def _mounted_under(path):
-    top = str(path) + "/"
-    with open("/proc/self/mounts", encoding="utf-8") as fh:
-        for line in fh:
-            point = line.split()[1].replace("\\040", " ")
-            if point == str(path) or point.startswith(top):
-                return True
-    return False
-
-
 def sweep(root=ROOT):
     """Remove the scratch directories of test runs that are gone; returns them."""
     gone = []
@@ -52,7 +43,8 @@ def sweep(root=ROOT):
         m = NAME_RE.match(entry.name)
         if not m or not entry.is_dir() or entry.is_symlink():
             continue
-        if testusers.pytest_alive(int(m.group(2))) or _mounted_under(entry):
+        if testusers.pytest_alive(int(m.group(2))) or \
+                netlab_image_store._mounts_under(str(entry)):  # pylint: disable=protected-access
             continue
         shutil.rmtree(entry, ignore_errors=True)
         gone.append(entry)
